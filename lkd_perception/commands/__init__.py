@@ -1,0 +1,49 @@
+"""Subcommands of the ``lkd`` command line.
+
+Each module in this package defines ``COMMANDS: list[Command]``; :mod:`lkd_perception.cli`
+discovers the modules, so a capability adds its commands without touching a shared list.
+Modules import only light things at top level; heavy imports belong inside ``run`` so that
+``lkd --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``lkd`` subcommand, e.g. path ``("evaluate", "lines")`` is ``lkd evaluate lines``."""
+
+    path: tuple[str, ...]
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def emit_json(obj: Any, out: str | Path | None) -> None:
+    """Write a JSON result to ``out`` (creating parent folders) or, without one, to stdout."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+    if out is None or str(out) == "-":
+        sys.stdout.write(text + "\n")
+        return
+    p = Path(out)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,1 @@
+"""Shared, ROS-free building blocks: configuration dataclasses, SE(3) maths, timing, errors."""

@@ -1,0 +1,195 @@
+"""Configuration dataclasses and their YAML / ROS-parameter form.
+
+One name per setting: a dataclass field name is the YAML key and the ROS parameter name.
+Fields carry their description and allowed range in ``metadata`` (see :func:`param`), so the
+nodes can declare ROS parameters with descriptors and ranges from the same source, and the
+offline tools validate a YAML file exactly as a node would.
+
+Configs are flat (no nested dataclasses) because ROS parameters are flat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
+
+import yaml
+
+from lkd_perception.common.errors import ConfigError
+
+T = TypeVar("T")
+
+_SCALAR_TYPES = (bool, int, float, str)
+
+
+def param(
+    default: Any,
+    description: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: Sequence[str] | None = None,
+    read_only: bool = False,
+) -> Any:
+    """A dataclass field with the facts a ROS parameter descriptor needs.
+
+    ``lo``/``hi`` bound numbers (inclusive), ``choices`` restricts strings, and ``read_only``
+    marks settings that only take effect at start-up (model paths, topic QoS).
+    List defaults are copied per instance.
+    """
+    meta = {
+        "description": description,
+        "lo": lo,
+        "hi": hi,
+        "choices": tuple(choices) if choices is not None else None,
+        "read_only": read_only,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Everything about one setting: what a node needs to declare it as a ROS parameter."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    lo: float | None
+    hi: float | None
+    choices: tuple[str, ...] | None
+    read_only: bool
+    element_type: type | None = None  # for list-valued settings
+
+
+def _resolve_type(cls: type, f: dataclasses.Field) -> tuple[type, type | None]:
+    hints = typing.get_type_hints(cls)
+    t = hints[f.name]
+    origin = typing.get_origin(t)
+    if origin in (list, tuple, Sequence):
+        args = typing.get_args(t)
+        elem = args[0] if args else float
+        return list, elem
+    if t in _SCALAR_TYPES:
+        return t, None
+    raise ConfigError(f"{cls.__name__}.{f.name}: unsupported config type {t!r}")
+
+
+def describe(cls: type) -> list[ParamSpec]:
+    """The parameter specs of a config dataclass, in field order."""
+    if not is_dataclass(cls):
+        raise ConfigError(f"{cls!r} is not a dataclass")
+    specs = []
+    for f in fields(cls):
+        typ, elem = _resolve_type(cls, f)
+        if f.default is not MISSING:
+            default = f.default
+        elif f.default_factory is not MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            raise ConfigError(f"{cls.__name__}.{f.name} has no default")
+        meta = f.metadata
+        specs.append(
+            ParamSpec(
+                name=f.name,
+                type=typ,
+                default=default,
+                description=meta.get("description", ""),
+                lo=meta.get("lo"),
+                hi=meta.get("hi"),
+                choices=meta.get("choices"),
+                read_only=bool(meta.get("read_only", False)),
+                element_type=elem,
+            )
+        )
+    return specs
+
+
+def coerce_value(spec: ParamSpec, value: Any, owner: str = "") -> Any:
+    """Check one value against its spec, converting ints to floats where a float is expected."""
+    where = f"{owner}.{spec.name}" if owner else spec.name
+    if spec.type is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        elem = spec.element_type or float
+        out = []
+        for v in value:
+            if elem is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, elem) or (elem is int and isinstance(v, bool)):
+                raise ConfigError(f"{where}: list element {v!r} is not {elem.__name__}")
+            out.append(v)
+        return out
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected int, got bool")
+    if not isinstance(value, spec.type):
+        raise ConfigError(f"{where}: expected {spec.type.__name__}, got {type(value).__name__} ({value!r})")
+    if spec.type in (int, float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {value} is not finite")
+        if spec.lo is not None and value < spec.lo:
+            raise ConfigError(f"{where}: {value} is below the minimum {spec.lo}")
+        if spec.hi is not None and value > spec.hi:
+            raise ConfigError(f"{where}: {value} is above the maximum {spec.hi}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(spec.choices)}")
+    return value
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], *, strict: bool = True) -> T:
+    """Build and validate a config dataclass from a mapping.
+
+    With ``strict`` an unknown key is an error (a typo in YAML must not be silently ignored);
+    keys belonging to other config sections of the same node are passed with ``strict=False``.
+    """
+    specs = {s.name: s for s in describe(cls)}
+    unknown = sorted(set(values) - set(specs))
+    if strict and unknown:
+        raise ConfigError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(specs)}")
+    kwargs = {k: coerce_value(specs[k], v, cls.__name__) for k, v in values.items() if k in specs}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as a plain dict (YAML-ready)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file into a dict; a missing or malformed file is a :class:`ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return data
+
+
+def node_parameters(params_file: Mapping[str, Any], node_name: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of one node from a ROS 2 parameter file's contents.
+
+    Follows the ROS 2 rules: ``/**`` applies to every node, a node's own section overrides it.
+    """
+    merged: dict[str, Any] = {}
+    for key in ("/**", node_name, "/" + node_name):
+        section = params_file.get(key)
+        if isinstance(section, Mapping):
+            merged.update(section.get("ros__parameters", {}) or {})
+    return merged
+
+
+def split_for(cls: type[T], values: Mapping[str, Any]) -> T:
+    """Pick out and validate the fields of ``cls`` from a node's mixed parameter dict."""
+    return from_dict(cls, values, strict=False)

@@ -1,0 +1,1 @@
+"""detection subpackage of lkd_perception."""

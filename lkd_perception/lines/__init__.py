@@ -1,0 +1,1 @@
+"""lines subpackage of lkd_perception."""

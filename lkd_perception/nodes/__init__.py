@@ -1,0 +1,1 @@
+"""lkd_perception: nodes (the only ROS-importing package)."""

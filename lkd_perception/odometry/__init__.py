@@ -1,0 +1,1 @@
+"""odometry subpackage of lkd_perception."""

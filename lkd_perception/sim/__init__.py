@@ -1,0 +1,1 @@
+"""sim subpackage of lkd_perception."""
