@@ -217,8 +217,6 @@ def decode_pointcloud2(
         raise CodecError(f"point cloud lacks field(s) {missing}; has {sorted(specs)}")
     n = width * height
     buf = np.frombuffer(memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data, dtype=np.uint8)
-    if n == 0:
-        return Cloud(np.zeros((0, 3), np.float32))
     if row_step < width * point_step:
         raise CodecError(f"row_step {row_step} < width {width} x point_step {point_step}")
     needed = row_step * (height - 1) + width * point_step
@@ -228,7 +226,7 @@ def decode_pointcloud2(
         rows = np.lib.stride_tricks.as_strided(buf, shape=(height, width * point_step), strides=(row_step, 1))
         buf = np.ascontiguousarray(rows).reshape(-1)
     else:
-        buf = buf[: n * point_step]
+        buf = np.ascontiguousarray(buf[: n * point_step])
     order = ">" if is_bigendian else "<"
     names = list(specs)
     dtype = np.dtype(

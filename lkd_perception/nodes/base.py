@@ -1,0 +1,194 @@
+"""What every lkd_perception node shares: typed parameters, QoS, guarded callbacks, diagnostics.
+
+Parameters are declared from the core's config dataclasses (one name per setting), each with
+a descriptor carrying its description, range and read-only flag, so ``ros2 param describe``
+tells a user what a setting does and the middleware rejects out-of-range values.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence, TypeVar
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterType as PT
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from lkd_perception.common.config import ParamSpec, coerce_value, describe, param
+from lkd_perception.common.errors import ConfigError, LkdError
+from lkd_perception.nodes import qos as qos_profiles
+from lkd_perception.nodes.diagnostics import DiagnosticsReporter
+
+C = TypeVar("C")
+
+_INT_MAX = 2**62
+_FLOAT_MAX = sys.float_info.max
+
+
+@dataclass(frozen=True)
+class NodeIOConfig:
+    """Settings every node has: how it subscribes to sensors and how often it reports health."""
+
+    sensor_qos_reliability: str = param(
+        "best_effort", "Reliability of sensor subscriptions", choices=("best_effort", "reliable"), read_only=True
+    )
+    sensor_qos_depth: int = param(1, "Queue depth of sensor subscriptions", lo=1, hi=1000, read_only=True)
+    diagnostics_period_s: float = param(1.0, "Period of /diagnostics reports (s)", lo=0.05, hi=60.0, read_only=True)
+
+
+def _ros_type(spec: ParamSpec) -> int:
+    if spec.type is bool:
+        return PT.PARAMETER_BOOL
+    if spec.type is int:
+        return PT.PARAMETER_INTEGER
+    if spec.type is float:
+        return PT.PARAMETER_DOUBLE
+    if spec.type is str:
+        return PT.PARAMETER_STRING
+    return {
+        float: PT.PARAMETER_DOUBLE_ARRAY,
+        int: PT.PARAMETER_INTEGER_ARRAY,
+        str: PT.PARAMETER_STRING_ARRAY,
+        bool: PT.PARAMETER_BOOL_ARRAY,
+    }[spec.element_type or float]
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ROS parameter descriptor of one config field."""
+    d = ParameterDescriptor(
+        name=spec.name, type=_ros_type(spec), description=spec.description, read_only=spec.read_only
+    )
+    if spec.choices:
+        d.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.lo is not None or spec.hi is not None:
+        if spec.type is int:
+            d.integer_range = [
+                IntegerRange(
+                    from_value=int(spec.lo if spec.lo is not None else -_INT_MAX),
+                    to_value=int(spec.hi if spec.hi is not None else _INT_MAX),
+                    step=0,
+                )
+            ]
+        elif spec.type is float:
+            d.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(spec.lo if spec.lo is not None else -_FLOAT_MAX),
+                    to_value=float(spec.hi if spec.hi is not None else _FLOAT_MAX),
+                    step=0.0,
+                )
+            ]
+    return d
+
+
+class LkdNode(Node):
+    """Base class of the product's nodes."""
+
+    def __init__(self, node_name: str, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self._configs: dict[type, tuple[dict[str, ParamSpec], Callable[[Any], None] | None]] = {}
+        self._config_values: dict[type, Any] = {}
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.io_config = self.declare_config(NodeIOConfig)
+        self.diagnostics = DiagnosticsReporter(self, period_s=self.io_config.diagnostics_period_s)
+
+    # -- parameters ---------------------------------------------------------------------------
+    def declare_config(self, cls: type[C], on_change: Callable[[C], None] | None = None) -> C:
+        """Declare one parameter per field of ``cls`` and return the validated config.
+
+        Values come from the parameter file / overrides; invalid ones are logged and the node
+        falls back to the field's default rather than refusing to start. Without ``on_change``
+        the settings are fixed after start-up and a runtime change is rejected with a reason.
+        """
+        specs = {s.name: s for s in describe(cls)}
+        values: dict[str, Any] = {}
+        for name, spec in specs.items():
+            try:
+                p = self.declare_parameter(name, spec.default, descriptor(spec))
+                values[name] = coerce_value(spec, p.value, cls.__name__)
+            except (ConfigError, rclpy.exceptions.InvalidParameterValueException,
+                    rclpy.exceptions.InvalidParameterTypeException) as exc:
+                self.get_logger().error(f"parameter {name}: {exc}; using default {spec.default!r}")
+                values[name] = spec.default
+        cfg = cls(**values)
+        self._configs[cls] = (specs, on_change)
+        self._config_values[cls] = cfg
+        self.get_logger().debug(f"{cls.__name__}: {values}")
+        return cfg
+
+    def config(self, cls: type[C]) -> C:
+        """The current value of a declared config."""
+        return self._config_values[cls]
+
+    def _validate_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
+        updates: dict[type, dict[str, Any]] = {}
+        for p in params:
+            for cls, (specs, on_change) in self._configs.items():
+                if p.name not in specs:
+                    continue
+                if on_change is None:
+                    return SetParametersResult(successful=False, reason=f"{p.name} takes effect only at start-up")
+                try:
+                    updates.setdefault(cls, {})[p.name] = coerce_value(specs[p.name], p.value, cls.__name__)
+                except ConfigError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        for cls, changed in updates.items():
+            new_cfg = replace(self._config_values[cls], **changed)
+            self._config_values[cls] = new_cfg
+            on_change = self._configs[cls][1]
+            assert on_change is not None
+            on_change(new_cfg)
+        return SetParametersResult(successful=True)
+
+    # -- QoS ----------------------------------------------------------------------------------
+    def sensor_qos(self):
+        """QoS of sensor subscriptions, from the ``sensor_qos_*`` parameters."""
+        return qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, self.io_config.sensor_qos_depth)
+
+    def output_qos(self, depth: int = 10):
+        return qos_profiles.output_qos(depth)
+
+    # -- callbacks ----------------------------------------------------------------------------
+    def guarded(self, task: str, fn: Callable[[Any], Any]) -> Callable[[Any], None]:
+        """Wrap a callback so that it is timed into diagnostics and can never kill the node.
+
+        Deliberate errors (bad input, missing model) are warnings with their message; anything
+        else is a bug, logged with its traceback as an error. Either way the next message is
+        processed normally.
+        """
+
+        def wrapper(msg: Any) -> None:
+            t0 = time.perf_counter()
+            try:
+                fn(msg)
+            except LkdError as exc:
+                self.get_logger().warn(f"{task}: {exc}", throttle_duration_sec=1.0)
+                self.diagnostics.warn(task, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - a node must survive its own bugs
+                self.get_logger().error(f"{task}: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                self.diagnostics.error(task, f"{type(exc).__name__}: {exc}")
+                return
+            self.diagnostics.record(task, time.perf_counter() - t0)
+
+        return wrapper
+
+
+def run_node(node_cls: Callable[..., Node], args: Sequence[str] | None = None) -> None:
+    """Entry point body of a node executable: init, spin until shutdown, clean up."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_cls()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,196 @@
+"""ROS 2 messages <-> numpy, for the nodes (no cv_bridge: it is not on the pip wheels, and
+numpy covers every encoding a camera driver sends).
+
+The byte layouts live in :mod:`lkd_perception.io.codecs` and are shared with the bag readers;
+this module only moves fields between rclpy message objects and those codecs, and builds the
+product's output messages.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped, Transform, TransformStamped
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import Image, PointCloud2, PointField
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from lkd_perception.common.se3 import quat_from_matrix
+from lkd_perception.io.codecs import (
+    Cloud,
+    CodecError,
+    decode_image,
+    decode_pointcloud2,
+    encode_image,
+    encode_pointcloud2,
+    image_to_rgb_array,
+)
+
+ConversionError = CodecError  # one clear error type for every malformed or unsupported message
+
+__all__ = [
+    "Cloud",
+    "ConversionError",
+    "image_to_numpy",
+    "image_to_rgb",
+    "numpy_to_image",
+    "pointcloud2_to_cloud",
+    "cloud_to_pointcloud2",
+    "detection2d_array",
+    "odometry_msg",
+    "path_msg",
+    "transform_stamped",
+    "tf_message",
+    "stamp_to_ns",
+    "ns_to_stamp",
+]
+
+
+# -- time -------------------------------------------------------------------------------------
+def stamp_to_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+# -- images -----------------------------------------------------------------------------------
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """Pixels in the message's own layout ((H, W) mono, (H, W, C) colour or packed YUV)."""
+    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Pixels as (H, W, 3) uint8 RGB, whatever the encoding."""
+    return image_to_rgb_array(image_to_numpy(msg), msg.encoding)
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, stamp: Time | None = None, frame_id: str = "") -> Image:
+    step, data = encode_image(arr, encoding)
+    msg = Image()
+    msg.header = Header(stamp=stamp or Time(), frame_id=frame_id)
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = step
+    msg.data = data
+    return msg
+
+
+# -- point clouds -----------------------------------------------------------------------------
+def pointcloud2_to_cloud(msg: PointCloud2) -> Cloud:
+    """Points of a PointCloud2 (any field order/padding; NaN and inf points dropped)."""
+    stamp_s = stamp_to_ns(msg.header.stamp) * 1e-9
+    return decode_pointcloud2(
+        msg.fields, msg.data, msg.point_step, msg.row_step, msg.width, msg.height, msg.is_bigendian, stamp_s
+    )
+
+
+def cloud_to_pointcloud2(cloud: Cloud, stamp: Time | None = None, frame_id: str = "") -> PointCloud2:
+    fields, point_step, data = encode_pointcloud2(cloud)
+    msg = PointCloud2()
+    msg.header = Header(stamp=stamp or Time(), frame_id=frame_id)
+    msg.height, msg.width = 1, len(cloud)
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields]
+    msg.is_bigendian = False
+    msg.point_step = point_step
+    msg.row_step = point_step * len(cloud)
+    msg.data = data
+    msg.is_dense = True
+    return msg
+
+
+# -- results ----------------------------------------------------------------------------------
+def detection2d_array(
+    stamp: Time,
+    frame_id: str,
+    centers: np.ndarray,
+    sizes: np.ndarray,
+    thetas: np.ndarray | None,
+    scores: np.ndarray,
+    class_ids: Sequence[str],
+) -> Detection2DArray:
+    """A Detection2DArray of (possibly rotated) boxes; one hypothesis per detection."""
+    n = len(scores)
+    if not (len(centers) == len(sizes) == len(class_ids) == n) or (thetas is not None and len(thetas) != n):
+        raise ConversionError("detection2d_array: centers, sizes, thetas, scores and class_ids differ in length")
+    header = Header(stamp=stamp, frame_id=frame_id)
+    out = Detection2DArray(header=header)
+    dets = []
+    for i in range(n):
+        d = Detection2D(header=header)
+        d.bbox.center.position.x = float(centers[i][0])
+        d.bbox.center.position.y = float(centers[i][1])
+        d.bbox.center.theta = float(thetas[i]) if thetas is not None else 0.0
+        d.bbox.size_x = float(sizes[i][0])
+        d.bbox.size_y = float(sizes[i][1])
+        h = ObjectHypothesisWithPose()
+        h.hypothesis.class_id = str(class_ids[i])
+        h.hypothesis.score = float(scores[i])
+        d.results = [h]
+        dets.append(d)
+    out.detections = dets
+    return out
+
+
+def _transform(T: np.ndarray) -> Transform:
+    tf = Transform()
+    tf.translation.x, tf.translation.y, tf.translation.z = (float(v) for v in T[:3, 3])
+    q = quat_from_matrix(T[:3, :3])
+    tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w = (float(v) for v in q)
+    return tf
+
+
+def transform_stamped(stamp: Time, parent: str, child: str, T: np.ndarray) -> TransformStamped:
+    return TransformStamped(header=Header(stamp=stamp, frame_id=parent), child_frame_id=child, transform=_transform(T))
+
+
+def tf_message(transforms: Sequence[TransformStamped]) -> TFMessage:
+    return TFMessage(transforms=list(transforms))
+
+
+def odometry_msg(
+    stamp: Time,
+    frame_id: str,
+    child_frame_id: str,
+    T: np.ndarray,
+    twist_linear: np.ndarray | None = None,
+    twist_angular: np.ndarray | None = None,
+    pose_covariance: np.ndarray | None = None,
+) -> Odometry:
+    """Odometry with the pose of ``child_frame_id`` in ``frame_id``; twist in the child frame."""
+    msg = Odometry(header=Header(stamp=stamp, frame_id=frame_id), child_frame_id=child_frame_id)
+    tf = _transform(T)
+    msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = (
+        tf.translation.x, tf.translation.y, tf.translation.z)
+    msg.pose.pose.orientation = tf.rotation
+    if pose_covariance is not None:
+        msg.pose.covariance = [float(v) for v in np.asarray(pose_covariance, dtype=float).reshape(36)]
+    if twist_linear is not None:
+        msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = (float(v) for v in twist_linear)
+    if twist_angular is not None:
+        msg.twist.twist.angular.x, msg.twist.twist.angular.y, msg.twist.twist.angular.z = (
+            float(v) for v in twist_angular)
+    return msg
+
+
+def path_msg(stamp: Time, frame_id: str, stamps: Sequence[Time], poses: Sequence[np.ndarray]) -> Path:
+    if len(stamps) != len(poses):
+        raise ConversionError("path_msg: stamps and poses differ in length")
+    out = Path(header=Header(stamp=stamp, frame_id=frame_id))
+    items = []
+    for st, T in zip(stamps, poses):
+        ps = PoseStamped(header=Header(stamp=st, frame_id=frame_id))
+        tf = _transform(T)
+        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = (
+            tf.translation.x, tf.translation.y, tf.translation.z)
+        ps.pose.orientation = tf.rotation
+        items.append(ps)
+    out.poses = items
+    return out

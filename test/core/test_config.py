@@ -1,0 +1,60 @@
+"""Config dataclasses: one name per setting, validated the same way offline and in nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from lkd_perception.common.config import describe, from_dict, load_yaml, node_parameters, param, to_dict
+from lkd_perception.common.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Demo:
+    threshold: float = param(0.5, "score threshold", lo=0.0, hi=1.0)
+    count: int = param(3, "how many", lo=1)
+    mode: str = param("fast", "mode", choices=("fast", "slow"))
+    enabled: bool = param(True, "on/off")
+    weights: list[float] = param([1.0, 2.0], "weights")
+
+
+def test_describe_carries_ranges_and_types():
+    specs = {s.name: s for s in describe(Demo)}
+    assert specs["threshold"].type is float and specs["threshold"].lo == 0.0 and specs["threshold"].hi == 1.0
+    assert specs["count"].type is int and specs["count"].hi is None
+    assert specs["mode"].choices == ("fast", "slow")
+    assert specs["weights"].type is list and specs["weights"].element_type is float
+
+
+def test_from_dict_validates_and_coerces():
+    cfg = from_dict(Demo, {"threshold": 1, "weights": [3, 4.5]})
+    assert cfg.threshold == 1.0 and isinstance(cfg.threshold, float)
+    assert cfg.weights == [3.0, 4.5]
+    assert to_dict(cfg)["mode"] == "fast"
+
+
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"threshold": 1.5}, "above the maximum"),
+        ({"count": 0}, "below the minimum"),
+        ({"mode": "turbo"}, "not one of"),
+        ({"enabled": "yes"}, "expected bool"),
+        ({"count": True}, "expected int"),
+        ({"threshhold": 0.1}, "unknown setting"),
+        ({"threshold": float("nan")}, "not finite"),
+    ],
+)
+def test_from_dict_rejects_bad_values(values, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        from_dict(Demo, values)
+
+
+def test_node_parameters_follow_ros_precedence(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    count: 2\n    mode: slow\nnode_a:\n  ros__parameters:\n    count: 5\n")
+    params = node_parameters(load_yaml(f), "node_a")
+    assert params == {"count": 5, "mode": "slow"}
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "missing.yaml")
