@@ -167,7 +167,7 @@ class LkdNode(Node):
             try:
                 fn(msg)
             except LkdError as exc:
-                self.get_logger().warn(f"{task}: {exc}", throttle_duration_sec=1.0)
+                self.get_logger().warning(f"{task}: {exc}", throttle_duration_sec=1.0)
                 self.diagnostics.warn(task, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - a node must survive its own bugs

@@ -1,0 +1,66 @@
+"""The node graph of the vehicle, described once.
+
+Both ``launch/vehicle.launch.py`` (real ROS 2 launch) and ``lkd launch`` (all nodes in one
+process, for machines without ``ros2 launch``) build from this description, so they start the
+same nodes, with the same names, parameters and remappings. This module imports no ROS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "lkd_perception"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph; ``name`` is also its section in the parameter file."""
+
+    name: str
+    executable: str  # console script (setup.py entry point)
+    capability: str  # detection | lines | odometry: what a user switches on or off
+    module: str  # python module that holds the node class
+    class_name: str
+    remappings: tuple[tuple[str, str], ...] = ()
+
+
+GRAPH: tuple[NodeSpec, ...] = (
+    NodeSpec("detector_node", "detector_node", "detection", "lkd_perception.nodes.detector_node", "DetectorNode"),
+    NodeSpec("line_node", "line_node", "lines", "lkd_perception.nodes.line_node", "LineNode"),
+    NodeSpec(
+        "lidar_odometry_node", "lidar_odometry_node", "odometry",
+        "lkd_perception.nodes.lidar_odometry_node", "LidarOdometryNode",
+    ),
+)
+
+CAPABILITIES: tuple[str, ...] = tuple(dict.fromkeys(s.capability for s in GRAPH))
+
+
+def select(capabilities: str | list[str] | tuple[str, ...] = "all") -> list[NodeSpec]:
+    """The nodes of the chosen capabilities (a comma-separated string or a list; ``all``)."""
+    if isinstance(capabilities, str):
+        wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
+    else:
+        wanted = list(capabilities)
+    if not wanted or "all" in wanted:
+        return list(GRAPH)
+    unknown = sorted(set(wanted) - set(CAPABILITIES))
+    if unknown:
+        from lkd_perception.common.errors import ConfigError
+
+        raise ConfigError(f"unknown capabilities {unknown}; choose from {list(CAPABILITIES)} or 'all'")
+    return [s for s in GRAPH if s.capability in wanted]
+
+
+def default_config_path() -> Path:
+    """``config/vehicle.yaml`` of a source checkout or, when installed, of the package share."""
+    here = Path(__file__).resolve().parents[2] / "config" / "vehicle.yaml"
+    if here.is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE)) / "config" / "vehicle.yaml"
+    except Exception:  # noqa: BLE001 - no ament index: report the source-tree path
+        return here

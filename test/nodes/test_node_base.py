@@ -1,0 +1,93 @@
+"""LkdNode: parameters from config dataclasses, guarded callbacks, /diagnostics reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import ParameterType
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+
+from lkd_perception.common.config import param
+from lkd_perception.common.errors import InputError
+from lkd_perception.nodes.base import LkdNode
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    gain: float = param(2.0, "multiplier", lo=0.0, hi=10.0)
+    label: str = param("a", "label", choices=("a", "b"))
+
+
+class EchoNode(LkdNode):
+    def __init__(self, **kw):
+        super().__init__("lkd_echo", **kw)
+        self.cfg = self.declare_config(EchoConfig, on_change=self._changed)
+        self.seen: list[str] = []
+        self.create_subscription(String, "in", self.guarded("echo", self._on_msg), self.sensor_qos())
+
+    def _changed(self, cfg: EchoConfig) -> None:
+        self.cfg = cfg
+
+    def _on_msg(self, msg: String) -> None:
+        if msg.data == "bad":
+            raise InputError("bad input on purpose")
+        if msg.data == "bug":
+            raise ZeroDivisionError("a bug")
+        self.seen.append(msg.data)
+
+
+def test_parameters_and_diagnostics(ros_ctx, spin_until):
+    node = EchoNode(context=ros_ctx, parameter_overrides=[Parameter("gain", value=3.5)])
+    assert node.cfg.gain == 3.5
+    d = node.describe_parameter("gain")
+    assert d.type == ParameterType.PARAMETER_DOUBLE and d.floating_point_range[0].to_value == 10.0
+    assert node.describe_parameter("sensor_qos_depth").read_only
+    # ranges and choices are enforced at runtime
+    assert not node.set_parameters([Parameter("gain", value=11.0)])[0].successful
+    assert not node.set_parameters([Parameter("label", value="z")])[0].successful
+    assert node.set_parameters([Parameter("label", value="b")])[0].successful and node.cfg.label == "b"
+
+    probe = Node("lkd_probe", context=ros_ctx)
+    pub = probe.create_publisher(String, "in", 10)
+    diags: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    ex = SingleThreadedExecutor(context=ros_ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        assert spin_until(ex, lambda: pub.get_subscription_count() > 0)
+        for text in ["ok1", "bad", "bug", "ok2"]:
+            pub.publish(String(data=text))
+            spin_until(ex, lambda: False, 0.2)
+        assert spin_until(ex, lambda: node.seen == ["ok1", "ok2"], 5.0), node.seen
+
+        def echo_status():
+            for arr in reversed(diags):
+                for s in arr.status:
+                    if s.name == "lkd_echo: echo":
+                        return s
+            return None
+
+        assert spin_until(ex, lambda: echo_status() is not None, 5.0)
+        s = echo_status()
+        values = {kv.key: kv.value for kv in s.values}
+        assert s.level == DiagnosticStatus.ERROR  # the bug is the worst recent problem
+        assert values["processed"] == "2" and values["warnings"] == "1" and values["errors"] == "1"
+        assert float(values["latency_mean_ms"]) >= 0.0
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def test_invalid_parameter_file_value_falls_back_to_default(ros_ctx):
+    node = EchoNode(context=ros_ctx, parameter_overrides=[Parameter("label", value="zzz")])
+    try:
+        assert node.cfg.label == "a"
+    finally:
+        node.destroy_node()
