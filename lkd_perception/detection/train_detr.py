@@ -1,0 +1,365 @@
+"""Training, CLoCKDistill distillation and COCO evaluation of the DETR teacher and student.
+
+One loop serves both: without a teacher it trains on the set loss (+ denoising queries); with a
+teacher it adds the CLoCKDistill terms, everything else (data order, augmentation draws,
+schedule, seed) identical, so the ablation compares like with like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+
+from lkd_perception.common.config import param, to_dict
+from lkd_perception.common.errors import ConfigError, InputError, ModelError
+from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnorm
+from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
+from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
+from lkd_perception.detection.matcher import Targets
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetrTrainConfig:
+    """Settings of DETR training and CLoCKDistill distillation (YAML keys = field names)."""
+
+    arch: str = param("student", "which DETR size to train", choices=tuple(ARCHS))
+    input_size: int = param(256, "square input side in pixels (plain resize, multiple of 32)", lo=64, hi=1024)
+    epochs: int = param(12, "passes over the training frames", lo=1, hi=1000)
+    batch_size: int = param(8, "images per step", lo=1, hi=256)
+    lr: float = param(4e-4, "AdamW learning rate of the transformer and heads", lo=0.0, hi=1.0)
+    backbone_lr: float = param(4e-5, "AdamW learning rate of the ImageNet backbone", lo=0.0, hi=1.0)
+    weight_decay: float = param(1e-4, "AdamW weight decay", lo=0.0, hi=1.0)
+    warmup_iters: int = param(50, "linear learning-rate warm-up steps (then cosine to 10 %)", lo=0, hi=100000)
+    grad_clip: float = param(0.1, "gradient norm clip (DETR practice); 0 disables", lo=0.0, hi=100.0)
+    hflip: float = param(0.5, "probability of a horizontal flip per image", lo=0.0, hi=1.0)
+    seed: int = param(0, "seed of initialisation, data order and augmentation", lo=0, hi=2**31 - 1)
+    threads: int = param(1, "torch CPU threads", lo=1, hi=64)
+    backbone_weights: str = param("", "torchvision mobilenet_v2-b0353104.pth; empty = random init")
+    max_frames: int = param(0, "use at most this many training frames (0 = all)", lo=0, hi=10**7)
+    dn_box_noise: float = param(0.4, "denoising queries: box jitter relative to box size", lo=0.0, hi=1.0)
+    dn_label_noise: float = param(0.2, "denoising queries: fraction of labels replaced", lo=0.0, hi=1.0)
+    cls_weight: float = param(2.0, "focal classification loss weight", lo=0.0, hi=100.0)
+    l1_weight: float = param(5.0, "L1 box loss weight", lo=0.0, hi=100.0)
+    giou_weight: float = param(2.0, "GIoU box loss weight", lo=0.0, hi=100.0)
+    lcmd_weight: float = param(1.0, "weight of the LCMD memory-distillation loss", lo=0.0, hi=1000.0)
+    lcmd_alpha: float = param(1e-3, "LCMD foreground (inside GT boxes) weight", lo=0.0, hi=10.0)
+    lcmd_beta: float = param(5e-4, "LCMD background weight", lo=0.0, hi=10.0)
+    tcld_weight: float = param(1.0, "weight of the TCLD target-aware-query logit loss", lo=0.0, hi=1000.0)
+    tcld_temperature: float = param(2.0, "TCLD KL temperature", lo=0.1, hi=100.0)
+    tcld_cls: float = param(1.0, "TCLD KL weight", lo=0.0, hi=100.0)
+    tcld_l1: float = param(5.0, "TCLD L1 weight", lo=0.0, hi=100.0)
+    tcld_giou: float = param(2.0, "TCLD GIoU weight", lo=0.0, hi=100.0)
+
+    def __post_init__(self) -> None:
+        if self.input_size % 32:
+            raise ConfigError(f"input_size must be a multiple of 32 (backbone stride), got {self.input_size}")
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.cls_weight, self.l1_weight, self.giou_weight)
+
+    def distill_weights(self) -> DistillWeights:
+        return DistillWeights(
+            self.lcmd_weight, self.lcmd_alpha, self.lcmd_beta, self.tcld_weight,
+            self.tcld_temperature, self.tcld_cls, self.tcld_l1, self.tcld_giou,
+        )
+
+
+@dataclass(frozen=True)
+class DetectionSet:
+    """A COCO detection set resized for training: images (N,S,S,3) uint8 RGB, per-image targets
+    (class indices, normalised cxcywh boxes), and what evaluation needs to map back to COCO."""
+
+    images: np.ndarray
+    labels: list[np.ndarray]
+    boxes: list[np.ndarray]
+    image_ids: list[int]
+    orig_sizes: np.ndarray  # (N,2) width, height
+    class_names: list[str]
+    category_ids: list[int]
+    coco: dict
+
+
+def load_coco_detection(root: str | Path, input_size: int, max_frames: int = 0) -> DetectionSet:
+    """Read ``root/annotations.json`` + ``root/images/`` (COCO), resize every image to input_size^2.
+
+    Classes are the categories sorted by id; crowd and degenerate (< 1 px) boxes are skipped.
+    """
+    root = Path(root)
+    ann_path = root / "annotations.json"
+    if not ann_path.is_file():
+        raise InputError(f"no COCO annotations at {ann_path}")
+    try:
+        coco = json.loads(ann_path.read_text())
+        cats = sorted(coco["categories"], key=lambda c: c["id"])
+        images = sorted(coco["images"], key=lambda im: im["id"])
+        anns = coco.get("annotations", [])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{ann_path}: not a COCO detection file ({exc})") from exc
+    if max_frames:
+        images = images[:max_frames]
+    cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    per_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
+    for a in anns:
+        if a["image_id"] in per_image and not a.get("iscrowd", 0):
+            per_image[a["image_id"]].append(a)
+    arr = np.zeros((len(images), input_size, input_size, 3), np.uint8)
+    labels, boxes, sizes = [], [], []
+    for k, im in enumerate(images):
+        path = root / "images" / im["file_name"]
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"cannot read image {path}")
+        h, w = bgr.shape[:2]
+        arr[k] = cv2.cvtColor(cv2.resize(bgr, (input_size, input_size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        lab, box = [], []
+        for a in per_image[im["id"]]:
+            x, y, bw, bh = a["bbox"]
+            if bw < 1 or bh < 1 or a["category_id"] not in cat_index:
+                continue
+            lab.append(cat_index[a["category_id"]])
+            box.append([(x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h])
+        labels.append(np.asarray(lab, np.int64))
+        boxes.append(np.clip(np.asarray(box, np.float32).reshape(-1, 4), 0.0, 1.0))
+        sizes.append((w, h))
+    coco_sub = {**coco, "images": images, "annotations": [a for v in per_image.values() for a in v]}
+    return DetectionSet(arr, labels, boxes, [im["id"] for im in images], np.asarray(sizes, np.int64).reshape(-1, 2),
+                        [c["name"] for c in cats], [c["id"] for c in cats], coco_sub)
+
+
+def _batch(data: DetectionSet, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, list[Targets]]:
+    imgs = data.images[idx].copy()
+    targets = []
+    for j, (i, flip) in enumerate(zip(idx, flips)):
+        b = data.boxes[i].copy()
+        if flip:
+            imgs[j] = imgs[j, :, ::-1]
+            b[:, 0] = 1.0 - b[:, 0]
+        targets.append(Targets(torch.from_numpy(data.labels[i]), torch.from_numpy(b)))
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
+    return x, targets
+
+
+def _set_train_mode(model: Detr, frozen_bn: bool) -> None:
+    model.train()
+    if frozen_bn:
+        freeze_batchnorm(model.backbone)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained model and the logged loss history (one dict per logged step)."""
+
+    model: Detr
+    history: list[dict[str, float]]
+
+
+def build_model(cfg: DetrTrainConfig, num_classes: int) -> Detr:
+    """A DETR of ``cfg.arch``, ImageNet-initialised when ``cfg.backbone_weights`` is set."""
+    torch.manual_seed(cfg.seed)
+    return Detr(ARCHS[cfg.arch], num_classes, cfg.backbone_weights or None)
+
+
+def train_detr(
+    cfg: DetrTrainConfig,
+    data: DetectionSet,
+    teacher: Detr | None = None,
+    model: Detr | None = None,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+    log_every: int = 20,
+) -> TrainResult:
+    """Train a DETR on ``data``; with ``teacher``, distil it with CLoCKDistill (teacher stays frozen)."""
+    if len(data.images) == 0:
+        raise InputError("training set is empty")
+    torch.set_num_threads(cfg.threads)
+    nc = len(data.class_names)
+    model = model if model is not None else build_model(cfg, nc)
+    frozen_bn = bool(cfg.backbone_weights)
+    distiller = None
+    if teacher is not None:
+        torch.manual_seed(cfg.seed + 1)
+        distiller = CLoCKDistill(teacher, model, cfg.distill_weights())
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        teacher.eval()
+    _set_train_mode(model, frozen_bn)
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in backbone_ids]
+    if distiller is not None:
+        rest += list(distiller.parameters())
+    opt = torch.optim.AdamW(
+        [{"params": backbone, "lr": cfg.backbone_lr}, {"params": rest, "lr": cfg.lr}], weight_decay=cfg.weight_decay
+    )
+    base_lrs = [cfg.backbone_lr, cfg.lr]
+    n = len(data.images)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    total = steps_per_epoch * cfg.epochs
+    rng = np.random.default_rng(cfg.seed)
+    dn_gen = torch.Generator().manual_seed(cfg.seed)
+    weights = cfg.loss_weights()
+    history: list[dict[str, float]] = []
+    step, t0 = 0, time.monotonic()
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(n)
+        flips = rng.random(n) < cfg.hflip
+        for s in range(steps_per_epoch):
+            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            images, targets = _batch(data, idx, flips[idx])
+            scale = (step + 1) / cfg.warmup_iters if step < cfg.warmup_iters else (
+                0.1 + 0.45 * (1 + math.cos(math.pi * (step - cfg.warmup_iters) / max(1, total - cfg.warmup_iters))))
+            for g, lr in zip(opt.param_groups, base_lrs):
+                g["lr"] = lr * min(1.0, scale)
+            losses = step_losses(model, distiller, teacher, images, targets, cfg, weights, nc, dn_gen)
+            loss = sum(losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            if step % log_every == 0 or step == total:
+                rec = {"step": step, "epoch": epoch, "loss": float(loss), "seconds": time.monotonic() - t0,
+                       **{k: float(v) for k, v in losses.items()}}
+                history.append(rec)
+                _log.info("detr %s step %d/%d loss %.3f %s", cfg.arch, step, total, rec["loss"],
+                          " ".join(f"{k}={float(v):.3f}" for k, v in losses.items()))
+                if on_log is not None:
+                    on_log(rec)
+    model.eval()
+    return TrainResult(model, history)
+
+
+def step_losses(
+    model: Detr,
+    distiller: CLoCKDistill | None,
+    teacher: Detr | None,
+    images: torch.Tensor,
+    targets: list[Targets],
+    cfg: DetrTrainConfig,
+    weights: LossWeights,
+    nc: int,
+    dn_gen: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """All loss terms of one batch: set loss, denoising loss, and (with a teacher) LCMD + TCLD."""
+    enc = model.encode(images)
+    out = model.decode(enc, *model.learned_queries(images.shape[0]))
+    det, _ = detection_loss(out, targets, weights)
+    losses = {"det": det}
+    gt = pad_targets(targets)
+    if gt is not None:
+        noisy = noised_targets(gt, nc, cfg.dn_box_noise, cfg.dn_label_noise, dn_gen)
+        dn_out = model.decode(enc, model.target_queries(noisy.labels, noisy.boxes), noisy.boxes, noisy.pad)
+        losses["dn"] = denoising_loss(dn_out, targets, gt.pad, weights)
+    if distiller is not None and teacher is not None:
+        losses.update(distiller(teacher, model, images, enc, targets, gt))
+    return losses
+
+
+@torch.no_grad()
+def predict_coco(model: Detr, data: DetectionSet, max_dets: int = 100, batch_size: int = 8) -> list[dict[str, Any]]:
+    """COCO results (image_id, category_id, bbox xywh in original pixels, score) of every image.
+
+    As in DETR evaluation, the top ``max_dets`` (query, class) pairs by score are kept; no NMS.
+    """
+    model.eval()
+    results: list[dict[str, Any]] = []
+    for s in range(0, len(data.images), batch_size):
+        idx = np.arange(s, min(s + batch_size, len(data.images)))
+        x = torch.from_numpy(data.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+        boxes, scores = model(x)
+        nc = scores.shape[-1]
+        for j, i in enumerate(idx):
+            flat = scores[j].flatten()
+            k = min(max_dets, flat.numel())
+            top_s, top_i = flat.topk(k)
+            q, c = top_i // nc, top_i % nc
+            w, h = data.orig_sizes[i]
+            b = boxes[j, q].numpy()
+            for (cx, cy, bw, bh), score, cls in zip(b, top_s.tolist(), c.tolist()):
+                results.append({
+                    "image_id": int(data.image_ids[i]),
+                    "category_id": int(data.category_ids[cls]),
+                    "bbox": [float((cx - bw / 2) * w), float((cy - bh / 2) * h), float(bw * w), float(bh * h)],
+                    "score": float(score),
+                })
+    return results
+
+
+def coco_map(coco_gt: dict, results: list[dict[str, Any]]) -> dict[str, float]:
+    """mAP50-95, mAP50 and mAP75 with faster-coco-eval (its console summary is captured, not printed)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    if not results:
+        return {"mAP50_95": 0.0, "mAP50": 0.0, "mAP75": 0.0}
+    gt = {**coco_gt, "annotations": [{**a, "id": i + 1, "area": a.get("area", a["bbox"][2] * a["bbox"][3]),
+                                       "iscrowd": a.get("iscrowd", 0)} for i, a in enumerate(coco_gt["annotations"])]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        c_gt = COCO(gt)
+        c_dt = c_gt.loadRes(results)
+        ev = COCOeval_faster(c_gt, c_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = ev.stats
+    return {"mAP50_95": float(stats[0]), "mAP50": float(stats[1]), "mAP75": float(stats[2])}
+
+
+def evaluate_detr(model: Detr, data: DetectionSet) -> dict[str, float]:
+    """COCO box mAP of a model on a held-out set."""
+    return coco_map(data.coco, predict_coco(model, data))
+
+
+def save_checkpoint(path: str | Path, model: Detr, class_names: list[str], input_size: int, cfg: DetrTrainConfig) -> Path:
+    """Weights plus everything needed to rebuild the model (architecture, classes, input size, config)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch": model.arch.to_dict(), "class_names": list(class_names), "input_size": int(input_size),
+                "config": to_dict(cfg), "state_dict": model.state_dict()}, p)
+    return p
+
+
+@dataclass(frozen=True)
+class LoadedDetr:
+    """A DETR rebuilt from a checkpoint."""
+
+    model: Detr
+    class_names: list[str]
+    input_size: int
+    config: dict
+
+
+def load_checkpoint(path: str | Path) -> LoadedDetr:
+    """Rebuild a DETR from :func:`save_checkpoint` output (no backbone weights file needed)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"DETR checkpoint not found: {p}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        arch = DetrArch.from_dict(ck["arch"])
+        logger = logging.getLogger("lkd_perception.detection.backbones")
+        prev = logger.level
+        logger.setLevel(logging.ERROR)  # the weights come from the checkpoint, not ImageNet
+        try:
+            model = Detr(arch, len(ck["class_names"]))
+        finally:
+            logger.setLevel(prev)
+        model.load_state_dict(ck["state_dict"])
+    except ModelError:
+        raise
+    except Exception as exc:  # corrupted file, missing key, shape mismatch
+        raise ModelError(f"{p}: not a DETR checkpoint ({exc})") from exc
+    model.eval()
+    return LoadedDetr(model, list(ck["class_names"]), int(ck["input_size"]), dict(ck.get("config", {})))
