@@ -1,0 +1,45 @@
+"""LeYOLO checkpoint -> ONNX following the detector contract (opset 17, metadata, YOLOv8 output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import onnx
+import torch
+
+from lkd_perception.common.errors import ModelError
+
+OPSET = 17
+
+
+def set_metadata(path: str | Path, family: str, class_names: Sequence[str], input_size: int) -> None:
+    """Write the contract's metadata_props (model_family, class_names JSON, input_size) into an ONNX file."""
+    model = onnx.load(str(path))
+    props = {"model_family": family, "class_names": json.dumps(list(class_names)), "input_size": str(int(input_size))}
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def export_leyolo(model: torch.nn.Module, out_path: str | Path, input_size: int, class_names: Sequence[str]) -> Path:
+    """Trace a LeYOLO module (eval mode, decode in-graph) to ONNX with a static [1,3,S,S] input."""
+    if input_size % 32:
+        raise ModelError(f"LeYOLO input size must be a multiple of 32 (strides up to 32), got {input_size}")
+    if len(class_names) != model.nc:
+        raise ModelError(f"{len(class_names)} class names for a model with {model.nc} classes")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    with torch.no_grad():
+        torch.onnx.export(model, (dummy,), str(out), input_names=["images"], output_names=["output0"],
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    set_metadata(out, "leyolo", class_names, input_size)
+    return out

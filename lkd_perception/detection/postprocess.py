@@ -1,0 +1,72 @@
+"""Raw network outputs -> boxes in original image pixels, for each ONNX family (see DESIGN contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lkd_perception.detection.nms import batched_nms
+from lkd_perception.detection.preprocess import Geometry
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image: ``boxes_xyxy`` [N,4] original pixels, ``scores`` [N], ``class_ids`` [N]
+    (0-based into ``class_names``)."""
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        """Class name of each detection."""
+        return [self.class_names[int(c)] for c in self.class_ids]
+
+
+def empty_detections(class_names: tuple[str, ...]) -> Detections:
+    return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), class_names)
+
+
+def decode_yolo(output: np.ndarray, geometry: Geometry, class_names: tuple[str, ...], conf_threshold: float,
+                iou_threshold: float, max_detections: int) -> Detections:
+    """YOLOv8-format output [4 + nc, N] (xywh input pixels, sigmoid scores) -> NMSed detections."""
+    pred = output.T  # [N, 4 + nc]
+    cls_scores = pred[:, 4:]
+    class_ids = cls_scores.argmax(1)
+    scores = cls_scores[np.arange(pred.shape[0]), class_ids]
+    sel = scores > conf_threshold
+    if not sel.any():
+        return empty_detections(class_names)
+    xywh, scores, class_ids = pred[sel, :4], scores[sel], class_ids[sel]
+    boxes = np.concatenate((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
+    keep = batched_nms(boxes, scores, class_ids, iou_threshold, max_detections)
+    return Detections(geometry.to_original(boxes[keep]), scores[keep].astype(np.float32),
+                      class_ids[keep].astype(np.int64), class_names)
+
+
+def decode_detr(boxes_cxcywh: np.ndarray, scores: np.ndarray, geometry: Geometry, class_names: tuple[str, ...],
+                conf_threshold: float, max_detections: int) -> Detections:
+    """DETR outputs: boxes [Q,4] normalised cxcywh, scores [Q,nc] sigmoid -> top-k (query, class) pairs.
+
+    No NMS: set prediction already makes one query per object; a query may still carry several
+    classes, so pairs are ranked over all queries x classes as DETR evaluation does.
+    """
+    q, nc = scores.shape
+    flat = scores.reshape(-1)
+    k = min(max_detections, flat.size)
+    top = np.argpartition(-flat, k - 1)[:k]
+    top = top[np.argsort(-flat[top], kind="stable")]
+    top = top[flat[top] > conf_threshold]
+    if top.size == 0:
+        return empty_detections(class_names)
+    qi, ci = top // nc, top % nc
+    size = np.array([geometry.width * geometry.scale_x, geometry.height * geometry.scale_y] * 2, np.float32)
+    cxcywh = boxes_cxcywh[qi].astype(np.float32)
+    xyxy = np.concatenate((cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2), 1) * size
+    return Detections(geometry.to_original(xyxy), flat[top].astype(np.float32), ci.astype(np.int64), class_names)
