@@ -10,10 +10,13 @@ OVERLAY="$ROOT/.overlay"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-inputs=(requirements.txt setup.py setup.cfg package.xml scripts/setup.sh)
-while IFS= read -r f; do inputs+=("$f"); done < <(find ros_overlay -type f | sort)
-stamp=$(cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)
-if [[ -f "$VENV/.lkd_setup_stamp" && "$(cat "$VENV/.lkd_setup_stamp")" == "$stamp" && -d "$OVERLAY/install" ]]; then
+# One stamp per step, so that a change re-does only the steps it affects.
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+req_stamp=$(hash_of requirements.txt scripts/setup.sh)
+ovl_stamp=$(hash_of requirements.txt $(find ros_overlay -type f | sort))
+pkg_stamp=$(hash_of setup.py setup.cfg package.xml)
+is_done() { [[ -f "$VENV/.stamp_$1" && "$(cat "$VENV/.stamp_$1")" == "$2" ]]; }
+if is_done req "$req_stamp" && is_done ovl "$ovl_stamp" && is_done pkg "$pkg_stamp" && [[ -d "$OVERLAY/install" ]]; then
   echo "setup: up to date"
   exit 0
 fi
@@ -32,8 +35,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
 touch "$VENV/COLCON_IGNORE"
-log "installing pinned requirements"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+if ! is_done req "$req_stamp"; then
+  log "installing pinned requirements"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$req_stamp" > "$VENV/.stamp_req"
+fi
 
 # The ROS wheels' CMake exports name the interpreter paths of the machine that built them.
 PYINC=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
@@ -42,6 +48,7 @@ grep -rl "/opt/python/cp311-cp311" "$VENV/share" 2>/dev/null | xargs -r sed -i \
   -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g" \
   -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g"
 
+if ! is_done ovl "$ovl_stamp" || [[ ! -d "$OVERLAY/install" ]]; then
 log "building ros_overlay (vision_msgs, tf2_msgs) with colcon"
 rm -rf "$OVERLAY"
 mkdir -p "$OVERLAY"
@@ -56,9 +63,13 @@ touch "$OVERLAY/COLCON_IGNORE"
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" >"$OVERLAY/build.log" 2>&1 \
     || { tail -40 "$OVERLAY/build.log"; exit 1; }
 )
+echo "$ovl_stamp" > "$VENV/.stamp_ovl"
+fi
 
-log "installing lkd_perception (editable)"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+if ! is_done pkg "$pkg_stamp"; then
+  log "installing lkd_perception (editable)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$pkg_stamp" > "$VENV/.stamp_pkg"
+fi
 "$VENV/bin/python" -m pip check
-echo "$stamp" > "$VENV/.lkd_setup_stamp"
 log "done; run: source env.sh"
