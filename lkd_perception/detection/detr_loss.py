@@ -130,7 +130,7 @@ def detection_loss(out: DecoderOutput, targets: list[Targets], w: LossWeights) -
         idx = hungarian_match(logits, boxes, targets, w.match_cost())
         terms = _pair_losses(logits, boxes, targets, idx, num_boxes, w)
         total = total + _weighted(terms, w)
-        last = {k: float(v) for k, v in terms.items()}
+        last = {k: float(v.detach()) for k, v in terms.items()}
     return total, last
 
 

@@ -164,6 +164,7 @@ class TrainResult:
 
     model: Detr
     history: list[dict[str, float]]
+    distiller: CLoCKDistill | None = None
 
 
 def build_model(cfg: DetrTrainConfig, num_classes: int) -> Detr:
@@ -177,20 +178,27 @@ def train_detr(
     data: DetectionSet,
     teacher: Detr | None = None,
     model: Detr | None = None,
+    distiller: CLoCKDistill | None = None,
     on_log: Callable[[dict[str, float]], None] | None = None,
     log_every: int = 20,
 ) -> TrainResult:
-    """Train a DETR on ``data``; with ``teacher``, distil it with CLoCKDistill (teacher stays frozen)."""
+    """Train a DETR on ``data``; with ``teacher``, distil it with CLoCKDistill (teacher stays frozen).
+
+    ``model`` and ``distiller`` default to fresh ones built from ``cfg`` (seeded); passing them
+    lets a caller keep a copy of the initial state.
+    """
     if len(data.images) == 0:
         raise InputError("training set is empty")
     torch.set_num_threads(cfg.threads)
     nc = len(data.class_names)
     model = model if model is not None else build_model(cfg, nc)
     frozen_bn = bool(cfg.backbone_weights)
-    distiller = None
-    if teacher is not None:
-        torch.manual_seed(cfg.seed + 1)
-        distiller = CLoCKDistill(teacher, model, cfg.distill_weights())
+    if teacher is None:
+        distiller = None
+    else:
+        if distiller is None:
+            torch.manual_seed(cfg.seed + 1)
+            distiller = CLoCKDistill(teacher, model, cfg.distill_weights())
         for p in teacher.parameters():
             p.requires_grad_(False)
         teacher.eval()
@@ -231,15 +239,15 @@ def train_detr(
             opt.step()
             step += 1
             if step % log_every == 0 or step == total:
-                rec = {"step": step, "epoch": epoch, "loss": float(loss), "seconds": time.monotonic() - t0,
-                       **{k: float(v) for k, v in losses.items()}}
+                rec = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "seconds": time.monotonic() - t0,
+                       **{k: float(v.detach()) for k, v in losses.items()}}
                 history.append(rec)
                 _log.info("detr %s step %d/%d loss %.3f %s", cfg.arch, step, total, rec["loss"],
                           " ".join(f"{k}={float(v):.3f}" for k, v in losses.items()))
                 if on_log is not None:
                     on_log(rec)
     model.eval()
-    return TrainResult(model, history)
+    return TrainResult(model, history, distiller)
 
 
 def step_losses(
