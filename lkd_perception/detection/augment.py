@@ -16,7 +16,7 @@ from lkd_perception.detection.preprocess import PAD_VALUE, letterbox
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """Strengths; zero disables an augmentation (validation uses all zeros)."""
+    """Strengths; zero disables an augmentation."""
 
     hsv_h: float = 0.015
     hsv_s: float = 0.7
@@ -24,9 +24,6 @@ class AugmentSettings:
     fliplr: float = 0.5
     scale: float = 0.5
     translate: float = 0.1
-
-
-NO_AUGMENT = AugmentSettings(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def augment_hsv(image: np.ndarray, s: AugmentSettings, rng: np.random.Generator) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Settings of the detector runtime (``detector_node``, ``lkd detect``, ``lkd bench detect``).
+"""Settings of the detectors: the runtime (``detector_node``, ``lkd detect``) and LeYOLO training.
 
-One flat dataclass: field name = YAML key = ROS parameter name.
+Flat dataclasses: field name = YAML key = ROS parameter name = CLI flag (dashes for underscores).
+Kept free of torch so that building the command line stays fast.
 """
 
 from __future__ import annotations
@@ -35,3 +36,41 @@ class DetectorConfig:
     def model_path(self) -> str:
         """The ONNX file of the selected family."""
         return self.leyolo_model_path if self.model == "leyolo" else self.detr_model_path
+
+
+@dataclass(frozen=True)
+class LeyoloTrainConfig:
+    """Everything one training run depends on (saved into every checkpoint)."""
+
+    data: str = param("", "COCO annotations.json of the training set (images/ beside it)")
+    val_data: str = param("", "COCO annotations.json of the held-out set ('' = no validation)")
+    out_dir: str = param("runs/leyolo", "folder for last.pt, best.pt and log.jsonl")
+    size: str = param("n", "LeYOLO size", choices=("n", "s", "m"))
+    img_size: int = param(320, "square training input (multiple of 32)", lo=64, hi=1280)
+    epochs: int = param(30, "training epochs", lo=1, hi=10000)
+    batch: int = param(16, "images per step (per process with torchrun)", lo=1, hi=1024)
+    optimizer: str = param("adamw", "adamw suits short runs; sgd is the 500-epoch COCO recipe", choices=("adamw", "sgd"))
+    lr0: float = param(0.002, "initial learning rate", lo=1e-6, hi=1.0)
+    lrf: float = param(0.01, "final learning rate as a fraction of lr0 (cosine)", lo=0.0, hi=1.0)
+    momentum: float = param(0.937, "SGD momentum / Adam beta1", lo=0.0, hi=1.0)
+    weight_decay: float = param(5e-4, "weight decay on conv/linear weights (not BN, not biases)", lo=0.0, hi=0.1)
+    warmup_epochs: float = param(1.0, "linear learning-rate warm-up", lo=0.0, hi=100.0)
+    hsv_h: float = param(0.015, "hue jitter", lo=0.0, hi=1.0)
+    hsv_s: float = param(0.7, "saturation jitter", lo=0.0, hi=1.0)
+    hsv_v: float = param(0.4, "value jitter", lo=0.0, hi=1.0)
+    fliplr: float = param(0.5, "horizontal flip probability", lo=0.0, hi=1.0)
+    scale: float = param(0.5, "random scale range +/-", lo=0.0, hi=0.95)
+    translate: float = param(0.1, "random translation range +/- (fraction of size)", lo=0.0, hi=0.5)
+    ema_decay: float = param(0.9999, "EMA decay", lo=0.0, hi=1.0)
+    ema_tau: float = param(2000.0, "EMA warm-up in updates", lo=1.0, hi=1e6)
+    box_gain: float = param(7.5, "CIoU loss gain", lo=0.0, hi=100.0)
+    cls_gain: float = param(0.5, "BCE loss gain", lo=0.0, hi=100.0)
+    dfl_gain: float = param(1.5, "DFL loss gain", lo=0.0, hi=100.0)
+    val_every: int = param(1, "validate every N epochs (and always after the last)", lo=1, hi=1000)
+    val_max_images: int = param(0, "validate on at most this many held-out images (0 = all)", lo=0, hi=1000000)
+    workers: int = param(0, "data-loader worker processes", lo=0, hi=64)
+    threads: int = param(1, "torch CPU threads per process (0 = torch default)", lo=0, hi=256)
+    device: str = param("auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda"))
+    amp: bool = param(True, "mixed precision when on CUDA")
+    seed: int = param(0, "random seed (data order, augmentation, init)", lo=0, hi=2**31 - 1)
+    resume: str = param("", "checkpoint to resume from ('' = fresh start)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +71,13 @@ def decode_detr(boxes_cxcywh: np.ndarray, scores: np.ndarray, geometry: Geometry
     cxcywh = boxes_cxcywh[qi].astype(np.float32)
     xyxy = np.concatenate((cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2), 1) * size
     return Detections(geometry.to_original(xyxy), flat[top].astype(np.float32), ci.astype(np.int64), class_names)
+
+
+def detections_to_coco(det: Detections, image_id: int, category_ids: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    """One image's Detections -> COCO result dicts (category id = given mapping, else class index + 1)."""
+    out = []
+    for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist()):
+        cat = category_ids[c] if category_ids is not None else c + 1
+        out.append({"image_id": int(image_id), "category_id": int(cat), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(s)})
+    return out

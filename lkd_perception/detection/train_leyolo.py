@@ -21,55 +21,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lkd_perception.common.config import from_dict, param, to_dict
+from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
-from lkd_perception.detection.augment import NO_AUGMENT, AugmentSettings, prepare_sample
+from lkd_perception.detection.augment import AugmentSettings, prepare_sample
+from lkd_perception.detection.config import LeyoloTrainConfig
 from lkd_perception.detection.data import CocoSet, load_coco, read_rgb
 from lkd_perception.detection.ema import ModelEMA
 from lkd_perception.detection.leyolo import LeYOLO
 from lkd_perception.detection.losses import DetectionLoss
-from lkd_perception.detection.postprocess import decode_yolo
+from lkd_perception.detection.postprocess import decode_yolo, detections_to_coco
 from lkd_perception.detection.preprocess import letterbox
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LeyoloTrainConfig:
-    """Everything one training run depends on (saved into every checkpoint)."""
-
-    data: str = param("", "COCO annotations.json of the training set (images/ beside it)")
-    val_data: str = param("", "COCO annotations.json of the held-out set ('' = no validation)")
-    out_dir: str = param("runs/leyolo", "folder for last.pt, best.pt and log.jsonl")
-    size: str = param("n", "LeYOLO size", choices=("n", "s", "m"))
-    img_size: int = param(320, "square training input (multiple of 32)", lo=64, hi=1280)
-    epochs: int = param(30, "training epochs", lo=1, hi=10000)
-    batch: int = param(16, "images per step (per process with torchrun)", lo=1, hi=1024)
-    optimizer: str = param("adamw", "adamw suits short runs; sgd is the 500-epoch COCO recipe", choices=("adamw", "sgd"))
-    lr0: float = param(0.002, "initial learning rate", lo=1e-6, hi=1.0)
-    lrf: float = param(0.01, "final learning rate as a fraction of lr0 (cosine)", lo=0.0, hi=1.0)
-    momentum: float = param(0.937, "SGD momentum / Adam beta1", lo=0.0, hi=1.0)
-    weight_decay: float = param(5e-4, "weight decay on conv/linear weights (not BN, not biases)", lo=0.0, hi=0.1)
-    warmup_epochs: float = param(1.0, "linear learning-rate warm-up", lo=0.0, hi=100.0)
-    hsv_h: float = param(0.015, "hue jitter", lo=0.0, hi=1.0)
-    hsv_s: float = param(0.7, "saturation jitter", lo=0.0, hi=1.0)
-    hsv_v: float = param(0.4, "value jitter", lo=0.0, hi=1.0)
-    fliplr: float = param(0.5, "horizontal flip probability", lo=0.0, hi=1.0)
-    scale: float = param(0.5, "random scale range +/-", lo=0.0, hi=0.95)
-    translate: float = param(0.1, "random translation range +/- (fraction of size)", lo=0.0, hi=0.5)
-    ema_decay: float = param(0.9999, "EMA decay", lo=0.0, hi=1.0)
-    ema_tau: float = param(2000.0, "EMA warm-up in updates", lo=1.0, hi=1e6)
-    box_gain: float = param(7.5, "CIoU loss gain", lo=0.0, hi=100.0)
-    cls_gain: float = param(0.5, "BCE loss gain", lo=0.0, hi=100.0)
-    dfl_gain: float = param(1.5, "DFL loss gain", lo=0.0, hi=100.0)
-    val_every: int = param(1, "validate every N epochs (and always after the last)", lo=1, hi=1000)
-    val_max_images: int = param(0, "validate on at most this many held-out images (0 = all)", lo=0, hi=1000000)
-    workers: int = param(0, "data-loader worker processes", lo=0, hi=64)
-    threads: int = param(1, "torch CPU threads per process (0 = torch default)", lo=0, hi=256)
-    device: str = param("auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda"))
-    amp: bool = param(True, "mixed precision when on CUDA")
-    seed: int = param(0, "random seed (data order, augmentation, init)", lo=0, hi=2**31 - 1)
-    resume: str = param("", "checkpoint to resume from ('' = fresh start)")
 
 
 @dataclass(frozen=True)
@@ -150,16 +113,6 @@ def predict_coco(model: nn.Module, coco: CocoSet, img_size: int, max_images: int
         det = decode_yolo(out, geom, coco.class_names, conf, iou, max_det)
         results.extend(detections_to_coco(det, im.image_id, coco.category_ids))
     return results
-
-
-def detections_to_coco(det, image_id: int, category_ids: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
-    """One image's Detections -> COCO result dicts (category id = given mapping, else class index + 1)."""
-    out = []
-    for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist()):
-        cat = category_ids[c] if category_ids is not None else c + 1
-        out.append({"image_id": int(image_id), "category_id": int(cat), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(s)})
-    return out
 
 
 def _distributed() -> tuple[int, int, int]:

@@ -1,0 +1,181 @@
+"""Detection subcommands: ``detect``, ``evaluate detections``, ``train leyolo``, ``export leyolo``,
+``bench detect``. Heavy imports (onnxruntime, torch) happen inside ``run``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from lkd_perception.commands import Command, emit_json
+from lkd_perception.common.config import describe
+
+# Benchmarked when present; absent ones are listed as skipped with the reason.
+DEFAULT_BENCH_ONNX = (
+    ("leyolo_n (shipped)", "models/leyolo_n.onnx"),
+    ("detr_student_distilled (shipped)", "models/detr_student.onnx"),
+    ("detr_teacher", "runs/detr_teacher/model.onnx"),
+    ("detr_student_plain", "runs/detr_student_plain/model.onnx"),
+)
+
+
+# -- lkd detect ---------------------------------------------------------------------------------
+def _detect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", choices=("leyolo", "detr"), default="leyolo", help="detector family")
+    p.add_argument("--model-path", help="ONNX file (default: the config's path for the family)")
+    p.add_argument("--conf", type=float, default=0.001, help="score threshold (low for mAP evaluation)")
+    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (LeYOLO)")
+    p.add_argument("--max-det", type=int, default=100, help="most detections per image")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--gt", help="COCO annotations: image_id and category_id follow its file names and categories")
+    p.add_argument("--out", help="COCO results JSON (default: stdout)")
+
+
+def _detector_config(args: argparse.Namespace):
+    from lkd_perception.common.config import from_dict
+    from lkd_perception.detection.config import DetectorConfig
+
+    values: dict[str, Any] = {"model": args.model, "conf_threshold": args.conf, "iou_threshold": args.iou,
+                              "max_detections": args.max_det, "provider": args.provider, "threads": args.threads}
+    if args.model_path:
+        values[f"{args.model}_model_path"] = args.model_path
+    return from_dict(DetectorConfig, values)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.detection.data import load_coco, read_rgb
+    from lkd_perception.detection.runtime import Detector
+    from lkd_perception.detection.postprocess import detections_to_coco
+
+    detector = Detector(_detector_config(args))
+    ids: dict[str, int] | None = None
+    cat_ids: tuple[int, ...] | None = None
+    if args.gt:
+        gt = load_coco(args.gt)
+        ids = gt.id_by_file_name()
+        if len(gt.class_names) != len(detector.class_names):
+            raise InputError(f"{args.gt} has {len(gt.class_names)} categories, the model {len(detector.class_names)}")
+        cat_ids = gt.category_ids
+    results = []
+    for index, path in enumerate(args.images):
+        name = Path(path).name
+        if ids is not None and name not in ids:
+            raise InputError(f"{path}: file name not in {args.gt}")
+        image_id = ids[name] if ids is not None else index
+        results.extend(detections_to_coco(detector(read_rgb(path)), image_id, cat_ids))
+    emit_json(results, args.out)
+    return 0
+
+
+# -- lkd evaluate detections --------------------------------------------------------------------
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", required=True, help="COCO results JSON (from 'lkd detect')")
+    p.add_argument("--gt", required=True, help="COCO annotations JSON")
+    p.add_argument("--out", help="metrics JSON (default: stdout)")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.eval.detection import evaluate_detections, load_json
+
+    preds = load_json(args.pred)
+    if not isinstance(preds, list):
+        raise InputError(f"{args.pred}: expected a JSON list of COCO results")
+    emit_json(evaluate_detections(load_json(args.gt), preds).to_dict(), args.out)
+    return 0
+
+
+# -- lkd train leyolo ---------------------------------------------------------------------------
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from lkd_perception.detection.config import LeyoloTrainConfig
+
+    for spec in describe(LeyoloTrainConfig):
+        flag = "--" + spec.name.replace("_", "-")
+        if spec.type is bool:
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=spec.default,
+                           help=f"{spec.description} (default {spec.default})")
+        else:
+            p.add_argument(flag, type=spec.type, default=spec.default, choices=spec.choices,
+                           help=f"{spec.description} (default {spec.default})")
+    p.add_argument("--export", help="after training, export the best EMA weights to this ONNX file")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from lkd_perception.detection.config import LeyoloTrainConfig
+    from lkd_perception.detection.train_leyolo import config_from_args, train
+
+    log = logging.getLogger("lkd.train.leyolo")
+    cfg = config_from_args({s.name: getattr(args, s.name) for s in describe(LeyoloTrainConfig)})
+    result = train(cfg, progress=lambda rec: log.info("%s", rec))
+    out: dict[str, Any] = {"last": result.last_checkpoint, "best": result.best_checkpoint,
+                           "epochs_run": result.epochs_run, "best_val_mAP50-95": result.best_map50_95,
+                           "final_loss": result.final_loss, "seconds": result.seconds}
+    if args.export:
+        out["onnx"] = str(_export(result.best_checkpoint, args.export, cfg.img_size))
+    emit_json(out, None)
+    return 0
+
+
+# -- lkd export leyolo --------------------------------------------------------------------------
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
+    p.add_argument("--out", default="models/leyolo_n.onnx", help="ONNX file to write")
+    p.add_argument("--img-size", type=int, default=0, help="input size (default: the training size)")
+
+
+def _export(checkpoint: str, out: str, img_size: int) -> Path:
+    from lkd_perception.detection.export import export_leyolo
+    from lkd_perception.detection.train_leyolo import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    return export_leyolo(model_from_checkpoint(ckpt), out, img_size or ckpt["img_size"], ckpt["class_names"])
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    emit_json({"onnx": str(_export(args.checkpoint, args.out, args.img_size))}, None)
+    return 0
+
+
+# -- lkd bench detect ---------------------------------------------------------------------------
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gt", help="held-out COCO annotations for mAP (images/ beside it)")
+    p.add_argument("--max-images", type=int, default=0, help="evaluate on at most this many images (0 = all)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[320, 640], help="LeYOLO latency input sizes")
+    p.add_argument("--leyolo-sizes", nargs="+", default=["n", "s"], choices=("n", "s", "m"))
+    p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATH",
+                   help="extra ONNX detector to benchmark (repeatable)")
+    p.add_argument("--runs", type=int, default=30, help="timed inferences per measurement (after 5 warm-up)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--out", help="results JSON (a table is printed to stderr)")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import sys
+
+    from lkd_perception.common.errors import ConfigError
+    from lkd_perception.detection.bench import BenchTarget, run_benchmark
+
+    onnx = [BenchTarget(name, path) for name, path in DEFAULT_BENCH_ONNX]
+    for item in args.onnx:
+        if "=" not in item:
+            raise ConfigError(f"--onnx expects NAME=PATH, got {item!r}")
+        name, path = item.split("=", 1)
+        onnx.append(BenchTarget(name, path))
+    report = run_benchmark(args.leyolo_sizes, args.sizes, onnx, args.gt, args.max_images, args.runs, args.threads)
+    emit_json(report.to_dict(), args.out)
+    sys.stderr.write(report.table() + "\n")
+    return 0
+
+
+COMMANDS = [
+    Command(("detect",), "run a detector (LeYOLO or DETR ONNX) on images; COCO results JSON", _detect_args, _run_detect),
+    Command(("evaluate", "detections"), "COCO mAP of detections against annotations", _eval_args, _run_eval),
+    Command(("train", "leyolo"), "train LeYOLO on a COCO-format dataset", _train_args, _run_train),
+    Command(("export", "leyolo"), "export a LeYOLO checkpoint to ONNX (detector contract)", _export_args, _run_export),
+    Command(("bench", "detect"), "params, GFLOPs, latency and held-out mAP of the detectors", _bench_args, _run_bench),
+]

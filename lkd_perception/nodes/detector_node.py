@@ -1,0 +1,86 @@
+"""detector_node: camera images in, ``vision_msgs/Detection2DArray`` out (LeYOLO or DETR student).
+
+Subscribes ``camera/image_raw`` (sensor QoS), publishes ``lkd/detections`` and, when
+``publish_debug_image`` is on, ``lkd/detections/debug_image`` (rgb8 with boxes drawn). Each
+detection carries the class *name* from the model's metadata as ``results[0].hypothesis.class_id``.
+
+A model that cannot be loaded does not stop the node: it logs the error, keeps reporting ERROR
+on /diagnostics, and stays discoverable so an operator sees why there are no detections.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from lkd_perception.common.errors import LkdError
+from lkd_perception.detection.config import DetectorConfig
+from lkd_perception.detection.postprocess import Detections
+from lkd_perception.detection.runtime import Detector
+from lkd_perception.nodes.base import LkdNode, run_node
+from lkd_perception.nodes.conversions import detection2d_array, image_to_rgb, numpy_to_image
+
+_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (245, 130, 48), (145, 30, 180))
+
+
+class DetectorNode(LkdNode):
+    """Runs one ONNX detector on every image it receives."""
+
+    def __init__(self, node_name: str = "detector_node", **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.cfg = self.declare_config(DetectorConfig, on_change=self._on_config)
+        self.detector: Detector | None = None
+        self.model_error = ""
+        try:
+            self.detector = Detector(self.cfg)
+        except LkdError as exc:
+            self.model_error = str(exc)
+            self.get_logger().error(f"detector not loaded, publishing nothing: {exc}")
+            self.diagnostics.error("model", self.model_error)
+            self.create_timer(self.io_config.diagnostics_period_s, self._report_model_error)
+            return
+        self.get_logger().info(
+            f"{self.detector.info.family} model {self.detector.info.path}: input {self.detector.info.input_size}, "
+            f"classes {list(self.detector.class_names)}, providers {list(self.detector.providers)}"
+        )
+        self.pub = self.create_publisher(Detection2DArray, "lkd/detections", self.output_qos())
+        self.debug_pub = self.create_publisher(Image, "lkd/detections/debug_image", self.output_qos(depth=1))
+        self.create_subscription(Image, "camera/image_raw", self.guarded("image", self._on_image), self.sensor_qos())
+
+    def _on_config(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        if self.detector is not None:
+            self.detector.config = cfg
+
+    def _report_model_error(self) -> None:
+        self.diagnostics.error("model", self.model_error)
+
+    def _on_image(self, msg: Image) -> None:
+        rgb = image_to_rgb(msg)
+        det = self.detector(rgb)
+        b = det.boxes_xyxy
+        centers = np.stack(((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2), 1) if len(det) else np.zeros((0, 2))
+        sizes = np.stack((b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1) if len(det) else np.zeros((0, 2))
+        self.pub.publish(detection2d_array(msg.header.stamp, msg.header.frame_id, centers, sizes, None, det.scores,
+                                           det.labels))
+        if self.cfg.publish_debug_image:
+            self.debug_pub.publish(numpy_to_image(draw_detections(rgb, det), "rgb8", msg.header.stamp,
+                                                  msg.header.frame_id))
+
+
+def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:
+    """A copy of the image with each box and its "name score" label drawn (colour per class)."""
+    out = rgb.copy()
+    for (x1, y1, x2, y2), s, c, name in zip(det.boxes_xyxy.astype(int).tolist(), det.scores, det.class_ids, det.labels):
+        colour = _PALETTE[int(c) % len(_PALETTE)]
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(out, f"{name} {s:.2f}", (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+    return out
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    run_node(DetectorNode, args)
