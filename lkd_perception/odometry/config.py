@@ -1,0 +1,82 @@
+"""The one configuration of the LiDAR-inertial odometry (front end, loop closure, pose graph).
+
+Defaults follow BEV-LIO(LC) where the paper fixes a value (0.4 m/px BEV, count <= 1 -> 0,
+keyframes by distance and 0.2 rad, loop gating by radius and age, ICP fitness gate) and
+KISS-ICP-style choices where our CPU budget (>= 10 scans/s on 2 cores in Python) forces
+coarser voxels and fewer iterations. REFERENCE sections 3.2-3.5 give the sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lkd_perception.common.config import param
+
+
+@dataclass(frozen=True)
+class OdometryConfig:
+    """Settings of :class:`lkd_perception.odometry.pipeline.LioPipeline` and its node."""
+
+    # --- frames -------------------------------------------------------------------------------
+    odom_frame: str = param("odom", "Frame of the continuous odometry (REP-105).", read_only=True)
+    base_frame: str = param("base_link", "Vehicle body frame; poses are odom->base_link.", read_only=True)
+    map_frame: str = param("map", "Globally consistent frame corrected by loop closures.", read_only=True)
+    base_T_lidar: list[float] = param(
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "Extrinsic base_link<-lidar as [x, y, z, roll, pitch, yaw] (m, rad).",
+        read_only=True,
+    )
+    base_T_imu: list[float] = param(
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "Extrinsic base_link<-imu as [x, y, z, roll, pitch, yaw] (m, rad); only the rotation is used.",
+        read_only=True,
+    )
+    # --- preprocessing ------------------------------------------------------------------------
+    min_range: float = param(1.0, "Points closer than this (m) are dropped (vehicle body).", lo=0.0, hi=20.0)
+    max_range: float = param(80.0, "Points farther than this (m) are dropped.", lo=5.0, hi=300.0)
+    min_points: int = param(100, "Scans with fewer valid points are rejected as bad input.", lo=3, hi=100000)
+    deskew: bool = param(True, "Undo motion within a scan using the per-point time field.")
+    use_imu: bool = param(True, "Use gyro integration as the rotation prior when IMU data covers the interval.")
+    # --- registration -------------------------------------------------------------------------
+    voxel_size: float = param(0.8, "Voxel (m) of the scan used for registration.", lo=0.05, hi=5.0)
+    max_source_points: int = param(2500, "Registration uses at most this many scan points.", lo=100, hi=100000)
+    map_voxel_size: float = param(0.5, "Voxel (m) of the local map (one point per voxel).", lo=0.05, hi=5.0)
+    map_radius: float = param(70.0, "Local map points farther than this (m) from the vehicle are dropped.", lo=10.0, hi=500.0)
+    normal_neighbors: int = param(10, "Neighbours for map normal estimation.", lo=5, hi=50)
+    max_correspondence_distance: float = param(1.5, "Max point-to-map distance (m) of a correspondence.", lo=0.1, hi=10.0)
+    max_iterations: int = param(12, "Gauss-Newton iterations per scan.", lo=1, hi=100)
+    convergence: float = param(1e-4, "Stop when the update (rad + m) is below this.", lo=1e-8, hi=1.0)
+    prior_weight: float = param(
+        1e-3,
+        "Weight of the motion prior (per point-equivalent); keeps degenerate directions (corridors) at the prediction.",
+        lo=0.0,
+        hi=1e3,
+    )
+    # --- BEV image and features ---------------------------------------------------------------
+    bev_resolution: float = param(0.4, "BEV pixel size (m/px).", lo=0.05, hi=2.0)
+    bev_range: float = param(50.0, "BEV half-width (m); the image is (2*range/res+1)^2.", lo=5.0, hi=200.0)
+    bev_count_cap: int = param(15, "Occupied height voxels per cell are capped at this.", lo=2, hi=255)
+    descriptor: str = param("orb", "Local BEV descriptor: 'orb' (classical) or 'cnn' (ONNX model).", choices=["orb", "cnn"], read_only=True)
+    descriptor_model: str = param("", "ONNX file of the CNN descriptor; empty = models/bev_descriptor.onnx.", read_only=True)
+    fast_threshold: int = param(20, "FAST corner threshold on the BEV image.", lo=1, hi=255)
+    max_keypoints: int = param(500, "Strongest FAST keypoints kept per BEV image.", lo=10, hi=10000)
+    ransac_threshold: float = param(1.0, "2-D RANSAC inlier threshold (m) for BEV matches.", lo=0.05, hi=10.0)
+    ransac_iterations: int = param(200, "2-D RANSAC trials.", lo=10, hi=10000)
+    bev_min_matches: int = param(10, "Below this many RANSAC inliers the BEV rows are skipped.", lo=3, hi=1000)
+    bev_weight: float = param(0.05, "lambda: scale of the BEV pixel rows against the point-to-plane rows.", lo=0.0, hi=100.0)
+    # --- keyframes and loop closure -----------------------------------------------------------
+    keyframe_distance: float = param(2.0, "A new keyframe after this much travel (m).", lo=0.1, hi=100.0)
+    keyframe_angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
+    loop_closure: bool = param(True, "Detect loops and correct map->odom with the pose graph.")
+    loop_min_age_s: float = param(20.0, "Loop candidates must be at least this much older (s).", lo=0.0, hi=3600.0)
+    loop_search_radius: float = param(10.0, "Loop candidates must lie within this distance (m) in the map.", lo=0.5, hi=200.0)
+    loop_candidates: int = param(10, "Nearest global descriptors examined per keyframe.", lo=1, hi=100)
+    loop_descriptor_distance: float = param(0.35, "Max ring-sector descriptor distance (1 - cosine) of a candidate.", lo=0.0, hi=2.0)
+    loop_submap_keyframes: int = param(5, "Keyframes either side of the candidate in the loop submap.", lo=0, hi=50)
+    loop_max_rmse: float = param(0.3, "ICP fitness gate: max inlier RMSE (m) to accept a loop.", lo=0.01, hi=5.0)
+    loop_min_overlap: float = param(0.5, "ICP fitness gate: min fraction of points with a correspondence.", lo=0.0, hi=1.0)
+    loop_robust_kernel: str = param("cauchy", "Robust kernel of loop factors.", choices=["cauchy", "huber", "none"])
+    odom_sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
+    odom_sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)
+    loop_sigma_rot: float = param(0.02, "Loop factor rotation sigma (rad).", lo=1e-6, hi=10.0)
+    loop_sigma_trans: float = param(0.1, "Loop factor translation sigma (m).", lo=1e-6, hi=100.0)

@@ -1,0 +1,227 @@
+"""BEV-LIO(LC)-style LiDAR-inertial odometry: the per-scan steps and the loop-closing back end.
+
+``LioPipeline.add_scan`` runs, in order: validate -> to body frame -> predict (gyro + constant
+velocity) -> deskew -> BEV image + features -> BEV matches to the previous scan -> coupled
+point-to-plane + BEV Gauss-Newton -> map update -> keyframe? -> loop closure + pose graph.
+Odometry (odom -> base_link) is continuous; loop closures only change map -> odom (REP-105).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lkd_perception.common.errors import InputError
+from lkd_perception.common.se3 import make_pose, pose_inverse, rotation_angle, transform_points, yaw_pitch_roll_matrix
+from lkd_perception.io.codecs import Cloud
+from lkd_perception.odometry.bev import BevGrid, BevImage, bev_image
+from lkd_perception.odometry.config import OdometryConfig
+from lkd_perception.odometry.features import BevFeatures, FeatureExtractor, match_mutual, ransac_rigid_2d
+from lkd_perception.odometry.loop_closure import Keyframe, LoopClosure, LoopDetector, LoopParams, polar_descriptor, ring_key
+from lkd_perception.odometry.motion import ImuBuffer, Twist, deskew
+from lkd_perception.odometry.pose_graph import PoseGraph
+from lkd_perception.odometry.registration import BevRows, LocalMap, register, voxel_downsample
+
+
+@dataclass(frozen=True)
+class OdometryResult:
+    """The outcome of one scan.
+
+    ``pose``: T_odom_base (4x4); ``map_T_odom``: the loop-closure correction; ``keyframe``:
+    whether this scan became a keyframe; ``loop_closures``: loops accepted at this scan;
+    ``status``: a one-line human-readable summary for logs and diagnostics.
+    """
+
+    stamp_ns: int
+    pose: np.ndarray
+    map_T_odom: np.ndarray
+    keyframe: bool
+    loop_closures: tuple[LoopClosure, ...]
+    status: str
+    bev_inliers: int = 0
+    overlap: float = 0.0
+    twist: Twist = field(default_factory=Twist.zero)
+
+    @property
+    def map_pose(self) -> np.ndarray:
+        """T_map_base = map_T_odom @ pose."""
+        return self.map_T_odom @ self.pose
+
+
+def _pose_from_xyzrpy(v: list[float]) -> np.ndarray:
+    x, y, z, roll, pitch, yaw = v
+    return make_pose(yaw_pitch_roll_matrix(yaw, pitch, roll), [x, y, z])
+
+
+class LioPipeline:
+    """Stateful odometry; feed IMU samples and scans in time order."""
+
+    def __init__(self, config: OdometryConfig) -> None:
+        self.config = c = config
+        self.T_base_lidar = _pose_from_xyzrpy(c.base_T_lidar)
+        self.imu = ImuBuffer(_pose_from_xyzrpy(c.base_T_imu)[:3, :3])
+        self.grid = BevGrid.for_range(c.bev_resolution, c.bev_range)
+        self.extractor = FeatureExtractor(c.descriptor, c.fast_threshold, c.max_keypoints, c.descriptor_model)
+        self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
+        self.graph = PoseGraph()
+        self.loops = LoopDetector(
+            LoopParams(
+                min_age_s=c.loop_min_age_s,
+                search_radius=c.loop_search_radius,
+                candidates=c.loop_candidates,
+                descriptor_distance=c.loop_descriptor_distance,
+                submap_keyframes=c.loop_submap_keyframes,
+                max_rmse=c.loop_max_rmse,
+                min_overlap=c.loop_min_overlap,
+                ransac_threshold=c.ransac_threshold,
+                ransac_iterations=c.ransac_iterations,
+                min_inliers=c.bev_min_matches,
+                map_voxel=c.map_voxel_size,
+                normal_neighbors=c.normal_neighbors,
+                max_correspondence=c.max_correspondence_distance,
+            )
+        )
+        self._rng = np.random.default_rng(0)
+        self._last_stamp: int | None = None
+        self._pose = np.eye(4)
+        self._twist = Twist.zero()
+        self._prev_features: BevFeatures | None = None
+        self._last_kf_pose: np.ndarray | None = None
+        self._map_T_odom = np.eye(4)
+        self._keyframes: dict[int, np.ndarray] = {}  # id -> odom pose
+        self.loop_closures: list[LoopClosure] = []
+
+    # ------------------------------------------------------------------------------------------
+    def add_imu(self, stamp_ns: int, gyro: np.ndarray, accel: np.ndarray) -> None:
+        """One IMU sample in the IMU frame (rad/s, m/s^2); bad samples raise :class:`InputError`."""
+        self.imu.add(int(stamp_ns), gyro, accel)
+
+    def add_scan(self, stamp_ns: int, cloud: Cloud) -> OdometryResult:
+        """Register one scan. Bad input (empty, non-finite, out of order) raises :class:`InputError`
+        and leaves the state untouched, so the caller can report it and go on."""
+        c = self.config
+        points, times = self._validate(int(stamp_ns), cloud)
+        first = self._last_stamp is None
+        dt = 0.0 if first else (stamp_ns - self._last_stamp) * 1e-9  # type: ignore[operator]
+
+        # 1. prediction: gyro rotation (if covered) and constant velocity
+        twist = self._twist
+        if not first and c.use_imu and self.imu.covers(self._last_stamp, stamp_ns):  # type: ignore[arg-type]
+            R = self.imu.rotation(self._last_stamp, stamp_ns)  # type: ignore[arg-type]
+            twist = Twist.from_delta(make_pose(R, twist.linear * dt), dt)
+        predicted = self._pose @ twist.delta(dt)
+
+        # 2. deskew to the scan stamp and downsample
+        if c.deskew and times is not None:
+            points = deskew(points, times, twist)
+        source = voxel_downsample(points, c.voxel_size)
+        if len(source) > c.max_source_points:
+            source = source[self._rng.choice(len(source), c.max_source_points, replace=False)]
+
+        # 3. BEV image, keypoints and frame-to-frame matches
+        bev = bev_image(points, self.grid, c.bev_count_cap)
+        features = self.extractor.extract(bev)
+        bev_rows = None if first else self._bev_rows(features, predicted)
+
+        # 4. registration
+        if first:
+            pose, overlap, status = np.eye(4), 1.0, "initialised"
+        else:
+            reg = register(
+                source, self.map, predicted, c.max_correspondence_distance, c.max_iterations, c.convergence,
+                bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight,
+            )
+            pose, overlap = reg.pose, reg.overlap
+            status = f"ok: {reg.iterations} it, overlap {reg.overlap:.2f}, rmse {reg.rmse:.3f} m"
+            if overlap < 0.2:
+                status = f"degraded: only {overlap:.0%} of points matched the map"
+        self._twist = Twist.from_delta(pose_inverse(self._pose) @ pose, dt) if not first else Twist.zero()
+
+        # 5. map and state
+        self.map.update(transform_points(pose, voxel_downsample(points, c.map_voxel_size)), pose[:3, 3])
+        self._pose, self._prev_features, self._last_stamp = pose, features, int(stamp_ns)
+
+        # 6. keyframe and back end
+        is_kf = self._is_keyframe(pose)
+        loops: tuple[LoopClosure, ...] = ()
+        if is_kf:
+            loops = self._add_keyframe(int(stamp_ns), pose, source, features, bev)
+            if loops:
+                status += f"; loop closed with keyframe {loops[0].from_id}"
+        n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
+        return OdometryResult(int(stamp_ns), pose.copy(), self._map_T_odom.copy(), is_kf, loops, status, n_bev, overlap, self._twist)
+
+    def trajectory_map(self) -> dict[int, np.ndarray]:
+        """Optimised map poses of all keyframes (id -> T_map_base)."""
+        return self.graph.estimates()
+
+    # ------------------------------------------------------------------------------------------
+    def _validate(self, stamp_ns: int, cloud: Cloud) -> tuple[np.ndarray, np.ndarray | None]:
+        c = self.config
+        if self._last_stamp is not None and stamp_ns <= self._last_stamp:
+            raise InputError(f"scan stamp {stamp_ns} is not after the previous scan {self._last_stamp}; skipped")
+        xyz = np.asarray(cloud.xyz, dtype=np.float64)
+        finite = np.all(np.isfinite(xyz), axis=1)
+        times = None if cloud.time is None else np.asarray(cloud.time, dtype=np.float64)
+        if times is not None:
+            finite &= np.isfinite(times)
+        r = np.linalg.norm(xyz, axis=1)
+        keep = finite & (r >= c.min_range) & (r <= c.max_range)
+        if int(keep.sum()) < c.min_points:
+            raise InputError(
+                f"scan has {int(keep.sum())} valid points (of {len(xyz)}; {int((~finite).sum())} non-finite) "
+                f"within {c.min_range}-{c.max_range} m, need {c.min_points}; skipped"
+            )
+        pts = transform_points(self.T_base_lidar, xyz[keep])
+        return pts, None if times is None else times[keep]
+
+    def _bev_rows(self, features: BevFeatures, predicted: np.ndarray) -> BevRows | None:
+        c = self.config
+        prev = self._prev_features
+        if prev is None:
+            return None
+        pairs = match_mutual(prev, features)
+        if len(pairs) < c.bev_min_matches:
+            return None
+        # RANSAC in the current body frame: previous keypoints moved by the predicted motion
+        rel = pose_inverse(predicted) @ self._pose
+        src = prev.xy[pairs[:, 0]] @ rel[:2, :2].T + rel[:2, 3]
+        fit = ransac_rigid_2d(src, features.xy[pairs[:, 1]], c.ransac_threshold, c.ransac_iterations, self._rng)
+        if fit is None or int(fit.inliers.sum()) < c.bev_min_matches:
+            return None
+        good = pairs[fit.inliers]
+        anchors_body = np.concatenate([prev.xy[good[:, 0]], np.zeros((len(good), 1))], axis=1)
+        return BevRows(transform_points(self._pose, anchors_body), features.xy[good[:, 1]], c.bev_resolution)
+
+    def _is_keyframe(self, pose: np.ndarray) -> bool:
+        if self._last_kf_pose is None:
+            return True
+        d = pose_inverse(self._last_kf_pose) @ pose
+        return bool(np.linalg.norm(d[:3, 3]) >= self.config.keyframe_distance or rotation_angle(d[:3, :3]) >= self.config.keyframe_angle)
+
+    def _add_keyframe(self, stamp_ns: int, pose: np.ndarray, points: np.ndarray, features: BevFeatures, bev: BevImage) -> tuple[LoopClosure, ...]:
+        c = self.config
+        kid = len(self._keyframes)
+        self.graph.add_variable(kid, self._map_T_odom @ pose)
+        if kid == 0:
+            self.graph.fix_variable(0, pose)
+        else:
+            prev = self._keyframes[kid - 1]
+            self.graph.add_factor(kid - 1, kid, pose_inverse(prev) @ pose, c.odom_sigma_rot, c.odom_sigma_trans)
+        self._keyframes[kid] = pose.copy()
+        self._last_kf_pose = pose.copy()
+        polar = polar_descriptor(bev, c.bev_range)
+        kf = Keyframe(kid, stamp_ns, pose.copy(), points, features, polar, ring_key(polar))
+        self.loops.add(kf)
+        self.graph.optimize()
+        loops: tuple[LoopClosure, ...] = ()
+        if c.loop_closure and kid > 0:
+            loop = self.loops.detect(kf, self.graph.estimates())
+            if loop is not None:
+                self.graph.add_factor(loop.from_id, loop.to_id, loop.T_from_to, c.loop_sigma_rot, c.loop_sigma_trans, c.loop_robust_kernel)
+                self.graph.optimize(relinearize_all=True)
+                self.loop_closures.append(loop)
+                loops = (loop,)
+        self._map_T_odom = self.graph.estimate(kid) @ pose_inverse(pose)
+        return loops

@@ -1,0 +1,188 @@
+"""Point-to-plane Gauss-Newton registration coupled with BEV reprojection rows.
+
+One Gauss-Newton step stacks three kinds of rows (REFERENCE 3.4):
+
+- point-to-plane rows ``n . (T p - q)`` against the local map, with a Geman-McClure weight;
+- BEV rows: for each RANSAC-verified BEV match, the pixel error between where the previous
+  scan's keypoint lands in the current BEV image under ``T`` and where it was detected, scaled
+  by ``lambda`` (``bev_weight``);
+- a weak prior pulling towards the motion prediction, so directions the scene does not
+  constrain (a long corridor) stay at the prediction instead of drifting freely.
+
+Poses are updated on the left: ``T <- exp(delta) T`` with ``delta = (omega, v)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from lkd_perception.common.se3 import make_pose, pose_inverse, so3_exp, so3_log
+
+
+def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
+    """One point (the first in input order) per occupied voxel."""
+    if len(points) == 0:
+        return points
+    keys = np.floor(points / voxel).astype(np.int64)
+    _, idx = np.unique(keys, axis=0, return_index=True)
+    return points[np.sort(idx)]
+
+
+def _voxel_hash(points: np.ndarray, voxel: float) -> np.ndarray:
+    k = np.floor(points / voxel).astype(np.int64) + (1 << 20)
+    return (k[:, 0] << 42) | (k[:, 1] << 21) | k[:, 2]
+
+
+def estimate_normals(query: np.ndarray, tree: cKDTree, cloud: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals at ``query`` from the ``k`` nearest points of ``cloud`` and a planarity score.
+
+    Planarity = (lambda_mid - lambda_min) / lambda_max of the neighbourhood covariance: near 1 on
+    surfaces, near 0 on scattered points and on lines (one LiDAR ring on the ground), whose
+    normals must not be trusted.
+    """
+    k = min(k, len(cloud))
+    _, idx = tree.query(query, k=k, workers=1)
+    nb = cloud[idx.reshape(len(query), k)]
+    centred = nb - nb.mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", centred, centred) / k
+    evals, evecs = np.linalg.eigh(cov)
+    normals = evecs[:, :, 0]
+    planarity = (evals[:, 1] - evals[:, 0]) / np.maximum(evals[:, 2], 1e-12)
+    return normals, planarity
+
+
+class LocalMap:
+    """Voxelised points with normals in the odom frame around the vehicle (one point per voxel)."""
+
+    def __init__(self, voxel: float, radius: float, normal_neighbors: int) -> None:
+        self.voxel = voxel
+        self.radius = radius
+        self.k = normal_neighbors
+        self.points = np.zeros((0, 3))
+        self.normals = np.zeros((0, 3))
+        self._keys = np.zeros(0, dtype=np.int64)
+        self.tree: cKDTree | None = None
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    def update(self, points_odom: np.ndarray, position: np.ndarray) -> None:
+        """Add points to empty voxels, drop far ones, rebuild the search tree, fit new normals."""
+        keys = _voxel_hash(points_odom, self.voxel)
+        keys, first = np.unique(keys, return_index=True)
+        fresh = ~np.isin(keys, self._keys, assume_unique=True)
+        new_pts = points_odom[first[fresh]]
+        keep = np.sum((self.points - position) ** 2, axis=1) < self.radius**2
+        self.points = np.concatenate([self.points[keep], new_pts])
+        self._keys = np.concatenate([self._keys[keep], keys[fresh]])
+        order = np.argsort(self._keys)
+        self.points, self._keys = self.points[order], self._keys[order]
+        old_normals = np.concatenate([self.normals[keep], np.full((len(new_pts), 3), np.nan)])[order]
+        self.tree = cKDTree(self.points)
+        normals = np.nan_to_num(old_normals)
+        # refit where the neighbourhood changed and the old fit was rejected or missing: a new
+        # point, or a rejected point next to one (a ground ring becomes a plane once the next
+        # scans add rings beside it)
+        todo = np.isnan(old_normals[:, 0])
+        if np.any(todo) and len(self.points) >= 3:
+            _, nb = self.tree.query(self.points[todo], k=min(self.k, len(self.points)), workers=1)
+            touched = np.zeros(len(self.points), dtype=bool)
+            touched[nb.reshape(-1)] = True
+            todo |= touched & ~np.any(normals, axis=1)
+            fit, planarity = estimate_normals(self.points[todo], self.tree, self.points, self.k)
+            fit[planarity < 0.3] = 0.0
+            normals[todo] = fit
+        self.normals = normals
+
+
+@dataclass(frozen=True)
+class BevRows:
+    """BEV correspondences: previous-scan keypoints in odom ``anchors`` (N, 3) and their detected
+    body-frame positions ``observed_xy`` (N, 2) in the current scan; ``resolution`` m/px."""
+
+    anchors: np.ndarray
+    observed_xy: np.ndarray
+    resolution: float
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    """Estimated pose, the fraction of points with a correspondence, and their RMSE (m)."""
+
+    pose: np.ndarray
+    overlap: float
+    rmse: float
+    iterations: int
+    bev_rows: int
+
+
+def register(
+    source: np.ndarray,
+    target: LocalMap,
+    initial: np.ndarray,
+    max_distance: float,
+    max_iterations: int,
+    convergence: float,
+    bev: BevRows | None = None,
+    bev_weight: float = 0.0,
+    prior_weight: float = 0.0,
+) -> RegistrationResult:
+    """Pose ``T_odom_body`` aligning body-frame ``source`` points to the map (see module doc)."""
+    assert target.tree is not None, "register() needs a map with points"
+    T = initial.copy()
+    kernel = max_distance / 3.0
+    n_src = len(source)
+    it = 0
+    for it in range(1, max_iterations + 1):
+        X = source @ T[:3, :3].T + T[:3, 3]
+        dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
+        ok = np.isfinite(dist)
+        Xo, q, n = X[ok], target.points[idx[ok]], target.normals[idx[ok]]
+        r = np.sum(n * (Xo - q), axis=1)
+        J = np.concatenate([np.cross(Xo, n), n], axis=1)
+        w = kernel**2 / (kernel + r**2) ** 2  # Geman-McClure
+        H = (J * w[:, None]).T @ J
+        g = (J * w[:, None]).T @ r
+        if bev is not None and bev_weight > 0:
+            Hb, gb = _bev_normal_equations(T, bev)
+            H += bev_weight**2 * Hb
+            g += bev_weight**2 * gb
+        if prior_weight > 0:
+            # residual log(T T_init^-1) ~ delta: identity Jacobian to first order
+            D = T @ pose_inverse(initial)
+            rp = np.concatenate([so3_log(D[:3, :3]), D[:3, 3]])
+            H += prior_weight * n_src * np.eye(6)
+            g += prior_weight * n_src * rp
+        try:
+            delta = -np.linalg.solve(H + 1e-9 * np.eye(6), g)
+        except np.linalg.LinAlgError:
+            break
+        T = make_pose(so3_exp(delta[:3]), delta[3:]) @ T
+        if np.linalg.norm(delta) < convergence:
+            break
+    X = source @ T[:3, :3].T + T[:3, 3]
+    dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
+    ok = np.isfinite(dist)
+    rmse = float(np.sqrt(np.mean(dist[ok] ** 2))) if np.any(ok) else float("inf")
+    return RegistrationResult(T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors))
+
+
+def _bev_normal_equations(T: np.ndarray, bev: BevRows) -> tuple[np.ndarray, np.ndarray]:
+    """H, g of the BEV pixel rows: e = ((T^-1 m)_xy - observed) / res (REFERENCE 3.4)."""
+    R, t = T[:3, :3], T[:3, 3]
+    m = bev.anchors
+    q = (m - t) @ R  # R^T (m - t), row-wise
+    e = (q[:, :2] - bev.observed_xy) / bev.resolution
+    # dq/domega = R^T [m]x ; dq/dv = -R^T (left perturbation)
+    mx = np.zeros((len(m), 3, 3))
+    mx[:, 0, 1], mx[:, 0, 2] = -m[:, 2], m[:, 1]
+    mx[:, 1, 0], mx[:, 1, 2] = m[:, 2], -m[:, 0]
+    mx[:, 2, 0], mx[:, 2, 1] = -m[:, 1], m[:, 0]
+    J_rot = np.einsum("ji,njk->nik", R, mx)[:, :2, :]
+    J_tr = np.broadcast_to(-R.T[:2, :], (len(m), 2, 3))
+    J = np.concatenate([J_rot, J_tr], axis=2).reshape(-1, 6) / bev.resolution
+    r = e.reshape(-1)
+    return J.T @ J, J.T @ r
