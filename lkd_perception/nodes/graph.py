@@ -22,15 +22,23 @@ class NodeSpec:
     capability: str  # detection | lines | odometry: what a user switches on or off
     module: str  # python module that holds the node class
     class_name: str
+    inputs: tuple[str, ...] = ()  # topics it subscribes to (relative), so a replay can wait for it
     remappings: tuple[tuple[str, str], ...] = ()
 
 
 GRAPH: tuple[NodeSpec, ...] = (
-    NodeSpec("detector_node", "detector_node", "detection", "lkd_perception.nodes.detector_node", "DetectorNode"),
-    NodeSpec("line_node", "line_node", "lines", "lkd_perception.nodes.line_node", "LineNode"),
+    NodeSpec(
+        "detector_node", "detector_node", "detection", "lkd_perception.nodes.detector_node", "DetectorNode",
+        inputs=("camera/image_raw",),
+    ),
+    NodeSpec(
+        "line_node", "line_node", "lines", "lkd_perception.nodes.line_node", "LineNode",
+        inputs=("camera/image_raw",),
+    ),
     NodeSpec(
         "lidar_odometry_node", "lidar_odometry_node", "odometry",
         "lkd_perception.nodes.lidar_odometry_node", "LidarOdometryNode",
+        inputs=("lidar/points",),
     ),
 )
 

@@ -1,0 +1,39 @@
+"""``lkd launch [CONFIG]``: the vehicle's nodes in one process, from the launch file's graph."""
+
+from __future__ import annotations
+
+import argparse
+
+from lkd_perception.commands import Command, emit_json
+
+
+def _add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None, help="ROS 2 parameter file (default: config/vehicle.yaml)")
+    p.add_argument("--capabilities", default="all", help="comma-separated: detection,lines,odometry (default all)")
+    p.add_argument("--namespace", default="", help="namespace of all nodes")
+    p.add_argument("--use-sim-time", action="store_true", help="follow /clock (for replayed bags)")
+    p.add_argument("--dry-run", action="store_true", help="print the nodes and parameters as JSON, start nothing")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lkd_perception.nodes import run_all
+
+    launch = run_all.plan(args.config, args.capabilities, args.namespace, args.use_sim_time)
+    if args.dry_run:
+        emit_json(
+            {
+                "config": str(launch.config_path),
+                "namespace": launch.namespace,
+                "nodes": [
+                    {"name": s.name, "executable": s.executable, "parameters": p, "remappings": list(s.remappings)}
+                    for s, p in launch.nodes
+                ],
+            },
+            None,
+        )
+        return 0
+    run_all.run(launch)
+    return 0
+
+
+COMMANDS = [Command(("launch",), "run the vehicle's nodes in one process (no ros2 launch needed)", _add, _run)]

@@ -1,0 +1,46 @@
+"""``lkd replay BAG``: publish a bag over ROS 2 with /clock; optionally run the nodes and record."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from lkd_perception.commands import Command, emit_json
+
+
+def _add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bag", help="bag to replay (mcap or sqlite3 rosbag2 folder/file)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    p.add_argument("--record", default=None, help="record the nodes' outputs to this new .mcap")
+    p.add_argument("--launch", action="store_true", help="also start the vehicle's nodes (on sim time)")
+    p.add_argument("--config", default=None, help="parameter file for --launch (default config/vehicle.yaml)")
+    p.add_argument("--capabilities", default="all", help="nodes to start with --launch (default all)")
+    p.add_argument("--topics", nargs="*", default=None, help="only these bag topics (default all)")
+    p.add_argument("--out", default=None, help="write the summary JSON here (default stdout)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lkd_perception.nodes.replay import run_replay
+
+    bar = tqdm(total=0, unit="msg", file=sys.stderr, desc="replay", dynamic_ncols=True)
+
+    def progress(p) -> None:
+        bar.total = p.total
+        bar.n = p.published
+        bar.refresh()
+
+    try:
+        result = run_replay(
+            args.bag, rate=args.rate, record=args.record, launch_config=args.config, launch_nodes=args.launch,
+            capabilities=args.capabilities, topics=args.topics, on_progress=progress,
+        )
+    finally:
+        bar.close()
+    emit_json(dataclasses.asdict(result), args.out)
+    return 0
+
+
+COMMANDS = [Command(("replay",), "replay a bag over ROS 2 with /clock (optionally run the nodes and record)", _add, _run)]

@@ -1,0 +1,363 @@
+"""Bag replay and recording over a real ROS graph (no ``ros2 bag`` needed).
+
+``BagPlayer`` publishes a bag's messages as they were recorded: raw CDR bytes (nothing is
+re-encoded, so what the nodes receive is byte-for-byte what was recorded), the recorded QoS,
+the recorded timing scaled by ``rate``, and ``/clock`` so nodes running on sim time see the
+bag's time. ``BagRecorder`` writes what the nodes publish to an mcap file, stamping each message
+with the recorder's clock at arrival (sim time during a replay), so arrival minus header stamp is
+the node's end-to-end latency in bag time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from lkd_perception.common.errors import InputError
+from lkd_perception.nodes.conversions import ns_to_stamp
+from lkd_perception.nodes.qos import output_qos
+
+log = logging.getLogger(__name__)
+
+# What the product's nodes publish; the recorder subscribes to these by default.
+OUTPUT_TOPICS: dict[str, str] = {
+    "/lkd/detections": "vision_msgs/msg/Detection2DArray",
+    "/lkd/lines": "vision_msgs/msg/Detection2DArray",
+    "/lkd/lines/markers": "visualization_msgs/msg/ImageMarker",
+    "/lkd/odometry": "nav_msgs/msg/Odometry",
+    "/lkd/path": "nav_msgs/msg/Path",
+    "/lkd/loop_closures": "visualization_msgs/msg/MarkerArray",
+    "/tf": "tf2_msgs/msg/TFMessage",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+}
+
+
+def message_class(msgtype: str) -> type:
+    """The rclpy class of ``pkg/msg/Name`` (raises InputError when the package is missing)."""
+    pkg, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"message type {msgtype} is not available in this ROS environment") from exc
+
+
+def qos_from_bag(profiles: Sequence[object]) -> QoSProfile:
+    """The rclpy QoS of a recorded topic (reliable, depth 10 when the bag recorded none)."""
+    if not profiles:
+        return output_qos(10)
+    q = profiles[0]
+    reliability = ReliabilityPolicy.BEST_EFFORT if int(q.reliability) == 2 else ReliabilityPolicy.RELIABLE
+    durability = DurabilityPolicy.TRANSIENT_LOCAL if int(q.durability) == 1 else DurabilityPolicy.VOLATILE
+    depth = int(q.depth) if int(q.depth) > 0 else 10
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=durability)
+
+
+@dataclass
+class ReplayProgress:
+    """Counts of what a player has published; read from another thread for a progress bar."""
+
+    total: int = 0
+    published: int = 0
+    per_topic: dict[str, int] = field(default_factory=dict)
+    bag_start_ns: int = 0
+    bag_end_ns: int = 0
+    done: bool = False
+
+
+class BagPlayer(Node):
+    """Publishes a bag's topics with ``/clock``; call :meth:`play` (blocking) from a thread."""
+
+    def __init__(self, bag: str | Path, topics: Iterable[str] | None = None, rate: float = 1.0, **kw) -> None:
+        super().__init__("lkd_replay", **kw)
+        from rosbags.highlevel import AnyReader
+
+        if rate <= 0:
+            raise InputError(f"rate must be positive, got {rate}")
+        self.bag = Path(bag)
+        if not self.bag.exists():
+            raise InputError(f"bag not found: {self.bag}")
+        self.rate = rate
+        self._reader = AnyReader([self.bag])
+        self._reader.open()
+        available = {c.topic: c for c in self._reader.connections}
+        wanted = list(topics) if topics else sorted(available)
+        missing = [t for t in wanted if t not in available]
+        if missing:
+            raise InputError(f"topic(s) {missing} not in {self.bag}; it has {sorted(available)}")
+        self._connections = [available[t] for t in wanted]
+        self._publishers = {}
+        for c in self._connections:
+            profiles = getattr(c.ext, "offered_qos_profiles", ()) or ()
+            self._publishers[c.topic] = self.create_publisher(message_class(c.msgtype), c.topic, qos_from_bag(profiles))
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.progress = ReplayProgress(
+            total=sum(c.msgcount for c in self._connections),
+            bag_start_ns=self._reader.start_time,
+            bag_end_ns=self._reader.end_time,
+        )
+        self._stop = threading.Event()
+
+    @property
+    def topics(self) -> list[str]:
+        return [c.topic for c in self._connections]
+
+    def subscriber_counts(self) -> dict[str, int]:
+        return {t: p.get_subscription_count() for t, p in self._publishers.items()}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def play(self) -> ReplayProgress:
+        """Publish every message at its recorded time (scaled by rate); returns the counts."""
+        t0_wall = time.perf_counter()
+        t0_bag = None
+        for conn, stamp_ns, raw in self._reader.messages(connections=self._connections):
+            if self._stop.is_set():
+                break
+            if t0_bag is None:
+                t0_bag = stamp_ns
+            due = t0_wall + (stamp_ns - t0_bag) * 1e-9 / self.rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                self._stop.wait(delay)
+            self._clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
+            self._publishers[conn.topic].publish(bytes(raw))
+            self.progress.published += 1
+            self.progress.per_topic[conn.topic] = self.progress.per_topic.get(conn.topic, 0) + 1
+        self.progress.done = True
+        return self.progress
+
+    def publish_clock(self, stamp_ns: int) -> None:
+        """Keep sim time moving after the last message so nodes can finish and report."""
+        self._clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
+
+    def destroy_node(self) -> None:
+        self._reader.close()
+        super().destroy_node()
+
+
+def _typestore_with(msgtypes: Iterable[str]):
+    """A rosbags typestore that knows ``msgtypes``, adding missing ones from their .msg files."""
+    from ament_index_python.packages import get_package_share_directory
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.LATEST)
+    pending = [t for t in msgtypes if t not in store.fielddefs]
+    added: dict = {}
+    seen: set[str] = set()
+    while pending:
+        t = pending.pop()
+        if t in seen or t in store.fielddefs:
+            continue
+        seen.add(t)
+        pkg, _, name = t.split("/")
+        path = Path(get_package_share_directory(pkg)) / "msg" / f"{name}.msg"
+        types = get_types_from_msg(path.read_text(), t)
+        added.update(types)
+        for _, fields in types.values():
+            for _, desc in fields:
+                # nested message references look like (Nodetype.NAME, 'pkg/msg/Type') possibly inside sequences
+                for ref in _refs(desc):
+                    if ref not in store.fielddefs:
+                        pending.append(ref)
+    if added:
+        store.register(added)
+    return store
+
+
+def _refs(desc) -> list[str]:
+    out = []
+    if isinstance(desc, tuple):
+        for d in desc:
+            if isinstance(d, str) and d.count("/") == 2:
+                out.append(d)
+            else:
+                out.extend(_refs(d))
+    return out
+
+
+class BagRecorder(Node):
+    """Records topics to an mcap file; stamps are the recorder's clock (sim time in replays)."""
+
+    def __init__(self, out: str | Path, topics: dict[str, str] | None = None, **kw) -> None:
+        super().__init__("lkd_recorder", **kw)
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.out = Path(out)
+        if self.out.exists():
+            raise InputError(f"{self.out} exists; choose a new output path")
+        self.topics = dict(topics or OUTPUT_TOPICS)
+        store = _typestore_with(self.topics.values())
+        self._writer = Writer(self.out, version=8, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {t: 0 for t in self.topics}
+        self._conns = {}
+        for topic, msgtype in self.topics.items():
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
+            self.create_subscription(
+                message_class(msgtype), topic, self._make_cb(topic), output_qos(100), raw=True
+            )
+
+    def _make_cb(self, topic: str) -> Callable[[bytes], None]:
+        def cb(raw: bytes) -> None:
+            stamp = self.get_clock().now().nanoseconds
+            with self._lock:
+                if self._writer is not None:
+                    self._writer.write(self._conns[topic], stamp, raw)
+                    self.counts[topic] += 1
+
+        return cb
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay session did."""
+
+    bag: str
+    record: str | None
+    published: dict[str, int]
+    recorded: dict[str, int]
+    bag_duration_s: float
+    wall_s: float
+    rate: float
+
+
+def run_replay(
+    bag: str | Path,
+    rate: float = 1.0,
+    record: str | Path | None = None,
+    launch_config: str | Path | None = None,
+    launch_nodes: bool = False,
+    capabilities: str = "all",
+    topics: Sequence[str] | None = None,
+    startup_timeout_s: float = 180.0,
+    drain_s: float = 3.0,
+    on_progress: Callable[[ReplayProgress], None] | None = None,
+) -> ReplayResult:
+    """Replay a bag; optionally start the vehicle's nodes (own process, sim time) and record.
+
+    The nodes run in a separate process, so everything crosses DDS exactly as on the vehicle.
+    The player waits until every node input that the bag carries has a subscriber, so no frame
+    is lost to start-up (loading models takes seconds).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from lkd_perception.nodes.graph import select
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    proc = None
+    player = recorder = None
+    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    spin_thread = None
+    t_start = time.perf_counter()
+    try:
+        player = BagPlayer(bag, topics=topics, rate=rate, context=ctx)
+        executor.add_node(player)
+        if record is not None:
+            recorder = BagRecorder(record, context=ctx, parameter_overrides=[Parameter("use_sim_time", value=True)])
+            executor.add_node(recorder)
+        spin_thread = threading.Thread(target=executor.spin, daemon=True)
+        spin_thread.start()
+
+        if launch_nodes:
+            cmd = [sys.executable, "-m", "lkd_perception.cli", "launch", "--use-sim-time", "--capabilities", capabilities]
+            if launch_config:
+                cmd.insert(4, str(launch_config))
+            proc = subprocess.Popen(cmd, start_new_session=True)
+            needed = sorted({"/" + t for s in select(capabilities) for t in s.inputs} & set(player.topics))
+            deadline = time.monotonic() + startup_timeout_s
+            while time.monotonic() < deadline:
+                counts = player.subscriber_counts()
+                if all(counts.get(t, 0) > 0 for t in needed):
+                    break
+                if proc.poll() is not None:
+                    raise InputError(f"the nodes exited during start-up (status {proc.returncode})")
+                time.sleep(0.2)
+            else:
+                raise InputError(f"nodes did not subscribe to {needed} within {startup_timeout_s:.0f} s")
+            time.sleep(1.0)  # let discovery settle in both directions before the first message
+
+        progress = player.progress
+        done = threading.Event()
+
+        def report() -> None:
+            while not done.wait(0.25):
+                if on_progress:
+                    on_progress(progress)
+
+        reporter = threading.Thread(target=report, daemon=True)
+        reporter.start()
+        player.play()
+        done.set()
+        reporter.join()
+        if on_progress:
+            on_progress(progress)
+
+        # Drain: keep sim time moving so the nodes finish their last inputs and report health.
+        if recorder is not None:
+            t_end = progress.bag_end_ns
+            last_total, quiet_since = -1, time.monotonic()
+            step_ns = int(0.1e9)
+            while time.monotonic() - quiet_since < drain_s:
+                t_end += step_ns
+                player.publish_clock(t_end)
+                time.sleep(0.1 / rate)
+                total = sum(recorder.counts.values())
+                if total != last_total:
+                    last_total, quiet_since = total, time.monotonic()
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if recorder is not None:
+            recorder.close()
+        executor.shutdown()
+        if spin_thread is not None:
+            spin_thread.join(timeout=5)
+        for n in (player, recorder):
+            if n is not None:
+                n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    p = player.progress
+    return ReplayResult(
+        bag=str(bag),
+        record=str(record) if record else None,
+        published=dict(p.per_topic),
+        recorded=dict(recorder.counts) if recorder else {},
+        bag_duration_s=(p.bag_end_ns - p.bag_start_ns) * 1e-9,
+        wall_s=time.perf_counter() - t_start,
+        rate=rate,
+    )
