@@ -55,8 +55,12 @@ def qos_from_bag(profiles: Sequence[object]) -> QoSProfile:
     if not profiles:
         return output_qos(10)
     q = profiles[0]
-    reliability = ReliabilityPolicy.BEST_EFFORT if int(q.reliability) == 2 else ReliabilityPolicy.RELIABLE
-    durability = DurabilityPolicy.TRANSIENT_LOCAL if int(q.durability) == 1 else DurabilityPolicy.VOLATILE
+
+    def value(v) -> int:  # rosbags enums are plain Enums; keep ints as they are
+        return int(getattr(v, "value", v))
+
+    reliability = ReliabilityPolicy.BEST_EFFORT if value(q.reliability) == 2 else ReliabilityPolicy.RELIABLE
+    durability = DurabilityPolicy.TRANSIENT_LOCAL if value(q.durability) == 1 else DurabilityPolicy.VOLATILE
     depth = int(q.depth) if int(q.depth) > 0 else 10
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=durability)
 
@@ -94,43 +98,43 @@ class BagPlayer(Node):
         if missing:
             raise InputError(f"topic(s) {missing} not in {self.bag}; it has {sorted(available)}")
         self._connections = [available[t] for t in wanted]
-        self._publishers = {}
+        self._topic_pubs = {}
         for c in self._connections:
             profiles = getattr(c.ext, "offered_qos_profiles", ()) or ()
-            self._publishers[c.topic] = self.create_publisher(message_class(c.msgtype), c.topic, qos_from_bag(profiles))
+            self._topic_pubs[c.topic] = self.create_publisher(message_class(c.msgtype), c.topic, qos_from_bag(profiles))
         self._clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.progress = ReplayProgress(
             total=sum(c.msgcount for c in self._connections),
             bag_start_ns=self._reader.start_time,
             bag_end_ns=self._reader.end_time,
         )
-        self._stop = threading.Event()
+        self._stop_event = threading.Event()
 
     @property
     def topics(self) -> list[str]:
         return [c.topic for c in self._connections]
 
     def subscriber_counts(self) -> dict[str, int]:
-        return {t: p.get_subscription_count() for t, p in self._publishers.items()}
+        return {t: p.get_subscription_count() for t, p in self._topic_pubs.items()}
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop_event.set()
 
     def play(self) -> ReplayProgress:
         """Publish every message at its recorded time (scaled by rate); returns the counts."""
         t0_wall = time.perf_counter()
         t0_bag = None
         for conn, stamp_ns, raw in self._reader.messages(connections=self._connections):
-            if self._stop.is_set():
+            if self._stop_event.is_set():
                 break
             if t0_bag is None:
                 t0_bag = stamp_ns
             due = t0_wall + (stamp_ns - t0_bag) * 1e-9 / self.rate
             delay = due - time.perf_counter()
             if delay > 0:
-                self._stop.wait(delay)
+                self._stop_event.wait(delay)
             self._clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
-            self._publishers[conn.topic].publish(bytes(raw))
+            self._topic_pubs[conn.topic].publish(bytes(raw))
             self.progress.published += 1
             self.progress.per_topic[conn.topic] = self.progress.per_topic.get(conn.topic, 0) + 1
         self.progress.done = True
