@@ -1,0 +1,106 @@
+"""detector_node over real DDS: Image in, Detection2DArray out, with the shipped model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from lkd_perception.detection.runtime import resolve_model_path
+from lkd_perception.detection.toy_data import write_toy_coco
+from lkd_perception.detection.data import read_rgb
+from lkd_perception.nodes.conversions import numpy_to_image
+from lkd_perception.nodes.detector_node import DetectorNode
+
+SHIPPED = "models/leyolo_n.onnx"
+
+
+def _class_names() -> list[str]:
+    meta = {p.key: p.value for p in onnx.load(str(resolve_model_path(SHIPPED))).metadata_props}
+    return json.loads(meta["class_names"])
+
+
+def _status(diags: list[DiagnosticArray], name: str) -> DiagnosticStatus | None:
+    for arr in reversed(diags):
+        for s in arr.status:
+            if s.name == name:
+                return s
+    return None
+
+
+@pytest.fixture
+def image(tmp_path) -> np.ndarray:
+    ann = write_toy_coco(tmp_path, 1, seed=3, width=320, height=240)
+    return read_rgb(ann.parent / "images" / "000000.png")
+
+
+def test_answers_images_and_survives_bad_ones(ros_ctx, spin_until, image):
+    node = DetectorNode(context=ros_ctx, parameter_overrides=[Parameter("publish_debug_image", value=True),
+                                                             Parameter("conf_threshold", value=0.01)])
+    assert node.detector is not None, node.model_error
+    probe = Node("detector_probe", context=ros_ctx)
+    pub = probe.create_publisher(Image, "camera/image_raw", 10)
+    dets: list[Detection2DArray] = []
+    debug: list[Image] = []
+    diags: list[DiagnosticArray] = []
+    probe.create_subscription(Detection2DArray, "lkd/detections", dets.append, 10)
+    probe.create_subscription(Image, "lkd/detections/debug_image", debug.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    ex = SingleThreadedExecutor(context=ros_ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("lkd/detections") > 0)
+        bad = Image(encoding="rgb8", height=10, width=10, step=30, data=bytes(7))  # truncated data
+        pub.publish(bad)
+        spin_until(ex, lambda: False, 0.3)
+        msg = numpy_to_image(image, "rgb8", Time(sec=12, nanosec=345), "camera")
+        pub.publish(msg)
+        assert spin_until(ex, lambda: len(dets) >= 1 and len(debug) >= 1, 15.0)
+        out = dets[-1]
+        assert out.header.stamp.sec == 12 and out.header.stamp.nanosec == 345 and out.header.frame_id == "camera"
+        names = set(_class_names())
+        assert len(out.detections) > 0
+        for d in out.detections:
+            hyp = d.results[0].hypothesis
+            assert hyp.class_id in names and 0.01 < hyp.score <= 1.0
+            assert 0 <= d.bbox.center.position.x <= 320 and 0 <= d.bbox.center.position.y <= 240
+            assert d.bbox.size_x > 0 and d.bbox.size_y > 0
+        assert (debug[-1].width, debug[-1].height, debug[-1].encoding) == (320, 240, "rgb8")
+        assert spin_until(ex, lambda: (s := _status(diags, "detector_node: image")) is not None
+                          and dict((kv.key, kv.value) for kv in s.values)["warnings"] == "1", 5.0)
+        s = _status(diags, "detector_node: image")
+        assert dict((kv.key, kv.value) for kv in s.values)["processed"] == "1"
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def test_missing_model_reports_error_and_stays_up(ros_ctx, spin_until, tmp_path):
+    missing = str(tmp_path / "gone.onnx")
+    node = DetectorNode(context=ros_ctx, parameter_overrides=[Parameter("leyolo_model_path", value=missing)])
+    assert node.detector is None and "gone.onnx" in node.model_error
+    probe = Node("detector_probe2", context=ros_ctx)
+    diags: list[DiagnosticArray] = []
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    ex = SingleThreadedExecutor(context=ros_ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        assert spin_until(ex, lambda: _status(diags, "detector_node: model") is not None, 10.0)
+        s = _status(diags, "detector_node: model")
+        assert s.level == DiagnosticStatus.ERROR and "gone.onnx" in s.message
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
