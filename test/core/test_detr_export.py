@@ -45,3 +45,16 @@ def test_export_rejects_wrong_class_list(tmp_path):
         export_detr(Detr(TINY, 3), tmp_path / "d.onnx", 64, ["car"])
     with pytest.raises(ModelError, match="stride"):
         export_detr(Detr(TINY, 1), tmp_path / "d.onnx", 80, ["car"])
+
+
+def test_lkd_export_detr_command(tmp_path):
+    from lkd_perception.cli import main
+    from lkd_perception.common.config import from_dict
+    from lkd_perception.detection.train_detr import DetrTrainConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "m.pt", Detr(TINY, 2), ["a", "b"], 64, from_dict(DetrTrainConfig, {"input_size": 64}))
+    out = tmp_path / "report.json"
+    assert main(["export", "detr", "--ckpt", str(ck), "--out", str(tmp_path / "m.onnx"), "--json-out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["max_abs_diff_scores"] < 1e-4 and rep["class_names"] == ["a", "b"] and rep["input_size"] == 64

