@@ -105,6 +105,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     from lkd_perception.detection.config import LeyoloTrainConfig
     from lkd_perception.detection.train_leyolo import config_from_args, train
@@ -112,6 +113,8 @@ def _run_train(args: argparse.Namespace) -> int:
     log = logging.getLogger("lkd.train.leyolo")
     cfg = config_from_args({s.name: getattr(args, s.name) for s in describe(LeyoloTrainConfig)})
     result = train(cfg, progress=lambda rec: log.info("%s", rec))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports and exports
+        return 0
     out: dict[str, Any] = {"last": result.last_checkpoint, "best": result.best_checkpoint,
                            "epochs_run": result.epochs_run, "best_val_mAP50-95": result.best_map50_95,
                            "final_loss": result.final_loss, "seconds": result.seconds}
