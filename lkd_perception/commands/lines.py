@@ -1,0 +1,213 @@
+"""``lkd lines``, ``lkd evaluate lines``, ``lkd train lines``, ``lkd export lines``, ``lkd bench lines``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from lkd_perception.commands import Command, emit_json
+
+log = logging.getLogger(__name__)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None,
+                   help="YAML with LineConfig keys (flat, or a ROS 2 parameter file with a line_node section)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one LineConfig setting (repeatable), e.g. --set input_width=160")
+
+
+def _line_config(args: argparse.Namespace):
+    """LineConfig from defaults, then ``--config``, then ``--set`` (later wins)."""
+    import yaml
+
+    from lkd_perception.common.config import from_dict, load_yaml, node_parameters
+    from lkd_perception.common.errors import ConfigError
+    from lkd_perception.lines.config import LineConfig
+
+    values: dict = {}
+    if args.config:
+        data = load_yaml(args.config)
+        section = node_parameters(data, "line_node")
+        values.update(section if section else data)
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = yaml.safe_load(raw)
+    return from_dict(LineConfig, values)
+
+
+def _add_detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files (any format OpenCV reads)")
+    p.add_argument("--out", default=None, help="JSON file (default: stdout)")
+    _add_config_args(p)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.lines.json_format import predictions_to_json
+    from lkd_perception.lines.runtime import LineDetector
+
+    det = LineDetector(_line_config(args))
+    result = {}
+    for path in args.images:
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"cannot read image {path}")
+        found = det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        result[Path(path).name] = predictions_to_json(found.segments, found.scores)
+        log.info("%s: %d segments", path, len(found))
+    emit_json(result, args.out)
+    return 0
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", required=True, help="predictions JSON ({image: [[x1,y1,x2,y2,score], ...]})")
+    p.add_argument("--gt", required=True, help="ground-truth JSON (see lkd_perception.lines.json_format)")
+    p.add_argument("--images", default=None,
+                   help="folder of the images, for sizes the ground truth does not give (default: beside --gt)")
+    p.add_argument("--out", default=None, help="JSON file (default: stdout)")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from lkd_perception.eval.lines import evaluate_lines
+    from lkd_perception.lines.json_format import read_ground_truth, read_predictions
+
+    gt = read_ground_truth(args.gt, args.images)
+    pred = read_predictions(args.pred)
+    extra = sorted(set(pred) - set(gt))
+    if extra:
+        log.warning("%d predicted image(s) have no ground truth and are ignored: %s", len(extra), extra[:5])
+    names = sorted(gt)
+    missing = [n for n in names if n not in pred]
+    metrics = evaluate_lines(
+        [pred.get(n, np.zeros((0, 5))) for n in names],
+        [gt[n].lines for n in names],
+        [(gt[n].width, gt[n].height) for n in names],
+    )
+    emit_json(asdict(metrics) | {"images_without_predictions": len(missing)}, args.out)
+    return 0
+
+
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="JSON file (default: stdout after the table)")
+    p.add_argument("--count", type=int, default=30, help="held-out images")
+    p.add_argument("--seed", type=int, default=1000, help="held-out seed (training uses other seeds)")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--augment", type=float, default=1.0, help="photometric degradation strength 0..1")
+    p.add_argument("--repeats", type=int, default=1, help="timing passes over the images per size")
+    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,opencv_lsd,opencv_fld")
+    p.add_argument("--save-data", default=None,
+                   help="also write the held-out images and gt.json here (for lkd evaluate lines)")
+    _add_config_args(p)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import sys
+
+    from lkd_perception.lines.bench import HeldOut, format_table, results_to_dict, run_benchmark
+
+    cfg = _line_config(args)
+    spec = HeldOut(seed=args.seed, count=args.count, width=args.width, height=args.height,
+                   augment_strength=args.augment)
+    if args.save_data:
+        _save_heldout(spec, Path(args.save_data))
+    results = run_benchmark(cfg, spec, tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+                            args.repeats)
+    sys.stderr.write(format_table(results) + "\n")
+    emit_json(results_to_dict(results, cfg, spec), args.out)
+    return 0
+
+
+def _save_heldout(spec, folder: Path) -> None:
+    import cv2
+
+    from lkd_perception.lines.bench import heldout_images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gt = {}
+    for i, scene in enumerate(heldout_images(spec)):
+        name = f"heldout_{i:04d}.png"
+        cv2.imwrite(str(folder / name), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
+        gt[name] = {"width": spec.width, "height": spec.height,
+                    "lines": [[round(float(v), 3) for v in row] for row in scene.segments]}
+    emit_json(gt, folder / "gt.json")
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/lines/train", help="folder for checkpoint.pt and log.json")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--crop", type=int, default=128, help="square training image size (multiple of 8)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--sim-fraction", type=float, default=0.0,
+                   help="share of each batch rendered by the simulator (needs lkd_perception.sim)")
+    p.add_argument("--init", default=None, help="checkpoint to start from")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from lkd_perception.lines.export import load_checkpoint, save_checkpoint
+    from lkd_perception.lines.train import TrainSettings, train
+
+    settings = TrainSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+                             seed=args.seed, threads=args.threads)
+    extra = None
+    if args.sim_fraction > 0:
+        from lkd_perception.lines.sim_source import sim_line_source
+
+        extra = sim_line_source()
+    out = Path(args.out)
+    net = load_checkpoint(args.init) if args.init else None
+    history = []
+    window: list[float] = []
+    for net, entry in train(settings, net, extra, args.sim_fraction):
+        window.append(entry.train_loss)
+        if (entry.step + 1) % 50 == 0 or entry.step + 1 == settings.steps:
+            history.append({"step": entry.step + 1, "lr": entry.lr, "loss": sum(window) / len(window),
+                            "seconds": round(entry.seconds, 1)})
+            window = []
+            log.info("step %d loss %.4f lr %.2e %.0fs", entry.step + 1, history[-1]["loss"], entry.lr, entry.seconds)
+        if (entry.step + 1) % 500 == 0:
+            save_checkpoint(net, out / "checkpoint.pt", {"step": entry.step + 1})
+    save_checkpoint(net, out / "checkpoint.pt", {"step": settings.steps})
+    emit_json({"settings": vars(args) | {"_run": None}, "history": history}, out / "log.json")
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default="runs/lines/train/checkpoint.pt")
+    p.add_argument("--out", default="models/lsdnet.onnx")
+    p.add_argument("--input-width", type=int, default=None, help="default: LineConfig.input_width")
+    p.add_argument("--input-height", type=int, default=None, help="default: LineConfig.input_height")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from lkd_perception.lines.config import LineConfig
+    from lkd_perception.lines.export import export_onnx, load_checkpoint
+
+    cfg = LineConfig()
+    path = export_onnx(load_checkpoint(args.checkpoint), args.out,
+                       args.input_width or cfg.input_width, args.input_height or cfg.input_height)
+    emit_json({"onnx": str(path), "bytes": path.stat().st_size}, None)
+    return 0
+
+
+COMMANDS = [
+    Command(("lines",), "detect line segments in images (LSDNet)", _add_detect, _run_detect),
+    Command(("evaluate", "lines"), "sAP5/10/15 and F^H of line predictions against ground truth",
+            _add_evaluate, _run_evaluate),
+    Command(("bench", "lines"), "LSDNet vs OpenCV LSD and FLD: accuracy, fps, memory", _add_bench, _run_bench),
+    Command(("train", "lines"), "train the LSDNet line detector on synthetic scenes", _add_train, _run_train),
+    Command(("export", "lines"), "export a trained LSDNet checkpoint to ONNX", _add_export, _run_export),
+]

@@ -1,0 +1,48 @@
+"""Settings of the LSDNet line-segment detector (CNN + LSD-style grouping).
+
+One flat dataclass: field name = YAML key = ROS parameter of ``line_node``. Defaults follow the
+reference grouping of LSDNet (heat > 0.4, adaptive threshold block 11 / C 2, regions of <= 10 px
+dropped) except where this package's smaller network and float output justify a change
+(documented per field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lkd_perception.common.config import param
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """Everything :class:`lkd_perception.lines.runtime.LineDetector` needs."""
+
+    model_path: str = param(
+        "models/lsdnet.onnx",
+        "ONNX model file; a relative path is looked up in the package share dir, then the repository",
+        read_only=True,
+    )
+    input_width: int = param(320, "network input width in pixels (multiple of 8)", lo=32, hi=2048, read_only=True)
+    input_height: int = param(240, "network input height in pixels (multiple of 8)", lo=32, hi=2048, read_only=True)
+    heat_threshold: float = param(0.4, "support mask: minimum line heat", lo=0.0, hi=1.0)
+    adaptive_block: int = param(
+        11, "support mask: block size of the Gaussian adaptive threshold on heat*255 (odd; 0 disables it)",
+        lo=0, hi=99,
+    )
+    adaptive_c: float = param(2.0, "support mask: constant subtracted in the adaptive threshold", lo=-50.0, hi=50.0)
+    angle_tolerance_deg: float = param(
+        6.5, "region growing: largest line-direction difference from the seed, degrees", lo=0.5, hi=45.0
+    )
+    heat_tolerance: float = param(
+        0.6, "region growing: largest heat difference from the seed (the reference's 0.3 is relative to the "
+        "running mean; against the seed it would cut the flanks of diagonal lines into parallel regions)",
+        lo=0.0, hi=1.0,
+    )
+    min_region_size: int = param(11, "regions with fewer support pixels are dropped", lo=1, hi=10000)
+    min_length: float = param(4.0, "segments shorter than this (network pixels) are dropped", lo=0.0, hi=1000.0)
+    score_threshold: float = param(0.5, "segments whose mean heat is lower are dropped", lo=0.0, hi=1.0)
+    providers: str = param(
+        "cpu", "ONNX Runtime execution provider", choices=("cpu", "cuda", "tensorrt"), read_only=True
+    )
+    threads: int = param(2, "ONNX Runtime intra-op threads (0 = library default)", lo=0, hi=64, read_only=True)
+    publish_debug_image: bool = param(False, "line_node: also publish the image with the segments drawn")

@@ -1,0 +1,69 @@
+"""ONNX export of a trained LSDNet (torch; not needed at run time).
+
+The graph takes NCHW float32 RGB/255 (no mean/std, as the reference model) with dynamic batch,
+height and width (multiples of 8), and returns (N,2,H,W): heat and θ/π. The metadata records
+the normalisation, layout and the input size the model is meant to be run at, so the runtime
+can check it is being fed what the network was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+
+from lkd_perception.common.errors import ModelError
+from lkd_perception.lines.lsdnet import ExportHead, LSDNet, count_parameters
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "lines"
+
+
+def save_checkpoint(net: LSDNet, path: str | Path, extra: dict | None = None) -> None:
+    """Weights plus the channel widths needed to rebuild the network."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"widths": list(net.widths), "state_dict": net.state_dict(), **(extra or {})}, p)
+
+
+def load_checkpoint(path: str | Path) -> LSDNet:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"checkpoint not found: {p}")
+    data = torch.load(p, map_location="cpu", weights_only=True)
+    net = LSDNet(tuple(data["widths"]))
+    net.load_state_dict(data["state_dict"])
+    return net.eval()
+
+
+def export_onnx(net: LSDNet, out: str | Path, input_width: int, input_height: int, extra_meta: dict | None = None) -> Path:
+    """Write the ONNX model (opset 17) with metadata; returns its path."""
+    if input_width % 8 or input_height % 8:
+        raise ModelError(f"input size must be a multiple of 8, got {input_width}x{input_height}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    head = ExportHead(net.eval()).eval()
+    dummy = torch.rand(1, 3, input_height, input_width)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(
+        head, dummy, str(out), opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, dynamo=False,
+    )
+    model = onnx.load(str(out))
+    meta = {
+        "model": "lsdnet",
+        "input_width": str(input_width),
+        "input_height": str(input_height),
+        "layout": "NCHW",
+        "normalisation": "rgb/255",
+        "outputs": "heat,theta_over_pi",
+        "parameters": str(count_parameters(net)),
+        "widths": ",".join(str(w) for w in net.widths),
+        **{k: str(v) for k, v in (extra_meta or {}).items()},
+    }
+    onnx.helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out

@@ -1,0 +1,124 @@
+"""Line-segment detection at run time: ONNX Runtime for the CNN, numpy/OpenCV for the grouping.
+
+``LineDetector(config).detect(rgb)`` is the whole core API; the node and the ``lkd lines``
+command both call it. No torch here (DESIGN: runtime needs numpy, opencv, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lkd_perception.common.errors import InputError, ModelError
+from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.grouping import group_lines
+
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+_PACKAGE = "lkd_perception"
+
+
+@dataclass(frozen=True)
+class LineSegments:
+    """Detected segments in input-image pixels (pixel centres at integers).
+
+    ``segments`` (N,4) float64 x1,y1,x2,y2; ``scores`` (N,) mean heat in [0,1]; ``widths`` (N,)
+    support width in pixels.
+    """
+
+    segments: np.ndarray
+    scores: np.ndarray
+    widths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+
+def resolve_model_path(path: str) -> Path:
+    """An absolute path as is; a relative one in the current folder, the installed package share
+    folder (``<prefix>/share/lkd_perception``), then the source repository."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        repo = Path(__file__).resolve().parents[2]
+        candidates = [Path.cwd() / p, Path(sys.prefix) / "share" / _PACKAGE / p, repo / p]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ModelError(f"line model {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
+
+
+def _checked_rgb(rgb: np.ndarray) -> np.ndarray:
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputError(f"expected an (H, W, 3) RGB image, got shape {arr.shape}")
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise InputError(f"image is too small to hold a line: {arr.shape[1]}x{arr.shape[0]}")
+    if arr.dtype != np.uint8:
+        raise InputError(f"expected uint8 RGB, got {arr.dtype}")
+    return arr
+
+
+class LineDetector:
+    """LSDNet: CNN heat/direction maps (ONNX Runtime), then LSD-style grouping, rescaled to the input."""
+
+    def __init__(self, config: LineConfig | None = None) -> None:
+        import onnxruntime as ort
+
+        self.config = config or LineConfig()
+        cfg = self.config
+        if cfg.input_width % 8 or cfg.input_height % 8:
+            raise ModelError(f"input size must be a multiple of 8, got {cfg.input_width}x{cfg.input_height}")
+        self.model_path = resolve_model_path(cfg.model_path)
+        opts = ort.SessionOptions()
+        if cfg.threads > 0:
+            opts.intra_op_num_threads = cfg.threads
+            opts.inter_op_num_threads = 1
+        available = set(ort.get_available_providers())
+        providers = [p for p in _PROVIDERS[cfg.providers] if p in available]
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load line model {self.model_path}: {exc}") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("model") != "lsdnet" or meta.get("normalisation") != "rgb/255" or meta.get("layout") != "NCHW":
+            raise ModelError(f"{self.model_path} is not an LSDNet export (metadata {meta})")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{self.model_path}: expected one input and one output")
+        self._input_name = inputs[0].name
+        self.providers = self.session.get_providers()
+
+    def heat_and_angle(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Network maps at the input size: heat (h,w) in [0,1] and direction θ (h,w) in radians [0,π)."""
+        arr = _checked_rgb(rgb)
+        w, h = self.config.input_width, self.config.input_height
+        if arr.shape[:2] != (h, w):
+            arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
+        x = np.ascontiguousarray(arr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1.0 / 255.0)
+        out = self.session.run(None, {self._input_name: x})[0]
+        return out[0, 0], out[0, 1] * np.float32(np.pi)
+
+    def detect(self, rgb: np.ndarray) -> LineSegments:
+        """Segments of an (H,W,3) uint8 RGB image, in its own pixel coordinates."""
+        arr = _checked_rgb(rgb)
+        heat, theta = self.heat_and_angle(arr)
+        found = group_lines(heat, theta, self.config)
+        sx = arr.shape[1] / self.config.input_width
+        sy = arr.shape[0] / self.config.input_height
+        seg = found.segments.copy()
+        seg[:, 0::2] = (seg[:, 0::2] + 0.5) * sx - 0.5
+        seg[:, 1::2] = (seg[:, 1::2] + 0.5) * sy - 0.5
+        # Width is measured across the segment; scale by the axis the normal mostly points along.
+        d = found.segments[:, 2:4] - found.segments[:, 0:2]
+        across_x = np.abs(d[:, 1]) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
+        widths = found.widths * (across_x * sx + (1 - across_x) * sy)
+        return LineSegments(segments=seg, scores=found.scores.astype(np.float64), widths=widths)

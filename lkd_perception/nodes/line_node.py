@@ -1,0 +1,114 @@
+"""line_node: camera images in, line segments out (LSDNet).
+
+Subscribes ``camera/image_raw`` (sensor QoS) and publishes
+
+* ``lkd/lines`` (``vision_msgs/Detection2DArray``): one oriented box per segment, the encoding of
+  :mod:`lkd_perception.lines.encoding` (midpoint, direction theta, size_x = length,
+  size_y = width, class_id ``"line"``, score = mean heat), from which endpoints are exact;
+* ``lkd/lines/markers`` (``visualization_msgs/ImageMarker``, LINE_LIST, one colour per point);
+* ``lkd/lines/debug_image`` (rgb8, segments drawn) when ``publish_debug_image`` is on.
+
+Grouping settings (thresholds, tolerances) can be changed at run time; model, input size,
+providers and threads only at start-up. A model that cannot be loaded does not stop the node:
+it logs the error, reports ERROR on /diagnostics and stays up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import cv2
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA
+from vision_msgs.msg import Detection2DArray
+from visualization_msgs.msg import ImageMarker
+
+from lkd_perception.common.errors import LkdError
+from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.encoding import segments_to_boxes
+from lkd_perception.lines.runtime import LineDetector, LineSegments
+from lkd_perception.nodes.base import LkdNode, run_node
+from lkd_perception.nodes.conversions import detection2d_array, image_to_rgb, numpy_to_image
+
+_MARKER_COLOUR = ColorRGBA(r=1.0, g=0.2, b=0.1, a=1.0)
+
+
+class LineNode(LkdNode):
+    """Runs the LSDNet line detector on every image it receives."""
+
+    def __init__(self, node_name: str = "line_node", **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.cfg = self.declare_config(LineConfig, on_change=self._on_config)
+        self.detector: LineDetector | None = None
+        self.model_error = ""
+        try:
+            self.detector = LineDetector(self.cfg)
+        except LkdError as exc:
+            self.model_error = str(exc)
+            self.get_logger().error(f"line model not loaded, publishing nothing: {exc}")
+            self.diagnostics.error("model", self.model_error)
+            self.create_timer(self.io_config.diagnostics_period_s, self._report_model_error)
+            return
+        self.get_logger().info(
+            f"line model {self.detector.model_path}: input {self.cfg.input_width}x{self.cfg.input_height}, "
+            f"providers {list(self.detector.providers)}"
+        )
+        self.pub = self.create_publisher(Detection2DArray, "lkd/lines", self.output_qos())
+        self.marker_pub = self.create_publisher(ImageMarker, "lkd/lines/markers", self.output_qos())
+        self.debug_pub = self.create_publisher(Image, "lkd/lines/debug_image", self.output_qos(depth=1))
+        self.create_subscription(Image, "camera/image_raw", self.guarded("image", self._on_image), self.sensor_qos())
+
+    def _on_config(self, cfg: LineConfig) -> None:
+        self.cfg = cfg
+        if self.detector is not None:
+            self.detector.config = replace(
+                cfg, model_path=self.detector.config.model_path, providers=self.detector.config.providers
+            )
+
+    def _report_model_error(self) -> None:
+        self.diagnostics.error("model", self.model_error)
+
+    def _on_image(self, msg: Image) -> None:
+        rgb = image_to_rgb(msg)
+        assert self.detector is not None
+        found = self.detector.detect(rgb)
+        boxes = segments_to_boxes(found.segments, found.widths)
+        sizes = np.stack([boxes.lengths, boxes.widths], axis=1)
+        self.pub.publish(detection2d_array(msg.header.stamp, msg.header.frame_id, boxes.centers, sizes,
+                                           boxes.thetas, found.scores, ["line"] * len(found)))
+        self.marker_pub.publish(line_marker(found, msg))
+        if self.cfg.publish_debug_image:
+            self.debug_pub.publish(numpy_to_image(draw_segments(rgb, found), "rgb8", msg.header.stamp,
+                                                  msg.header.frame_id))
+
+
+def line_marker(found: LineSegments, msg: Image) -> ImageMarker:
+    """A LINE_LIST with one point pair per segment and one colour per point (newer RViz needs that)."""
+    m = ImageMarker()
+    m.header = msg.header
+    m.ns = "lkd_lines"
+    m.id = 0
+    m.type = ImageMarker.LINE_LIST
+    m.action = ImageMarker.ADD
+    m.scale = 1.0
+    m.lifetime = Duration(sec=0, nanosec=0)
+    m.outline_color = _MARKER_COLOUR
+    m.points = [Point(x=float(x), y=float(y), z=0.0) for x, y in found.segments.reshape(-1, 2)]
+    m.outline_colors = [_MARKER_COLOUR] * len(m.points)
+    return m
+
+
+def draw_segments(rgb: np.ndarray, found: LineSegments) -> np.ndarray:
+    """A copy of the image with the segments drawn in red (sub-pixel endpoints)."""
+    out = rgb.copy()
+    for x1, y1, x2, y2 in np.round(found.segments * 16).astype(np.int64).tolist():
+        cv2.line(out, (x1, y1), (x2, y2), (255, 40, 20), 1, cv2.LINE_AA, 4)
+    return out
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    run_node(LineNode, args)
