@@ -3,59 +3,102 @@
 The facade (add_variable / fix_variable / add_factor / optimize / estimates, after kiss-slam)
 keeps GTSAM types out of the pipeline. Only factors and values added since the last
 :meth:`PoseGraph.optimize` are passed to ``ISAM2.update``; passing the whole graph again raises
-"key already exists" (REFERENCE 3.6). Loop factors can carry a robust kernel (Cauchy or Huber)
-so one wrong loop is down-weighted instead of bending the whole map.
+"key already exists" (REFERENCE 3.6).
+
+Why loops need more than a robust kernel: after a long drift a *true* loop has a residual of
+dozens of sigmas at the odometry estimate, just like a false one, so an M-estimator started
+there down-weights both (measured: a Cauchy kernel left 2.8 m of drift uncorrected on an 80 m
+square). After a loop, :meth:`PoseGraph.optimize` therefore runs graduated non-convexity
+(GTSAM's GNC with a truncated quadratic, odometry and priors as known inliers), which starts from the
+convex problem and decides which loops agree with the rest of the graph; rejected loops are left
+out of the restarted iSAM2 and the accepted ones keep their robust kernel.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gtsam
 import numpy as np
 
 from lkd_perception.common.errors import ConfigError, InputError
 
+ROBUST_KERNELS = ("cauchy", "geman_mcclure", "huber", "none")
 
-def _noise(sigmas_rot: float, sigmas_trans: float, robust: str) -> gtsam.noiseModel.Base:
+
+def _sigmas(sigma_rot: float, sigma_trans: float) -> gtsam.noiseModel.Diagonal:
     # Pose3 tangent order is rotation then translation
-    base = gtsam.noiseModel.Diagonal.Sigmas(np.array([sigmas_rot] * 3 + [sigmas_trans] * 3))
+    return gtsam.noiseModel.Diagonal.Sigmas(np.array([sigma_rot] * 3 + [sigma_trans] * 3))
+
+
+def _robust(base: gtsam.noiseModel.Base, robust: str) -> gtsam.noiseModel.Base:
+    est = gtsam.noiseModel.mEstimator
     if robust == "none":
         return base
     if robust == "cauchy":
-        return gtsam.noiseModel.Robust.Create(gtsam.noiseModel.mEstimator.Cauchy.Create(1.0), base)
+        return gtsam.noiseModel.Robust.Create(est.Cauchy.Create(1.0), base)
+    if robust == "geman_mcclure":
+        return gtsam.noiseModel.Robust.Create(est.GemanMcClure.Create(1.0), base)
     if robust == "huber":
-        return gtsam.noiseModel.Robust.Create(gtsam.noiseModel.mEstimator.Huber.Create(1.345), base)
-    raise ConfigError(f"robust kernel must be cauchy, huber or none, got {robust!r}")
+        return gtsam.noiseModel.Robust.Create(est.Huber.Create(1.345), base)
+    raise ConfigError(f"robust kernel must be one of {list(ROBUST_KERNELS)}, got {robust!r}")
+
+
+@dataclass(frozen=True)
+class _Between:
+    key_from: int
+    key_to: int
+    T: np.ndarray
+    sigma_rot: float
+    sigma_trans: float
+    robust: str
+
+    def factor(self, with_kernel: bool) -> gtsam.BetweenFactorPose3:
+        noise = _sigmas(self.sigma_rot, self.sigma_trans)
+        return gtsam.BetweenFactorPose3(
+            gtsam.symbol_shorthand.X(self.key_from),
+            gtsam.symbol_shorthand.X(self.key_to),
+            gtsam.Pose3(self.T),
+            _robust(noise, self.robust) if with_kernel else noise,
+        )
 
 
 class PoseGraph:
-    """Incremental SE(3) pose graph; variables are integer ids, poses 4x4 ``T_map_body``."""
+    """Incremental SE(3) pose graph; variables are integer ids, poses 4x4 ``T_map_body``.
+
+    Factors added with a robust kernel other than ``"none"`` are loop-type factors: candidates
+    for rejection by :meth:`optimize` with ``relinearize_all``.
+    """
 
     def __init__(self, relinearize_threshold: float = 0.01) -> None:
-        params = gtsam.ISAM2Params()
-        params.setRelinearizeThreshold(relinearize_threshold)
-        params.relinearizeSkip = 1
-        self._params = params
-        self._isam = gtsam.ISAM2(params)
+        self._params = gtsam.ISAM2Params()
+        self._params.setRelinearizeThreshold(relinearize_threshold)
+        self._params.relinearizeSkip = 1
+        self._isam = gtsam.ISAM2(self._params)
         self._new_factors = gtsam.NonlinearFactorGraph()
         self._new_values = gtsam.Values()
-        self._known: set[int] = set()
+        self._priors: list[gtsam.PriorFactorPose3] = []
+        self._betweens: list[_Between] = []
+        self._rejected: set[int] = set()  # indices into _betweens
         self._estimate: gtsam.Values | None = None
 
     def __contains__(self, key: int) -> bool:
-        return key in self._known
+        return self._estimate is not None and self._estimate.exists(gtsam.symbol_shorthand.X(key)) or self._new_values.exists(
+            gtsam.symbol_shorthand.X(key)
+        )
 
     def add_variable(self, key: int, initial: np.ndarray) -> None:
         """Declare a pose variable with its initial guess."""
-        if key in self._known:
+        if key in self:
             raise InputError(f"pose graph variable {key} already exists")
-        self._known.add(key)
         self._new_values.insert(gtsam.symbol_shorthand.X(key), gtsam.Pose3(np.asarray(initial, dtype=float)))
 
     def fix_variable(self, key: int, pose: np.ndarray, sigma: float = 1e-6) -> None:
         """Anchor a variable with a tight prior (the first keyframe anchors the map frame)."""
         self._require(key)
-        noise = gtsam.noiseModel.Isotropic.Sigma(6, sigma)
-        self._new_factors.add(gtsam.PriorFactorPose3(gtsam.symbol_shorthand.X(key), gtsam.Pose3(np.asarray(pose, dtype=float)), noise))
+        f = gtsam.PriorFactorPose3(gtsam.symbol_shorthand.X(key), gtsam.Pose3(np.asarray(pose, dtype=float)), gtsam.noiseModel.Isotropic.Sigma(6, sigma))
+        self._priors.append(f)
+        self._new_factors.add(f)
 
     def add_factor(
         self, key_from: int, key_to: int, T_from_to: np.ndarray, sigma_rot: float, sigma_trans: float, robust: str = "none"
@@ -63,39 +106,64 @@ class PoseGraph:
         """A relative-pose constraint ``T_from^-1 T_to = T_from_to``."""
         self._require(key_from)
         self._require(key_to)
-        self._new_factors.add(
-            gtsam.BetweenFactorPose3(
-                gtsam.symbol_shorthand.X(key_from),
-                gtsam.symbol_shorthand.X(key_to),
-                gtsam.Pose3(np.asarray(T_from_to, dtype=float)),
-                _noise(sigma_rot, sigma_trans, robust),
-            )
-        )
+        _robust(_sigmas(sigma_rot, sigma_trans), robust)  # validates the kernel name
+        b = _Between(key_from, key_to, np.asarray(T_from_to, dtype=float).copy(), sigma_rot, sigma_trans, robust)
+        self._betweens.append(b)
+        self._new_factors.add(b.factor(with_kernel=True))
 
     def optimize(self, relinearize_all: bool = False) -> None:
         """Add the new factors/values to iSAM2 and update the estimate.
 
-        ``relinearize_all`` (after a loop closure) then runs Levenberg-Marquardt on the whole
-        graph and restarts iSAM2 from its result: iSAM2 relinearises only variables that moved
-        past the threshold, so with a robust loop kernel (weights re-evaluated only on
-        relinearisation) a large correction would otherwise converge over many scans.
+        ``relinearize_all`` (after a loop closure) re-solves the whole graph with GNC (see the
+        module doc) and restarts iSAM2 from the result without the rejected loops.
         """
         self._isam.update(self._new_factors, self._new_values)
         self._new_factors = gtsam.NonlinearFactorGraph()
         self._new_values = gtsam.Values()
         estimate = self._isam.calculateEstimate()
-        if relinearize_all:
-            graph = self._isam.getFactorsUnsafe()
-            params = gtsam.LevenbergMarquardtParams()
-            params.setMaxIterations(100)
-            estimate = gtsam.LevenbergMarquardtOptimizer(graph, estimate, params).optimize()
+        if relinearize_all and any(b.robust != "none" for b in self._betweens):
+            estimate = self._solve_gnc(estimate)
+            graph = gtsam.NonlinearFactorGraph()
+            for f in self._priors:
+                graph.add(f)
+            for i, b in enumerate(self._betweens):
+                if i not in self._rejected:
+                    graph.add(b.factor(with_kernel=True))
             self._isam = gtsam.ISAM2(self._params)
             self._isam.update(graph, estimate)
+            estimate = self._isam.calculateEstimate()
         self._estimate = estimate
+
+    def _solve_gnc(self, initial: gtsam.Values) -> gtsam.Values:
+        graph = gtsam.NonlinearFactorGraph()
+        inliers = []
+        for f in self._priors:
+            inliers.append(graph.size())
+            graph.add(f)
+        loop_slots: dict[int, int] = {}
+        for i, b in enumerate(self._betweens):
+            if b.robust == "none":
+                inliers.append(graph.size())
+            else:
+                loop_slots[graph.size()] = i
+            graph.add(b.factor(with_kernel=False))
+        params = gtsam.GncLMParams()
+        params.setLossType(gtsam.GncLossType.TLS)
+        params.setKnownInliers(inliers)
+        gnc = gtsam.GncLMOptimizer(graph, initial, params)
+        gnc.setInlierCostThresholdsAtProbability(0.99)
+        result = gnc.optimize()
+        weights = np.asarray(gnc.getWeights())
+        self._rejected = {i for slot, i in loop_slots.items() if weights[slot] < 0.5}
+        return result
+
+    @property
+    def rejected_loops(self) -> list[tuple[int, int]]:
+        """(from, to) of loop factors the last global solve rejected as outliers."""
+        return [(self._betweens[i].key_from, self._betweens[i].key_to) for i in sorted(self._rejected)]
 
     def estimate(self, key: int) -> np.ndarray:
         """Current optimised pose of one variable."""
-        self._require(key)
         if self._estimate is None or not self._estimate.exists(gtsam.symbol_shorthand.X(key)):
             raise InputError(f"variable {key} has not been optimised yet; call optimize()")
         return self._estimate.atPose3(gtsam.symbol_shorthand.X(key)).matrix()
@@ -104,8 +172,8 @@ class PoseGraph:
         """All optimised poses by id."""
         if self._estimate is None:
             return {}
-        return {k: self._estimate.atPose3(gtsam.symbol_shorthand.X(k)).matrix() for k in sorted(self._known) if self._estimate.exists(gtsam.symbol_shorthand.X(k))}
+        return {int(gtsam.Symbol(k).index()): self._estimate.atPose3(k).matrix() for k in self._estimate.keys()}
 
     def _require(self, key: int) -> None:
-        if key not in self._known:
+        if key not in self:
             raise InputError(f"pose graph variable {key} does not exist")
