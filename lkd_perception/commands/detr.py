@@ -154,7 +154,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
         result[name] = {"checkpoint": str(out_dir / f"{name}.pt"), "params": cost.params, "gflops": cost.gflops,
                         "train_seconds": res.history[-1]["seconds"], "val": evaluate_detr(res.model, val)}
         _log.info("%s: %s", name, result[name]["val"])
-    result["delta_mAP50_95"] = result["student_clockdistill"]["val"]["mAP50_95"] - result["student"]["val"]["mAP50_95"]
+    result["delta_mAP50_95"] = result["student_clockdistill"]["val"]["mAP50-95"] - result["student"]["val"]["mAP50-95"]
     result["student_over_teacher_gflops"] = result["student"]["gflops"] / t_cost.gflops
     emit_json(result, args.json_out)
     return 0

@@ -7,8 +7,6 @@ schedule, seed) identical, so the ablation compares like with like.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import math
@@ -27,6 +25,7 @@ from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnor
 from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
 from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
 from lkd_perception.detection.matcher import Targets
+from lkd_perception.eval.detection import evaluate_detections
 
 _log = logging.getLogger(__name__)
 
@@ -307,34 +306,9 @@ def predict_coco(model: Detr, data: DetectionSet, max_dets: int = 100, batch_siz
     return results
 
 
-def coco_map(coco_gt: dict, results: list[dict[str, Any]]) -> dict[str, float]:
-    """mAP50-95, mAP50 and mAP75 with faster-coco-eval (its console summary is captured, not printed)."""
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    if not results:
-        return {"mAP50_95": 0.0, "mAP50": 0.0, "mAP75": 0.0}
-    gt = {**coco_gt, "annotations": [{**a, "id": i + 1, "area": a.get("area", a["bbox"][2] * a["bbox"][3]),
-                                       "iscrowd": a.get("iscrowd", 0)} for i, a in enumerate(coco_gt["annotations"])]}
-    eval_log = logging.getLogger("faster_coco_eval")
-    level = eval_log.level
-    eval_log.setLevel(logging.WARNING)  # its per-metric summary lines are not ours to log
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            c_gt = COCO(gt)
-            c_dt = c_gt.loadRes(results)
-            ev = COCOeval_faster(c_gt, c_dt, "bbox")
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-    finally:
-        eval_log.setLevel(level)
-    stats = ev.stats
-    return {"mAP50_95": float(stats[0]), "mAP50": float(stats[1]), "mAP75": float(stats[2])}
-
-
-def evaluate_detr(model: Detr, data: DetectionSet) -> dict[str, float]:
-    """COCO box mAP of a model on a held-out set."""
-    return coco_map(data.coco, predict_coco(model, data))
+def evaluate_detr(model: Detr, data: DetectionSet) -> dict[str, Any]:
+    """COCO box mAP (:mod:`lkd_perception.eval.detection`) of a model on a held-out set."""
+    return evaluate_detections(data.coco, predict_coco(model, data)).to_dict()
 
 
 def save_checkpoint(path: str | Path, model: Detr, class_names: list[str], input_size: int, cfg: DetrTrainConfig) -> Path:
