@@ -1,0 +1,145 @@
+"""File formats of ground truth and results: TUM trajectories, COCO detections, line JSON.
+
+* TUM: one pose per line, ``t x y z qx qy qz qw`` (seconds, metres, quaternion x y z w);
+  ``#`` comments allowed.
+* COCO: the standard ``images`` / ``annotations`` / ``categories`` document; boxes ``[x, y, w, h]``.
+* Line JSON: ``{"<image file name>": [[x1, y1, x2, y2(, score)], ...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lkd_perception.common.errors import InputError
+from lkd_perception.common.se3 import make_pose, matrix_from_quat, quat_from_matrix
+
+
+@dataclass(frozen=True)
+class PoseSeries:
+    """Timed poses: ``stamps_s`` (N,) float64 seconds and ``poses`` (N, 4, 4) ``T_parent_child``."""
+
+    stamps_s: np.ndarray
+    poses: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.stamps_s.ndim != 1 or self.poses.shape != (self.stamps_s.shape[0], 4, 4):
+            raise InputError(f"pose series shapes disagree: {self.stamps_s.shape} vs {self.poses.shape}")
+
+    def __len__(self) -> int:
+        return int(self.stamps_s.shape[0])
+
+
+def _format_time(t: Any) -> str:
+    if isinstance(t, (int, np.integer)):  # nanoseconds: exact decimal seconds
+        ns = int(t)
+        return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+    return f"{float(t):.9f}"
+
+
+def write_tum(path: str | Path, stamps: np.ndarray, poses: np.ndarray) -> None:
+    """Write poses (N, 4, 4) as a TUM file. ``stamps`` (N,) are float seconds, or integer
+    nanoseconds (written exactly: epoch-sized float seconds lose the last digits)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for t, T in zip(np.asarray(stamps), np.asarray(poses, float)):
+        q = quat_from_matrix(T[:3, :3])
+        x, y, z = T[:3, 3]
+        lines.append(f"{_format_time(t)} {x:.6f} {y:.6f} {z:.6f} {q[0]:.9f} {q[1]:.9f} {q[2]:.9f} {q[3]:.9f}")
+    p.write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def read_tum(path: str | Path) -> PoseSeries:
+    """Read a TUM file; a malformed line is an :class:`InputError` naming the line."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"trajectory file not found: {p}")
+    stamps, poses = [], []
+    for no, line in enumerate(p.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.replace(",", " ").split()
+        if len(parts) != 8:
+            raise InputError(f"{p}:{no}: expected 8 values 't x y z qx qy qz qw', got {len(parts)}")
+        try:
+            v = [float(x) for x in parts]
+        except ValueError as exc:
+            raise InputError(f"{p}:{no}: not a number: {exc}") from exc
+        q = np.array(v[4:8])
+        if not np.isfinite(v).all() or np.linalg.norm(q) < 1e-9:
+            raise InputError(f"{p}:{no}: non-finite value or zero quaternion")
+        stamps.append(v[0])
+        poses.append(make_pose(matrix_from_quat(q), v[1:4]))
+    return PoseSeries(np.asarray(stamps, float), np.asarray(poses, float).reshape(-1, 4, 4))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON (compact separators, key order kept) creating parent folders."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(obj, separators=(",", ":")) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read JSON; a missing or malformed file is an :class:`InputError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"file not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON: {exc}") from exc
+
+
+def coco_document(images: Sequence[Mapping[str, Any]], annotations: Sequence[Mapping[str, Any]],
+                  categories: Mapping[int, str]) -> dict[str, Any]:
+    """A COCO ground-truth document; annotation ids are assigned 1.. in order when absent."""
+    anns = []
+    for k, a in enumerate(annotations, 1):
+        ann = {"id": k, "iscrowd": 0, **a}
+        anns.append(ann)
+    return {
+        "info": {"description": "lkd_perception synthetic ground truth"},
+        "images": list(images),
+        "annotations": anns,
+        "categories": [{"id": int(i), "name": n, "supercategory": "object"} for i, n in sorted(categories.items())],
+    }
+
+
+def read_coco(path: str | Path) -> dict[str, Any]:
+    """Read a COCO ground-truth document and check its top-level keys."""
+    doc = read_json(path)
+    if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations", "categories")):
+        raise InputError(f"{path}: not a COCO document (needs images, annotations, categories)")
+    return doc
+
+
+def write_lines(path: str | Path, lines: Mapping[str, np.ndarray | Sequence[Sequence[float]]], decimals: int = 2) -> None:
+    """Write the line JSON ``{"<image file name>": [[x1, y1, x2, y2(, score)], ...]}``."""
+    out: dict[str, list[list[float]]] = {}
+    for name, segs in lines.items():
+        arr = np.asarray(segs, float)
+        out[name] = [[round(float(v), decimals) for v in row] for row in arr.reshape(len(arr), -1)] if arr.size else []
+    write_json(path, out)
+
+
+def read_lines(path: str | Path) -> dict[str, np.ndarray]:
+    """Read the line JSON into (L, 4) or (L, 5) arrays per image file name."""
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: line JSON must map image file names to segment lists")
+    out = {}
+    for name, segs in doc.items():
+        arr = np.asarray(segs, float)
+        if arr.size == 0:
+            arr = np.zeros((0, 4))
+        if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+            raise InputError(f"{path}: segments of {name!r} must be [x1, y1, x2, y2(, score)], got shape {arr.shape}")
+        out[name] = arr
+    return out

@@ -1,0 +1,194 @@
+"""Per-image ground truth from a rendered frame: 2D boxes and 2D line segments.
+
+Conventions (also in ``sim/README.md``):
+
+* Pixel coordinates put pixel centres at integers (the camera matrix K uses this convention);
+  lines are in these coordinates.
+* Boxes are COCO ``[x, y, w, h]`` in COCO's convention, pixel ``i`` covering ``[i, i+1)``: the
+  tight box of the object's visible pixels in the renderer's id buffer. ``visibility`` = visible
+  pixels / pixels of the unoccluded silhouette (the object's triangles rasterised alone).
+  Objects with fewer than ``min_pixels`` visible pixels are skipped.
+* Lines are projected 3D edges: mesh creases (faces meeting at > 30 deg, or outline edges of
+  flat parts such as windows and sign plates), the silhouette generators of round parts (pole
+  sides), the line where building and wall faces meet the ground, and the centre line of each
+  painted road marking. An edge is sampled every pixel along its projection and a sample is
+  visible where nothing in the depth buffer (3x3 neighbourhood maximum) is nearer than the
+  sample by more than 2 % + 5 cm; edges are split where occluded and kept if >= ``min_length``
+  pixels. Ground roughness makes no edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from lkd_perception.common.se3 import pose_inverse
+from lkd_perception.sim.world import KINDS, World
+
+NEAR = 0.1  # m, near clipping distance for projecting edges and silhouettes
+
+
+@dataclass(frozen=True)
+class BoxAnnotation:
+    """One visible object: world ``object_index``, COCO ``category_id``, ``bbox`` [x, y, w, h]
+    (COCO pixel convention), ``area`` visible pixels, ``visibility`` in (0, 1]."""
+
+    object_index: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    area: int
+    visibility: float
+
+
+def _project(K: np.ndarray, pts_cam: np.ndarray) -> np.ndarray:
+    return (pts_cam[:, :2] / pts_cam[:, 2:3]) * np.diag(K)[:2] + K[:2, 2]
+
+
+def _silhouette_area(mesh_vertices: np.ndarray, triangles: np.ndarray, T_cam_map: np.ndarray,
+                     K: np.ndarray, shape: tuple[int, int]) -> int:
+    """Pixels covered by a mesh seen alone (triangles clipped at the near plane, then filled)."""
+    v = mesh_vertices @ T_cam_map[:3, :3].T + T_cam_map[:3, 3]
+    H, W = shape
+    polys = []
+    for tri in v[triangles]:
+        poly = _clip_near(tri)
+        if len(poly) >= 3:
+            uv = _project(K, np.asarray(poly))
+            polys.append(np.round(uv * 16).astype(np.int32))  # 4 fractional bits
+    if not polys:
+        return 0
+    mask = np.zeros((H, W), np.uint8)
+    for poly in polys:
+        cv2.fillPoly(mask, [poly], 1, lineType=cv2.LINE_8, shift=4)
+    return int(mask.sum())
+
+
+def _clip_near(tri: np.ndarray) -> list[np.ndarray]:
+    """Sutherland-Hodgman clip of a polygon against z >= NEAR."""
+    out: list[np.ndarray] = []
+    n = len(tri)
+    for i in range(n):
+        a, b = tri[i], tri[(i + 1) % n]
+        ina, inb = a[2] >= NEAR, b[2] >= NEAR
+        if ina:
+            out.append(a)
+        if ina != inb:
+            s = (NEAR - a[2]) / (b[2] - a[2])
+            out.append(a + s * (b - a))
+    return out
+
+
+def box_annotations(world: World, object_ids: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray,
+                    t: float, min_pixels: int = 30) -> list[BoxAnnotation]:
+    """Boxes of the annotated objects (cars, pedestrians, cyclists, signs) visible in a frame."""
+    H, W = object_ids.shape
+    flat = object_ids.ravel()
+    valid = flat >= 0
+    counts = np.bincount(flat[valid], minlength=len(world.objects))
+    T_cam_map = pose_inverse(T_map_cam)
+    out = []
+    for idx in np.flatnonzero(counts >= min_pixels):
+        obj = world.objects[idx]
+        if obj.category_id == 0:
+            continue
+        rows, cols = np.nonzero(object_ids == idx)
+        x0, x1, y0, y1 = cols.min(), cols.max(), rows.min(), rows.max()
+        mesh = obj.mesh_at(t)
+        full = _silhouette_area(mesh.vertices, mesh.triangles, T_cam_map, K, (H, W))
+        vis = float(min(1.0, counts[idx] / max(full, 1)))
+        out.append(BoxAnnotation(int(idx), obj.category_id,
+                                 (float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)),
+                                 int(counts[idx]), round(vis, 4)))
+    return out
+
+
+def _edges_world(world: World, cam_pos: np.ndarray, t: float) -> np.ndarray:
+    """All candidate 3D edges (E, 2, 3) in the map frame for a camera at ``cam_pos``."""
+    parts = []
+    for obj in world.objects:
+        if not KINDS[obj.kind][1]:
+            continue
+        e = obj.edges
+        if e.creases.size == 0 and e.smooth.size == 0:
+            continue
+        mesh = obj.mesh_at(t)
+        v = mesh.vertices
+        if e.creases.size:
+            parts.append(v[e.creases])
+        if e.smooth.size:
+            normals = mesh.face_normals()
+            mid = v[e.smooth].mean(axis=1)
+            to_cam = cam_pos - mid
+            sa = np.einsum("ij,ij->i", normals[e.smooth_faces[:, 0]], to_cam)
+            sb = np.einsum("ij,ij->i", normals[e.smooth_faces[:, 1]], to_cam)
+            sil = np.sign(sa) != np.sign(sb)
+            if sil.any():
+                parts.append(v[e.smooth[sil]])
+    return np.concatenate(parts) if parts else np.zeros((0, 2, 3))
+
+
+def line_segments(world: World, depth: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray, t: float,
+                  min_length: float = 10.0) -> np.ndarray:
+    """Visible projected scene edges of a frame as (L, 4) ``x1, y1, x2, y2`` (pixel centres at
+    integers), following the convention in the module docstring."""
+    H, W = depth.shape
+    T_cam_map = pose_inverse(T_map_cam)
+    E = _edges_world(world, T_map_cam[:3, 3], t)
+    if E.shape[0] == 0:
+        return np.zeros((0, 4))
+    P = E.reshape(-1, 3) @ T_cam_map[:3, :3].T + T_cam_map[:3, 3]
+    a, b = P[0::2], P[1::2]
+    # clip to the near plane
+    keep = (a[:, 2] >= NEAR) | (b[:, 2] >= NEAR)
+    a, b = a[keep], b[keep]
+    dz = b[:, 2] - a[:, 2]
+    s_near = (NEAR - a[:, 2]) / np.where(np.abs(dz) > 1e-12, dz, 1e-12)
+    cut = a + s_near[:, None] * (b - a)  # where the edge crosses the near plane
+    a, b = np.where((a[:, 2] < NEAR)[:, None], cut, a), np.where((b[:, 2] < NEAR)[:, None], cut, b)
+    ua, ub = _project(K, a), _project(K, b)
+    # clip to the image (Liang-Barsky on [-0.5, W-0.5] x [-0.5, H-0.5])
+    d = ub - ua
+    lo = np.zeros(len(ua))
+    hi = np.ones(len(ua))
+    ok = np.ones(len(ua), bool)
+    for p, q in ((-d[:, 0], ua[:, 0] + 0.5), (d[:, 0], W - 0.5 - ua[:, 0]),
+                 (-d[:, 1], ua[:, 1] + 0.5), (d[:, 1], H - 0.5 - ua[:, 1])):
+        par = np.abs(p) < 1e-12
+        ok &= ~(par & (q < 0))
+        r = np.where(par, 0.0, q / np.where(par, 1.0, p))
+        lo = np.where(~par & (p < 0), np.maximum(lo, r), lo)
+        hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
+    ok &= lo < hi
+    length = np.linalg.norm(d, axis=1) * (hi - lo)
+    ok &= length >= min_length
+    if not ok.any():
+        return np.zeros((0, 4))
+    ua, d, lo, hi, length = ua[ok], d[ok], lo[ok], hi[ok], length[ok]
+    inv_za, inv_zb = 1.0 / a[ok, 2], 1.0 / b[ok, 2]
+    # samples every pixel along each clipped projection
+    n = np.ceil(length).astype(int) + 1
+    seg = np.repeat(np.arange(len(n)), n)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    k = np.arange(n.sum()) - np.repeat(start, n)
+    frac = k / np.repeat(n - 1, n)
+    s_par = lo[seg] + (hi[seg] - lo[seg]) * frac
+    uv = ua[seg] + d[seg] * s_par[:, None]
+    z = 1.0 / (inv_za[seg] + (inv_zb[seg] - inv_za[seg]) * s_par)  # 1/z is linear on the image
+    col = np.clip(np.round(uv[:, 0]).astype(int), 0, W - 1)
+    row = np.clip(np.round(uv[:, 1]).astype(int), 0, H - 1)
+    dmax = cv2.dilate(np.where(np.isfinite(depth), depth, 1e6).astype(np.float32), np.ones((3, 3), np.uint8))
+    vis = z <= dmax[row, col] * 1.02 + 0.05
+    # close one-sample gaps (aliasing), then split into runs of visible samples
+    gap = ~vis & np.r_[False, vis[:-1]] & np.r_[vis[1:], False]
+    gap &= np.r_[False, seg[1:] == seg[:-1]] & np.r_[seg[:-1] == seg[1:], False]
+    vis |= gap
+    change = np.r_[True, (vis[1:] != vis[:-1]) | (seg[1:] != seg[:-1])]
+    run_start = np.flatnonzero(change)
+    run_end = np.r_[run_start[1:], len(vis)] - 1
+    run_vis = vis[run_start]
+    p0, p1 = uv[run_start[run_vis]], uv[run_end[run_vis]]
+    out = np.concatenate([p0, p1], axis=1)
+    keep_len = np.linalg.norm(p1 - p0, axis=1) >= min_length
+    return out[keep_len]

@@ -1,0 +1,161 @@
+"""The sensor rig and the two sensors that need no rendering: IMU and spinning LiDAR.
+
+Frames (REP-103/105): ``base_link`` x forward, y left, z up, at axle height; ``lidar`` on the
+roof, axes as base_link; ``camera_optical`` z forward, x right, y down; ``imu`` in the cabin
+with a lever arm, axes as base_link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lkd_perception.common.se3 import make_pose
+from lkd_perception.io.codecs import Cloud
+from lkd_perception.io.imu_series import ImuSeries
+from lkd_perception.sim.config import SimConfig
+from lkd_perception.sim.raycast import WorldCaster
+from lkd_perception.sim.trajectory import GRAVITY, Trajectory
+from lkd_perception.sim.world import KIND_NAMES, object_table
+
+# camera_optical axes expressed in base_link: x right = -y_base, y down = -z_base, z fwd = x_base
+R_BASE_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Mounting of the sensors on base_link and the camera intrinsics (pixel centres at integer
+    coordinates, the OpenCV convention)."""
+
+    T_base_lidar: np.ndarray
+    T_base_camera: np.ndarray
+    T_base_imu: np.ndarray
+    K: np.ndarray
+    width: int
+    height: int
+
+
+def make_rig(cfg: SimConfig) -> Rig:
+    """The rig for a config: fixed mounting, intrinsics from the image size and field of view."""
+    fx = (cfg.camera_width / 2.0) / np.tan(np.radians(cfg.camera_hfov_deg) / 2.0)
+    K = np.array([[fx, 0.0, (cfg.camera_width - 1) / 2.0], [0.0, fx, (cfg.camera_height - 1) / 2.0], [0, 0, 1.0]])
+    return Rig(
+        T_base_lidar=make_pose(translation=[0.0, 0.0, 1.5]),
+        T_base_camera=make_pose(R_BASE_OPTICAL, [1.2, 0.0, 1.2]),
+        T_base_imu=make_pose(translation=[0.3, -0.15, 0.4]),
+        K=K,
+        width=cfg.camera_width,
+        height=cfg.camera_height,
+    )
+
+
+@dataclass(frozen=True)
+class ImuTruth:
+    """Simulated IMU output and the true biases (N, 3) behind it."""
+
+    series: ImuSeries
+    gyro_bias: np.ndarray
+    accel_bias: np.ndarray
+
+
+def imu_kinematics(traj: Trajectory, T_base_imu: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free angular rate and specific force (N, 3) in the IMU frame at times ``t``.
+
+    The IMU sits at lever arm r from base_link: its acceleration adds alpha x r and
+    omega x (omega x r) (body frame) to the base acceleration.
+    """
+    R_bi = T_base_imu[:3, :3]
+    r = T_base_imu[:3, 3]
+    w = traj.angular_velocity(t)
+    alpha = traj.angular_acceleration(t)
+    R = traj.poses(t)[:, :3, :3]
+    a_body = np.cross(alpha, r) + np.cross(w, np.cross(w, r))
+    a_world = traj.acceleration(t) + np.einsum("nij,nj->ni", R, a_body)
+    f_base = np.einsum("nji,nj->ni", R, a_world - GRAVITY)
+    return w @ R_bi, f_base @ R_bi
+
+
+def simulate_imu(traj: Trajectory, rig: Rig, cfg: SimConfig, rng: np.random.Generator) -> ImuTruth:
+    """IMU samples at ``cfg.imu_rate_hz`` over the drive, with white noise and bias random walk."""
+    dt = 1.0 / cfg.imu_rate_hz
+    n = int(np.floor((traj.t_end - traj.t_start) / dt + 1e-9)) + 1
+    stamps_ns = np.round((traj.t_start + np.arange(n) * dt) * 1e9).astype(np.int64)
+    t = stamps_ns * 1e-9
+    gyro, accel = imu_kinematics(traj, rig.T_base_imu, t)
+    bg = np.tile(rng.normal(0.0, cfg.gyro_bias_init, 3), (n, 1))
+    ba = np.tile(rng.normal(0.0, cfg.accel_bias_init, 3), (n, 1))
+    if cfg.imu_noise:
+        bg = bg + np.cumsum(rng.normal(0.0, cfg.gyro_bias_walk * np.sqrt(dt), (n, 3)), axis=0)
+        ba = ba + np.cumsum(rng.normal(0.0, cfg.accel_bias_walk * np.sqrt(dt), (n, 3)), axis=0)
+        gyro = gyro + rng.normal(0.0, cfg.gyro_noise_density / np.sqrt(dt), (n, 3))
+        accel = accel + rng.normal(0.0, cfg.accel_noise_density / np.sqrt(dt), (n, 3))
+    return ImuTruth(ImuSeries(stamps_ns, gyro + bg, accel + ba, "imu"), bg, ba)
+
+
+# reflectivity of the ground by material code (road, sidewalk, verge)
+_GROUND_REFLECTIVITY = np.array([0.10, 0.25, 0.18])
+
+
+class Lidar:
+    """Spinning LiDAR: ``lidar_beams`` elevations equally spaced, ``lidar_azimuths`` columns per
+    turn, turning clockwise seen from above (like Velodyne/Ouster) starting at +x.
+
+    Each column is cast from the sensor pose at its own time, so a moving vehicle's scan is
+    motion-distorted exactly as a real one; points are reported in the sensor frame at their
+    column's time with ``time`` = seconds since the sweep start (the header stamp). Moving
+    objects are placed at the sweep's middle time.
+    """
+
+    def __init__(self, caster: WorldCaster, rig: Rig, cfg: SimConfig) -> None:
+        self.caster = caster
+        self.cfg = cfg
+        self.T_base_lidar = rig.T_base_lidar
+        elev = np.radians(np.linspace(cfg.lidar_fov_down_deg, cfg.lidar_fov_up_deg, cfg.lidar_beams))
+        azim = -2.0 * np.pi * np.arange(cfg.lidar_azimuths) / cfg.lidar_azimuths
+        self.column_dt = 1.0 / (cfg.lidar_rate_hz * cfg.lidar_azimuths)
+        # local ray directions (azimuths, beams, 3)
+        self.dirs = np.stack(
+            [
+                np.cos(elev)[None, :] * np.cos(azim)[:, None],
+                np.cos(elev)[None, :] * np.sin(azim)[:, None],
+                np.broadcast_to(np.sin(elev)[None, :], (azim.size, elev.size)),
+            ],
+            axis=-1,
+        )
+        _, self.reflectivity, kinds = object_table(caster.world)
+        self.ground_kind = KIND_NAMES.index("ground")
+        self.object_kind = kinds
+
+    def scan(self, traj: Trajectory, t0: float, rng: np.random.Generator) -> Cloud:
+        """One sweep starting at ``t0`` seconds."""
+        cfg = self.cfg
+        na, nb = self.dirs.shape[:2]
+        t_col = t0 + np.arange(na) * self.column_dt
+        T = traj.poses(t_col) @ self.T_base_lidar  # (na, 4, 4) map <- lidar per column
+        d_world = np.einsum("aij,abj->abi", T[:, :3, :3], self.dirs)
+        origins = np.broadcast_to(T[:, None, :3, 3], (na, nb, 3))
+        hits = self.caster.cast(origins.reshape(-1, 3), d_world.reshape(-1, 3), t0 + 0.5 / cfg.lidar_rate_hz)
+        rng_true = hits.t_hit
+        rng_meas = rng_true + rng.normal(0.0, cfg.lidar_range_noise, rng_true.shape)
+        cos_inc = np.abs(np.einsum("ij,ij->i", hits.normal, d_world.reshape(-1, 3)))
+        keep = np.isfinite(rng_true) & (rng_meas >= cfg.lidar_min_range) & (rng_meas <= cfg.lidar_max_range)
+        # random dropouts, more at grazing incidence and long range (weak returns)
+        p_drop = cfg.lidar_dropout + 0.3 * (cos_inc < 0.08) + 0.2 * np.clip((rng_true - 60.0) / 40.0, 0, 1)
+        keep &= rng.random(rng_true.shape) >= np.minimum(p_drop, 1.0)
+        obj = np.where(hits.object >= 0, hits.object, 0)
+        refl = self.reflectivity[obj]
+        on_ground = self.object_kind[obj] == self.ground_kind
+        if on_ground.any():
+            p = (origins.reshape(-1, 3) + d_world.reshape(-1, 3) * np.where(np.isfinite(rng_true), rng_true, 0)[:, None])
+            mat = self.caster.world.ground.material_at(p[on_ground, :2])
+            refl = refl.copy()
+            refl[on_ground] = _GROUND_REFLECTIVITY[mat]
+        inten = 255.0 * refl * (0.3 + 0.7 * cos_inc) + rng.normal(0.0, 2.0, rng_true.shape)
+        xyz = self.dirs.reshape(-1, 3)[keep] * rng_meas[keep, None]
+        times = np.repeat(t_col - t0, nb)
+        return Cloud(
+            xyz.astype(np.float32),
+            np.clip(inten[keep], 0.0, 255.0).astype(np.float32),
+            times[keep].astype(np.float32),
+        )
