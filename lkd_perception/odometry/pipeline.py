@@ -21,7 +21,7 @@ from lkd_perception.odometry.features import BevFeatures, FeatureExtractor, matc
 from lkd_perception.odometry.loop_closure import Keyframe, LoopClosure, LoopDetector, LoopParams, polar_descriptor, ring_key
 from lkd_perception.odometry.motion import ImuBuffer, Twist, deskew
 from lkd_perception.odometry.pose_graph import PoseGraph
-from lkd_perception.odometry.registration import BevRows, LocalMap, register, voxel_downsample
+from lkd_perception.odometry.registration import BevRows, LocalMap, ScanMotion, register, voxel_downsample, voxel_indices
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class LioPipeline:
         )
         self._rng = np.random.default_rng(0)
         self._last_stamp: int | None = None
+        self._first_scan: tuple[np.ndarray, np.ndarray] | None = None
         self._pose = np.eye(4)
         self._twist = Twist.zero()
         self._prev_features: BevFeatures | None = None
@@ -112,34 +113,44 @@ class LioPipeline:
             twist = Twist.from_delta(make_pose(R, twist.linear * dt), dt)
         predicted = self._pose @ twist.delta(dt)
 
-        # 2. deskew to the scan stamp and downsample
-        if c.deskew and times is not None:
-            points = deskew(points, times, twist)
-        source = voxel_downsample(points, c.voxel_size)
-        if len(source) > c.max_source_points:
-            source = source[self._rng.choice(len(source), c.max_source_points, replace=False)]
+        # 2. downsample; deskew with the predicted twist for the BEV image
+        deskewing = c.deskew and times is not None
+        idx = voxel_indices(points, c.voxel_size)
+        if len(idx) > c.max_source_points:
+            idx = np.sort(self._rng.choice(idx, c.max_source_points, replace=False))
+        predicted_points = deskew(points, times, twist) if deskewing else points
 
         # 3. BEV image, keypoints and frame-to-frame matches
-        bev = bev_image(points, self.grid, c.bev_count_cap)
+        bev = bev_image(predicted_points, self.grid, c.bev_count_cap)
         features = self.extractor.extract(bev)
         bev_rows = None if first else self._bev_rows(features, predicted)
 
-        # 4. registration
+        # 4. registration, estimating the in-scan motion with the pose
         if first:
             pose, overlap, status = np.eye(4), 1.0, "initialised"
         else:
+            motion = ScanMotion(times[idx], self._pose, dt) if deskewing else None
             reg = register(
-                source, self.map, predicted, c.max_correspondence_distance, c.max_iterations, c.convergence,
-                bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight,
+                points[idx], self.map, predicted, c.max_correspondence_distance, c.max_iterations, c.convergence,
+                bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight, motion=motion,
             )
             pose, overlap = reg.pose, reg.overlap
             status = f"ok: {reg.iterations} it, overlap {reg.overlap:.2f}, rmse {reg.rmse:.3f} m"
             if overlap < 0.2:
                 status = f"degraded: only {overlap:.0%} of points matched the map"
-        self._twist = Twist.from_delta(pose_inverse(self._pose) @ pose, dt) if not first else Twist.zero()
+        new_twist = Twist.from_delta(pose_inverse(self._pose) @ pose, dt) if not first else Twist.zero()
+        if deskewing and not first:
+            points = deskew(points, times, new_twist)
+        source = points[idx]
 
-        # 5. map and state
+        # 5. map and state; the first scan's motion is known only now: re-deskew it
+        if self._first_scan is not None and deskewing:
+            first_pts, first_times = self._first_scan
+            self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
+            self.map.update(voxel_downsample(deskew(first_pts, first_times, new_twist), c.map_voxel_size), np.zeros(3))
+        self._first_scan = (points, times) if first and deskewing else None
         self.map.update(transform_points(pose, voxel_downsample(points, c.map_voxel_size)), pose[:3, 3])
+        self._twist = new_twist
         self._pose, self._prev_features, self._last_stamp = pose, features, int(stamp_ns)
 
         # 6. keyframe and back end

@@ -20,15 +20,21 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, so3_exp, so3_log
+from lkd_perception.odometry.motion import Twist, deskew
+
+
+def voxel_indices(points: np.ndarray, voxel: float) -> np.ndarray:
+    """Indices of one point (the first in input order) per occupied voxel."""
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = np.floor(points / voxel).astype(np.int64)
+    _, idx = np.unique(keys, axis=0, return_index=True)
+    return np.sort(idx)
 
 
 def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
     """One point (the first in input order) per occupied voxel."""
-    if len(points) == 0:
-        return points
-    keys = np.floor(points / voxel).astype(np.int64)
-    _, idx = np.unique(keys, axis=0, return_index=True)
-    return points[np.sort(idx)]
+    return points[voxel_indices(points, voxel)]
 
 
 def _voxel_hash(points: np.ndarray, voxel: float) -> np.ndarray:
@@ -109,6 +115,22 @@ class BevRows:
 
 
 @dataclass(frozen=True)
+class ScanMotion:
+    """Per-point times (s after the stamp) of the source and the previous scan's pose, so the
+    twist over ``dt_s`` follows from the pose being estimated."""
+
+    times: np.ndarray
+    previous_pose: np.ndarray
+    dt_s: float
+
+    def twist(self, pose: np.ndarray) -> Twist:
+        return Twist.from_delta(pose_inverse(self.previous_pose) @ pose, self.dt_s)
+
+    def deskewed(self, points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        return deskew(points, self.times, self.twist(pose))
+
+
+@dataclass(frozen=True)
 class RegistrationResult:
     """Estimated pose, the fraction of points with a correspondence, and their RMSE (m)."""
 
@@ -129,14 +151,23 @@ def register(
     bev: BevRows | None = None,
     bev_weight: float = 0.0,
     prior_weight: float = 0.0,
+    motion: ScanMotion | None = None,
 ) -> RegistrationResult:
-    """Pose ``T_odom_body`` aligning body-frame ``source`` points to the map (see module doc)."""
+    """Pose ``T_odom_body`` aligning body-frame ``source`` points to the map (see module doc).
+
+    With ``motion`` the raw source points are re-deskewed before every iteration with the
+    twist implied by the current estimate, so the scan's own motion is estimated together with
+    its pose instead of being taken from the previous scan (which feeds errors back).
+    """
     assert target.tree is not None, "register() needs a map with points"
     T = initial.copy()
+    raw = source
     kernel = max_distance / 3.0
     n_src = len(source)
     it = 0
     for it in range(1, max_iterations + 1):
+        if motion is not None:
+            source = motion.deskewed(raw, T)
         X = source @ T[:3, :3].T + T[:3, 3]
         dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
         ok = np.isfinite(dist)
@@ -163,6 +194,8 @@ def register(
         T = make_pose(so3_exp(delta[:3]), delta[3:]) @ T
         if np.linalg.norm(delta) < convergence:
             break
+    if motion is not None:
+        source = motion.deskewed(raw, T)
     X = source @ T[:3, :3].T + T[:3, 3]
     dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
     ok = np.isfinite(dist)
