@@ -92,6 +92,7 @@ class LioPipeline:
         self._map_T_odom = np.eye(4)
         self._keyframes: dict[int, np.ndarray] = {}  # id -> odom pose
         self.loop_closures: list[LoopClosure] = []
+        self._anchors: list[tuple[int, int, np.ndarray]] = []  # stamp, keyframe id, T_kf_scan
 
     # ------------------------------------------------------------------------------------------
     def add_imu(self, stamp_ns: int, gyro: np.ndarray, accel: np.ndarray) -> None:
@@ -160,12 +161,22 @@ class LioPipeline:
             loops = self._add_keyframe(int(stamp_ns), pose, source, features, bev)
             if loops:
                 status += f"; loop closed with keyframe {loops[0].from_id}"
+        kid = len(self._keyframes) - 1
+        self._anchors.append((int(stamp_ns), kid, pose_inverse(self._keyframes[kid]) @ pose))
         n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
         return OdometryResult(int(stamp_ns), pose.copy(), self._map_T_odom.copy(), is_kf, loops, status, n_bev, overlap, self._twist)
 
-    def trajectory_map(self) -> dict[int, np.ndarray]:
+    def keyframe_poses(self) -> dict[int, np.ndarray]:
         """Optimised map poses of all keyframes (id -> T_map_base)."""
         return self.graph.estimates()
+
+    def map_trajectory(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stamps (N,) and T_map_base (N, 4, 4) of every accepted scan, each anchored to the
+        latest keyframe at its time, so loop closures correct the whole history."""
+        kfs = self.graph.estimates()
+        stamps = np.array([a[0] for a in self._anchors], dtype=np.int64)
+        poses = np.stack([kfs[kid] @ rel for _, kid, rel in self._anchors]) if self._anchors else np.zeros((0, 4, 4))
+        return stamps, poses
 
     # ------------------------------------------------------------------------------------------
     def _validate(self, stamp_ns: int, cloud: Cloud) -> tuple[np.ndarray, np.ndarray | None]:

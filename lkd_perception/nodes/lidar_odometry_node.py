@@ -1,0 +1,109 @@
+"""lidar_odometry_node: PointCloud2 (+ optional Imu) in, odometry, path and TF out.
+
+Subscribes ``lidar/points`` (sensor QoS) and ``imu/data`` (sensor reliability, deep queue so a
+slow scan does not drop gyro samples) and publishes
+
+* ``lkd/odometry`` (``nav_msgs/Odometry``): odom -> base_link, twist in base_link;
+* ``lkd/path`` (``nav_msgs/Path``, frame map): every scan's corrected pose, re-published after
+  each scan and so also right after a loop closure;
+* ``/tf``: ``odom -> base_link`` (odometry) and ``map -> odom`` (loop-closure correction), the
+  REP-105 split;
+* ``lkd/loop_closures`` (``visualization_msgs/MarkerArray``): a line between the two keyframes
+  of every accepted loop, in the map frame.
+
+The algorithm is :class:`lkd_perception.odometry.pipeline.LioPipeline`; this node converts
+messages and reports. Bad scans (empty, all-NaN, out of order) are warnings on /diagnostics
+and the node keeps going.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Point
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import Imu, PointCloud2
+from std_msgs.msg import ColorRGBA, Header
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import Marker, MarkerArray
+
+from lkd_perception.nodes import qos as qos_profiles
+from lkd_perception.nodes.base import LkdNode, run_node
+from lkd_perception.nodes.conversions import (
+    ns_to_stamp,
+    odometry_msg,
+    path_msg,
+    pointcloud2_to_cloud,
+    stamp_to_ns,
+    tf_message,
+    transform_stamped,
+)
+from lkd_perception.odometry.config import OdometryConfig
+from lkd_perception.odometry.pipeline import LioPipeline, OdometryResult
+
+_IMU_QUEUE = 400  # 2 s of a 200 Hz IMU
+
+
+class LidarOdometryNode(LkdNode):
+    """Runs the LiDAR-inertial odometry on every scan it receives."""
+
+    def __init__(self, node_name: str = "lidar_odometry_node", **node_kwargs) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.cfg = self.declare_config(OdometryConfig)
+        self.pipeline = LioPipeline(self.cfg)
+        self.pub_odom = self.create_publisher(Odometry, "lkd/odometry", self.output_qos())
+        self.pub_path = self.create_publisher(Path, "lkd/path", self.output_qos(depth=1))
+        self.pub_tf = self.create_publisher(TFMessage, "/tf", self.output_qos(depth=100))
+        self.pub_loops = self.create_publisher(MarkerArray, "lkd/loop_closures", self.output_qos(depth=1))
+        self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
+        imu_qos = qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE))
+        self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos)
+        self.get_logger().info(
+            f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
+            f"descriptor {self.cfg.descriptor}, loop closure {'on' if self.cfg.loop_closure else 'off'}"
+        )
+
+    def _on_imu(self, msg: Imu) -> None:
+        w, a = msg.angular_velocity, msg.linear_acceleration
+        self.pipeline.add_imu(stamp_to_ns(msg.header.stamp), np.array([w.x, w.y, w.z]), np.array([a.x, a.y, a.z]))
+
+    def _on_scan(self, msg: PointCloud2) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        result = self.pipeline.add_scan(stamp_ns, pointcloud2_to_cloud(msg))
+        self._publish(result, msg.header.stamp)
+        if result.status.startswith("degraded"):
+            self.diagnostics.warn("scan", result.status)
+
+    def _publish(self, r: OdometryResult, stamp) -> None:
+        c = self.cfg
+        self.pub_odom.publish(odometry_msg(stamp, c.odom_frame, c.base_frame, r.pose, r.twist.linear, r.twist.angular))
+        self.pub_tf.publish(
+            tf_message(
+                [
+                    transform_stamped(stamp, c.map_frame, c.odom_frame, r.map_T_odom),
+                    transform_stamped(stamp, c.odom_frame, c.base_frame, r.pose),
+                ]
+            )
+        )
+        stamps, poses = self.pipeline.map_trajectory()
+        self.pub_path.publish(path_msg(stamp, c.map_frame, [ns_to_stamp(int(s)) for s in stamps], list(poses)))
+        if r.loop_closures:
+            for lc in r.loop_closures:
+                self.get_logger().info(f"loop closed: keyframe {lc.to_id} -> {lc.from_id}, rmse {lc.rmse:.3f} m")
+            self.pub_loops.publish(self._loop_markers(stamp))
+
+    def _loop_markers(self, stamp) -> MarkerArray:
+        kfs = self.pipeline.keyframe_poses()
+        m = Marker(header=Header(stamp=stamp, frame_id=self.cfg.map_frame), ns="loop_closures", id=0, type=Marker.LINE_LIST)
+        m.action = Marker.ADD
+        m.scale.x = 0.3
+        m.color = ColorRGBA(r=1.0, g=0.1, b=0.8, a=1.0)
+        m.pose.orientation.w = 1.0
+        for lc in self.pipeline.loop_closures:
+            for kid in (lc.from_id, lc.to_id):
+                x, y, z = (float(v) for v in kfs[kid][:3, 3])
+                m.points.append(Point(x=x, y=y, z=z))
+        return MarkerArray(markers=[m])
+
+
+def main(args=None) -> None:
+    run_node(LidarOdometryNode, args)
