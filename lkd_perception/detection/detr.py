@@ -185,7 +185,8 @@ class TargetQueryEncoder(nn.Module):
 
 
 class Detr(nn.Module):
-    """Backbone -> 1x1 projection (+ fused coarser level) -> encoder -> DAB decoder -> per-layer heads."""
+    """Backbone -> 1x1 projection (+ fused coarser level) -> encoder -> dense proposals -> top-Q
+    query selection -> DAB decoder -> per-layer heads."""
 
     def __init__(self, arch: DetrArch, num_classes: int, backbone_weights: str | None = None) -> None:
         super().__init__()
@@ -207,7 +208,9 @@ class Detr(nn.Module):
         self.decoder = nn.ModuleList(DecoderLayer(d, arch.n_heads, arch.ffn_dim) for _ in range(arch.dec_layers))
         self.ref_point_head = MLP(2 * d, d, d, 2)
         self.query_content = nn.Embedding(arch.num_queries, d)
-        self.query_anchor = nn.Embedding(arch.num_queries, 4)
+        self.enc_output = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
+        self.enc_class_head = nn.Linear(d, num_classes)
+        self.enc_box_head = MLP(d, d, 4, 3)
         self.class_heads = nn.ModuleList(nn.Linear(d, num_classes) for _ in range(arch.dec_layers))
         self.box_heads = nn.ModuleList(MLP(d, d, 4, 3) for _ in range(arch.dec_layers))
         self.target_queries = TargetQueryEncoder(num_classes, d)
@@ -216,17 +219,11 @@ class Detr(nn.Module):
     def _init_heads(self) -> None:
         # Focal-loss prior: start every class at probability 0.01 so the many negatives do not swamp training.
         bias = -math.log((1 - 0.01) / 0.01)
-        for head in self.class_heads:
+        for head in [*self.class_heads, self.enc_class_head]:
             nn.init.constant_(head.bias, bias)
-        for head in self.box_heads:
+        for head in [*self.box_heads, self.enc_box_head]:
             nn.init.zeros_(head.layers[-1].weight)
             nn.init.zeros_(head.layers[-1].bias)
-        # Anchors spread over the image, 0.1-0.3 of its size, stored as logits.
-        g = torch.Generator().manual_seed(0)
-        q = self.arch.num_queries
-        anchors = torch.cat((torch.rand(q, 2, generator=g), 0.1 + 0.2 * torch.rand(q, 2, generator=g)), 1)
-        with torch.no_grad():
-            self.query_anchor.weight.copy_(inverse_sigmoid(anchors))
 
     def encode(self, images: torch.Tensor) -> Encoded:
         """Images (B,3,S,S) RGB in [0,1] -> encoder memory."""
@@ -256,19 +253,40 @@ class Detr(nn.Module):
             ref = new_ref.detach()  # each layer refines its own anchor; gradients stay per layer
         return DecoderOutput(logits, boxes)
 
-    def learned_queries(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Content (B,Q,d) and reference boxes (B,Q,4) of the learned detection queries."""
-        content = self.query_content.weight.unsqueeze(0).expand(batch, -1, -1)
-        ref = self.query_anchor.weight.sigmoid().unsqueeze(0).expand(batch, -1, -1)
+    def proposals(self, enc: Encoded) -> DecoderOutput:
+        """One box and class score per memory token (B,HW,*), relative to an anchor at the token's
+        cell (size 2 cells): the dense, one-stage-like first guess the decoder starts from."""
+        h, w = enc.hw
+        ys = (torch.arange(h, dtype=torch.float32, device=enc.memory.device) + 0.5) / h
+        xs = (torch.arange(w, dtype=torch.float32, device=enc.memory.device) + 0.5) / w
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        anchors = torch.stack((xx.flatten(), yy.flatten(), torch.full_like(xx.flatten(), 2.0 / w),
+                               torch.full_like(yy.flatten(), 2.0 / h)), -1)
+        feat = self.enc_output(enc.memory)
+        boxes = (self.enc_box_head(feat) + inverse_sigmoid(anchors)).sigmoid()
+        return DecoderOutput([self.enc_class_head(feat)], [boxes])
+
+    def select_queries(self, enc: Encoded, props: DecoderOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query selection (DINO-style "mixed"): the Q best-scoring proposals give the reference
+        boxes, the content part stays a learned embedding. Uses TopK + Gather (TensorRT-safe)."""
+        q = self.arch.num_queries
+        if props.boxes[0].shape[1] < q:
+            raise ModelError(f"{props.boxes[0].shape[1]} memory tokens cannot seed {q} queries; use a larger input")
+        best = props.logits[0].max(-1).values
+        idx = best.topk(q, dim=1).indices
+        ref = torch.gather(props.boxes[0], 1, idx.unsqueeze(-1).expand(-1, -1, 4)).detach()
+        content = self.query_content.weight.unsqueeze(0).expand(ref.shape[0], -1, -1)
         return content, ref
 
-    def forward_train(self, images: torch.Tensor) -> tuple[Encoded, DecoderOutput]:
+    def forward_train(self, images: torch.Tensor) -> tuple[Encoded, DecoderOutput, DecoderOutput]:
+        """Encoding, dense proposals, and the decoder outputs of the selected queries."""
         enc = self.encode(images)
-        return enc, self.decode(enc, *self.learned_queries(images.shape[0]))
+        props = self.proposals(enc)
+        return enc, props, self.decode(enc, *self.select_queries(enc, props))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference/export: boxes (B,Q,4) normalised cxcywh and sigmoid scores (B,Q,nc)."""
-        _, out = self.forward_train(images)
+        _, _, out = self.forward_train(images)
         return out.boxes[-1], out.logits[-1].sigmoid()
 
 

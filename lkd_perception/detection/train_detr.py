@@ -261,11 +261,12 @@ def step_losses(
     nc: int,
     dn_gen: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """All loss terms of one batch: set loss, denoising loss, and (with a teacher) LCMD + TCLD."""
-    enc = model.encode(images)
-    out = model.decode(enc, *model.learned_queries(images.shape[0]))
+    """All loss terms of one batch: set loss (decoder layers and dense proposals), denoising loss,
+    and (with a teacher) LCMD + TCLD."""
+    enc, props, out = model.forward_train(images)
     det, _ = detection_loss(out, targets, weights)
-    losses = {"det": det}
+    enc_loss, _ = detection_loss(props, targets, weights)
+    losses = {"det": det, "enc": enc_loss}
     gt = pad_targets(targets)
     if gt is not None:
         noisy = noised_targets(gt, nc, cfg.dn_box_noise, cfg.dn_label_noise, dn_gen)

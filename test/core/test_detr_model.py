@@ -35,7 +35,7 @@ def test_output_shapes(models):
 def test_parameter_counts_and_cost(models):
     params = {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()}
     # Pinned: a change of architecture must be deliberate (and the model card updated).
-    assert params == {"teacher": 9_315_560, "student": 1_413_136}
+    assert params == {"teacher": 9_515_304, "student": 1_463_840}
     cost_t = model_cost(models["teacher"], 256)
     cost_s = model_cost(models["student"], 256)
     assert cost_s.gflops < cost_t.gflops / 3
@@ -43,7 +43,8 @@ def test_parameter_counts_and_cost(models):
 
 def test_decoder_layers_all_supervisable(models):
     m = models["student"]
-    _, out = m.forward_train(torch.rand(1, 3, 256, 256))
+    _, props, out = m.forward_train(torch.rand(1, 3, 256, 256))
+    assert props.boxes[0].shape == (1, 256, 4) and props.logits[0].shape == (1, 256, 4)
     assert len(out.logits) == len(out.boxes) == ARCHS["student"].dec_layers
 
 

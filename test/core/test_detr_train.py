@@ -85,7 +85,7 @@ def test_one_step_lowers_the_loss_with_clockdistill(data):
     before, _ = _fixed_batch_loss(copy.deepcopy(model), sub, cfg, teacher, copy.deepcopy(distiller))
     res = train_detr(cfg, sub, teacher=teacher, model=model, distiller=distiller, log_every=1)
     rec = res.history[0]
-    assert rec["lcmd"] > 0 and rec["tcld"] > 0 and rec["det"] > 0 and rec["dn"] > 0
+    assert rec["lcmd"] > 0 and rec["tcld"] > 0 and rec["det"] > 0 and rec["dn"] > 0 and rec["enc"] > 0
     after, _ = _fixed_batch_loss(res.model, sub, cfg, teacher, res.distiller)
     assert after < before
     # And the teacher was not touched.
