@@ -6,7 +6,7 @@ Conventions (also in ``sim/README.md``):
   lines are in these coordinates.
 * Boxes are COCO ``[x, y, w, h]`` in COCO's convention, pixel ``i`` covering ``[i, i+1)``: the
   tight box of the object's visible pixels in the renderer's id buffer. ``visibility`` = visible
-  pixels / pixels of the unoccluded silhouette (the object's triangles rasterised alone).
+  pixels / pixels of the unoccluded silhouette (the object ray-cast alone, same pixel rays).
   Objects with fewer than ``min_pixels`` visible pixels are skipped.
 * Lines are projected 3D edges: mesh creases (faces meeting at > 30 deg, or outline edges of
   flat parts such as windows and sign plates), the silhouette generators of round parts (pole
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import open3d as o3d
 
 from lkd_perception.common.se3 import pose_inverse
 from lkd_perception.sim.world import KINDS, World
@@ -46,38 +47,31 @@ def _project(K: np.ndarray, pts_cam: np.ndarray) -> np.ndarray:
     return (pts_cam[:, :2] / pts_cam[:, 2:3]) * np.diag(K)[:2] + K[:2, 2]
 
 
-def _silhouette_area(mesh_vertices: np.ndarray, triangles: np.ndarray, T_cam_map: np.ndarray,
+def _silhouette_area(mesh_vertices: np.ndarray, triangles: np.ndarray, T_map_cam: np.ndarray,
                      K: np.ndarray, shape: tuple[int, int]) -> int:
-    """Pixels covered by a mesh seen alone (triangles clipped at the near plane, then filled)."""
-    v = mesh_vertices @ T_cam_map[:3, :3].T + T_cam_map[:3, 3]
+    """Pixels whose centre ray hits the mesh when it is alone in the scene: the unoccluded
+    silhouette, sampled exactly like the renderer samples the id buffer."""
     H, W = shape
-    polys = []
-    for tri in v[triangles]:
-        poly = _clip_near(tri)
-        if len(poly) >= 3:
-            uv = _project(K, np.asarray(poly))
-            polys.append(np.round(uv * 16).astype(np.int32))  # 4 fractional bits
-    if not polys:
-        return 0
-    mask = np.zeros((H, W), np.uint8)
-    for poly in polys:
-        cv2.fillPoly(mask, [poly], 1, lineType=cv2.LINE_8, shift=4)
-    return int(mask.sum())
-
-
-def _clip_near(tri: np.ndarray) -> list[np.ndarray]:
-    """Sutherland-Hodgman clip of a polygon against z >= NEAR."""
-    out: list[np.ndarray] = []
-    n = len(tri)
-    for i in range(n):
-        a, b = tri[i], tri[(i + 1) % n]
-        ina, inb = a[2] >= NEAR, b[2] >= NEAR
-        if ina:
-            out.append(a)
-        if ina != inb:
-            s = (NEAR - a[2]) / (b[2] - a[2])
-            out.append(a + s * (b - a))
-    return out
+    T_cam_map = pose_inverse(T_map_cam)
+    v = mesh_vertices @ T_cam_map[:3, :3].T + T_cam_map[:3, 3]
+    if (v[:, 2] > NEAR).all():
+        uv = _project(K, v)
+        c0, r0 = np.floor(uv.min(axis=0)).astype(int)
+        c1, r1 = np.ceil(uv.max(axis=0)).astype(int)
+        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, W - 1), min(r1, H - 1)
+        if c0 > c1 or r0 > r1:
+            return 0
+    else:  # reaches behind the camera: its projection is unbounded, test the whole image
+        c0, r0, c1, r1 = 0, 0, W - 1, H - 1
+    cc, rr = np.meshgrid(np.arange(c0, c1 + 1), np.arange(r0, r1 + 1))
+    d = np.stack([(cc.ravel() - K[0, 2]) / K[0, 0], (rr.ravel() - K[1, 2]) / K[1, 1], np.ones(cc.size)], 1)
+    dirs = (d / np.linalg.norm(d, axis=1, keepdims=True)) @ T_map_cam[:3, :3].T
+    rays = np.concatenate([np.broadcast_to(T_map_cam[:3, 3], dirs.shape), dirs], 1).astype(np.float32)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(mesh_vertices.astype(np.float32)),
+                        o3d.core.Tensor(triangles.astype(np.uint32)))
+    hit = np.isfinite(scene.cast_rays(o3d.core.Tensor(rays), nthreads=1)["t_hit"].numpy())
+    return int(hit.sum())
 
 
 def box_annotations(world: World, object_ids: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray,
@@ -87,7 +81,6 @@ def box_annotations(world: World, object_ids: np.ndarray, T_map_cam: np.ndarray,
     flat = object_ids.ravel()
     valid = flat >= 0
     counts = np.bincount(flat[valid], minlength=len(world.objects))
-    T_cam_map = pose_inverse(T_map_cam)
     out = []
     for idx in np.flatnonzero(counts >= min_pixels):
         obj = world.objects[idx]
@@ -96,7 +89,7 @@ def box_annotations(world: World, object_ids: np.ndarray, T_map_cam: np.ndarray,
         rows, cols = np.nonzero(object_ids == idx)
         x0, x1, y0, y1 = cols.min(), cols.max(), rows.min(), rows.max()
         mesh = obj.mesh_at(t)
-        full = _silhouette_area(mesh.vertices, mesh.triangles, T_cam_map, K, (H, W))
+        full = _silhouette_area(mesh.vertices, mesh.triangles, T_map_cam, K, (H, W))
         vis = float(min(1.0, counts[idx] / max(full, 1)))
         out.append(BoxAnnotation(int(idx), obj.category_id,
                                  (float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)),

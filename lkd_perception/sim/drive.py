@@ -159,7 +159,7 @@ class DriveSimulator:
 
     def imu(self):
         """The IMU record of the whole drive (see :func:`simulate_imu`)."""
-        return simulate_imu(self.trajectory, self.rig, self.cfg, np.random.default_rng([self.cfg.seed, 2]))
+        return simulate_imu(self.trajectory, self.rig, self.cfg, np.random.default_rng([self.cfg.seed, 2]), START_NS)
 
     def scan(self, t0: float) -> LidarScan:
         """The sweep starting at ``t0`` seconds."""

@@ -76,12 +76,15 @@ def imu_kinematics(traj: Trajectory, T_base_imu: np.ndarray, t: np.ndarray) -> t
     return w @ R_bi, f_base @ R_bi
 
 
-def simulate_imu(traj: Trajectory, rig: Rig, cfg: SimConfig, rng: np.random.Generator) -> ImuTruth:
-    """IMU samples at ``cfg.imu_rate_hz`` over the drive, with white noise and bias random walk."""
+def simulate_imu(traj: Trajectory, rig: Rig, cfg: SimConfig, rng: np.random.Generator,
+                 stamp0_ns: int = 0) -> ImuTruth:
+    """IMU samples at ``cfg.imu_rate_hz`` over the drive, with white noise and bias random walk.
+
+    Sample k is at simulation time ``t_start + k / rate``, stamped ``stamp0_ns`` + that time."""
     dt = 1.0 / cfg.imu_rate_hz
     n = int(np.floor((traj.t_end - traj.t_start) / dt + 1e-9)) + 1
-    stamps_ns = np.round((traj.t_start + np.arange(n) * dt) * 1e9).astype(np.int64)
-    t = stamps_ns * 1e-9
+    t = traj.t_start + np.arange(n) * dt
+    stamps_ns = stamp0_ns + np.round(t * 1e9).astype(np.int64)
     gyro, accel = imu_kinematics(traj, rig.T_base_imu, t)
     bg = np.tile(rng.normal(0.0, cfg.gyro_bias_init, 3), (n, 1))
     ba = np.tile(rng.normal(0.0, cfg.accel_bias_init, 3), (n, 1))
