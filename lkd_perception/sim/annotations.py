@@ -26,6 +26,7 @@ import numpy as np
 import open3d as o3d
 
 from lkd_perception.common.se3 import pose_inverse
+from lkd_perception.sim.mesh import EdgeSet
 from lkd_perception.sim.world import KINDS, World
 
 NEAR = 0.1  # m, near clipping distance for projecting edges and silhouettes
@@ -65,7 +66,7 @@ def _silhouette_area(mesh_vertices: np.ndarray, triangles: np.ndarray, T_map_cam
         c0, r0, c1, r1 = 0, 0, W - 1, H - 1
     cc, rr = np.meshgrid(np.arange(c0, c1 + 1), np.arange(r0, r1 + 1))
     d = np.stack([(cc.ravel() - K[0, 2]) / K[0, 0], (rr.ravel() - K[1, 2]) / K[1, 1], np.ones(cc.size)], 1)
-    dirs = (d / np.linalg.norm(d, axis=1, keepdims=True)) @ T_map_cam[:3, :3].T
+    dirs = np.einsum("ij,kj->ik", d / np.linalg.norm(d, axis=1, keepdims=True), T_map_cam[:3, :3])
     rays = np.concatenate([np.broadcast_to(T_map_cam[:3, 3], dirs.shape), dirs], 1).astype(np.float32)
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(mesh_vertices.astype(np.float32)),
@@ -97,41 +98,75 @@ def box_annotations(world: World, object_ids: np.ndarray, T_map_cam: np.ndarray,
     return out
 
 
-def _edges_world(world: World, cam_pos: np.ndarray, t: float) -> np.ndarray:
-    """All candidate 3D edges (E, 2, 3) in the map frame for a camera at ``cam_pos``."""
-    parts = []
-    for obj in world.objects:
-        if not KINDS[obj.kind][1]:
-            continue
-        e = obj.edges
-        if e.creases.size == 0 and e.smooth.size == 0:
-            continue
-        mesh = obj.mesh_at(t)
-        v = mesh.vertices
-        if e.creases.size:
-            parts.append(v[e.creases])
-        if e.smooth.size:
-            normals = mesh.face_normals()
-            mid = v[e.smooth].mean(axis=1)
-            to_cam = cam_pos - mid
-            sa = np.einsum("ij,ij->i", normals[e.smooth_faces[:, 0]], to_cam)
-            sb = np.einsum("ij,ij->i", normals[e.smooth_faces[:, 1]], to_cam)
-            sil = np.sign(sa) != np.sign(sb)
-            if sil.any():
-                parts.append(v[e.smooth[sil]])
-    return np.concatenate(parts) if parts else np.zeros((0, 2, 3))
+def _silhouette_edges(vertices: np.ndarray, edges: EdgeSet, normals: np.ndarray, cam_pos: np.ndarray) -> np.ndarray:
+    """Smooth edges (K, 2, 3) between a face turned towards ``cam_pos`` and one turned away."""
+    ends = vertices[edges.smooth]
+    to_cam = cam_pos - ends.mean(axis=1)
+    sa = np.einsum("ij,ij->i", normals[edges.smooth_faces[:, 0]], to_cam)
+    sb = np.einsum("ij,ij->i", normals[edges.smooth_faces[:, 1]], to_cam)
+    return ends[np.sign(sa) != np.sign(sb)]
+
+
+class LineAnnotator:
+    """Line ground truth for one world; the static objects' edges are gathered once."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        creases, smooth, faces_a, faces_b = [], [], [], []
+        self._moving = []
+        for obj in world.objects:
+            e = obj.edges
+            if not KINDS[obj.kind][1] or (e.creases.size == 0 and e.smooth.size == 0):
+                continue
+            if obj.motion is not None:
+                self._moving.append(obj)
+                continue
+            v = obj.mesh.vertices
+            creases.append(v[e.creases])
+            if e.smooth.size:
+                normals = obj.mesh.face_normals()
+                smooth.append(v[e.smooth])
+                faces_a.append(normals[e.smooth_faces[:, 0]])
+                faces_b.append(normals[e.smooth_faces[:, 1]])
+        z3 = np.zeros((0, 2, 3))
+        self._creases = np.concatenate(creases) if creases else z3
+        self._smooth = np.concatenate(smooth) if smooth else z3
+        self._na = np.concatenate(faces_a) if faces_a else np.zeros((0, 3))
+        self._nb = np.concatenate(faces_b) if faces_b else np.zeros((0, 3))
+
+    def edges(self, cam_pos: np.ndarray, t: float) -> np.ndarray:
+        """All candidate 3D edges (E, 2, 3) in the map frame for a camera at ``cam_pos``."""
+        to_cam = cam_pos - self._smooth.mean(axis=1)
+        sil = np.sign(np.einsum("ij,ij->i", self._na, to_cam)) != np.sign(np.einsum("ij,ij->i", self._nb, to_cam))
+        parts = [self._creases, self._smooth[sil]]
+        for obj in self._moving:
+            mesh = obj.mesh_at(t)
+            parts.append(mesh.vertices[obj.edges.creases])
+            if obj.edges.smooth.size:
+                parts.append(_silhouette_edges(mesh.vertices, obj.edges, mesh.face_normals(), cam_pos))
+        return np.concatenate(parts)
+
+    def segments(self, depth: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray, t: float,
+                 min_length: float = 10.0) -> np.ndarray:
+        """Visible projected scene edges of a frame as (L, 4) ``x1, y1, x2, y2`` (pixel centres at
+        integers), following the convention in the module docstring."""
+        return _visible_segments(self.edges(T_map_cam[:3, 3], t), depth, T_map_cam, K, min_length)
 
 
 def line_segments(world: World, depth: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray, t: float,
                   min_length: float = 10.0) -> np.ndarray:
-    """Visible projected scene edges of a frame as (L, 4) ``x1, y1, x2, y2`` (pixel centres at
-    integers), following the convention in the module docstring."""
+    """Line ground truth of a single frame (builds a :class:`LineAnnotator`; reuse one for many)."""
+    return LineAnnotator(world).segments(depth, T_map_cam, K, t, min_length)
+
+
+def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray,
+                      min_length: float) -> np.ndarray:
     H, W = depth.shape
     T_cam_map = pose_inverse(T_map_cam)
-    E = _edges_world(world, T_map_cam[:3, 3], t)
     if E.shape[0] == 0:
         return np.zeros((0, 4))
-    P = E.reshape(-1, 3) @ T_cam_map[:3, :3].T + T_cam_map[:3, 3]
+    # einsum, not @: a BLAS call for (N, 3) x (3, 3) is slow and spawns threads
+    P = np.einsum("ij,kj->ik", E.reshape(-1, 3), T_cam_map[:3, :3]) + T_cam_map[:3, 3]
     a, b = P[0::2], P[1::2]
     # clip to the near plane
     keep = (a[:, 2] >= NEAR) | (b[:, 2] >= NEAR)

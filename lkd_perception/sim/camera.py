@@ -19,9 +19,9 @@ from lkd_perception.sim.raycast import WorldCaster
 from lkd_perception.sim.sensors import Rig
 from lkd_perception.sim.world import KIND_NAMES, object_table
 
-_GROUND_COLORS = np.array([[0.26, 0.26, 0.28], [0.58, 0.56, 0.53], [0.32, 0.42, 0.2]])
-_SKY_HORIZON = np.array([0.82, 0.86, 0.9])
-_SKY_ZENITH = np.array([0.33, 0.52, 0.85])
+_GROUND_COLORS = np.array([[0.26, 0.26, 0.28], [0.58, 0.56, 0.53], [0.32, 0.42, 0.2]], np.float32)
+_SKY_HORIZON = np.array([0.82, 0.86, 0.9], np.float32)
+_SKY_ZENITH = np.array([0.33, 0.52, 0.85], np.float32)
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,24 @@ class Render:
     depth: np.ndarray
 
 
-def value_noise(p: np.ndarray, scale: float) -> np.ndarray:
-    """Smooth pseudo-random field in [0, 1] at points (N, 3): trilinear value noise on a lattice
-    of spacing 1/scale, hashed from the integer lattice coordinates (deterministic, seedless)."""
-    q = p * scale
+def value_noise(uv: np.ndarray, scale: float) -> np.ndarray:
+    """Smooth pseudo-random field in [0, 1] at 2D texture coordinates (N, 2): bilinear value
+    noise on a lattice of spacing 1/scale, hashed from the integer lattice coordinates
+    (deterministic, seedless, float32)."""
+    q = uv * np.float32(scale)
     base = np.floor(q)
     f = q - base
     f = f * f * (3 - 2 * f)
-    b = base.astype(np.int64)
-    out = np.zeros(p.shape[0])
+    b = base.astype(np.int32).view(np.uint32)
+    out = np.zeros(uv.shape[0], np.float32)
     for dx in (0, 1):
         for dy in (0, 1):
-            for dz in (0, 1):
-                h = ((b[:, 0] + dx) * 73856093) ^ ((b[:, 1] + dy) * 19349663) ^ ((b[:, 2] + dz) * 83492791)
-                h = (h ^ (h >> 13)) * 1274126177
-                h = (h ^ (h >> 16)) & 0xFFFF
-                w = (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (f[:, 2] if dz else 1 - f[:, 2])
-                out += w * (h / 65535.0)
+            h = (b[:, 0] + np.uint32(dx)) * np.uint32(73856093) ^ (b[:, 1] + np.uint32(dy)) * np.uint32(19349663)
+            h ^= h >> np.uint32(13)
+            h *= np.uint32(1274126177)
+            h ^= h >> np.uint32(16)
+            w = (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1])
+            out += w * ((h & np.uint32(0xFFFF)).astype(np.float32) * np.float32(1 / 65535.0))
     return out
 
 
@@ -77,11 +78,11 @@ class Camera:
         v = (np.arange(self.height)[:, None] + offs[None, :]).reshape(-1)
         uu, vv = np.meshgrid(u, v)
         d = np.stack([(uu - self.K[0, 2]) / self.K[0, 0], (vv - self.K[1, 2]) / self.K[1, 1], np.ones_like(uu)], -1)
-        self._dirs_cam = (d / np.linalg.norm(d, axis=-1, keepdims=True)).reshape(-1, 3)
+        self._dirs_cam = (d / np.linalg.norm(d, axis=-1, keepdims=True)).reshape(-1, 3).astype(np.float32)
         # sub-sample whose id/depth represents each pixel: the one nearest the pixel centre
         self._centre = (ss // 2, ss // 2)
         colors, _, kinds = object_table(caster.world)
-        self._colors = colors
+        self._colors = colors.astype(np.float32)
         self._kinds = kinds
         self._ground = KIND_NAMES.index("ground")
         self._building = (KIND_NAMES.index("building"), KIND_NAMES.index("wall"))
@@ -90,58 +91,60 @@ class Camera:
         """Render the view from ``T_map_cam`` (camera_optical in map) at time ``t``."""
         cfg = self.cfg
         world = self.caster.world
-        R, o = T_map_cam[:3, :3], T_map_cam[:3, 3]
-        dirs = self._dirs_cam @ R.T
-        origins = np.broadcast_to(o, dirs.shape)
-        hits = self.caster.cast(origins, dirs, t)
-        hit = hits.object >= 0
-        p = o + dirs[hit] * hits.t_hit[hit, None]
+        R = T_map_cam[:3, :3].astype(np.float32)
+        o = T_map_cam[:3, 3].astype(np.float32)
+        dirs = np.einsum("ij,kj->ik", self._dirs_cam, R)  # not @: BLAS is slow for (N, 3) x (3, 3)
+        hits = self.caster.cast(o, dirs, t)
+        hit = np.flatnonzero(hits.object >= 0)
+        dist = hits.t_hit[hit]
+        p = o + dirs[hit] * dist[:, None]
         n = hits.normal[hit]
         obj = hits.object[hit]
         kind = self._kinds[obj]
 
-        albedo = self._colors[obj].copy()
-        ground = kind == self._ground
-        if ground.any():
-            mat = world.ground.material_at(p[ground, :2])
+        albedo = self._colors[obj]
+        ground = np.flatnonzero(kind == self._ground)
+        if ground.size:
+            pg = p[ground, :2]
+            mat = world.ground.material_at(pg)
             albedo[ground] = _GROUND_COLORS[mat]
-            joints = (mat == 1) & ((np.abs(((p[ground, 0] + 0.5) % 1.0) - 0.5) < 0.03)
-                                   | (np.abs(((p[ground, 1] + 0.5) % 1.0) - 0.5) < 0.03))
-            albedo[np.flatnonzero(ground)[joints]] *= 0.7
-        tex = 0.85 + 0.2 * value_noise(p, 1.5) + 0.1 * value_noise(p, 9.0)
-        facade = np.isin(kind, self._building)
-        if facade.any():
-            course = (p[facade, 2] % 0.35) < 0.04
-            tex[np.flatnonzero(facade)[course]] *= 0.82
-        albedo = albedo * tex[:, None]
+            fx, fy = np.abs((pg[:, 0] + 0.5) % 1.0 - 0.5), np.abs((pg[:, 1] + 0.5) % 1.0 - 0.5)
+            joints = (mat == 1) & ((fx < 0.03) | (fy < 0.03))  # paver joints on sidewalks
+            albedo[ground[joints]] *= 0.7
+        # texture coordinates: the horizontal plane for up-facing surfaces, (x + y, z) for walls
+        upward = np.abs(n[:, 2]) > 0.7
+        uv = np.where(upward[:, None], p[:, :2], np.stack([p[:, 0] + p[:, 1], p[:, 2]], 1))
+        tex = 0.82 + 0.22 * value_noise(uv, 1.3) + 0.12 * value_noise(uv, 7.0)
+        facade = np.flatnonzero(np.isin(kind, self._building))
+        if facade.size:
+            tex[facade[(p[facade, 2] % 0.35) < 0.04]] *= 0.82  # brick courses
+        albedo *= tex[:, None]
 
         gain, sun_strength = exposure(t, world.seed)
-        sun = world.sun_direction
-        lambert = np.clip(n @ sun, 0.0, None)
-        lit = lambert > 0
-        if cfg.camera_shadows and lit.any():
-            idx = np.flatnonzero(lit)
-            shadow = self.caster.occluded(p[idx] + n[idx] * 0.02, np.broadcast_to(sun, (idx.size, 3)), t)
-            lambert[idx[shadow]] = 0.0
-        sky_amb = 0.35 + 0.15 * np.clip(n[:, 2], 0, 1)
-        shade = sky_amb + 0.75 * sun_strength * lambert
-        color = albedo * shade[:, None]
-        dist = hits.t_hit[hit]
-        haze = 1.0 - np.exp(-dist / 450.0)
-        color = color * (1 - haze[:, None]) + _SKY_HORIZON * haze[:, None]
+        sun = world.sun_direction.astype(np.float32)
+        lambert = np.maximum(np.einsum("ij,j->i", n, sun), 0.0)
+        if cfg.camera_shadows:
+            lit = np.flatnonzero(lambert > 0)
+            if lit.size:
+                shadow = self.caster.occluded(p[lit] + n[lit] * np.float32(0.02), np.broadcast_to(sun, (lit.size, 3)), t)
+                lambert[lit[shadow]] = 0.0
+        shade = 0.35 + 0.15 * np.clip(n[:, 2], 0, 1) + np.float32(0.75 * sun_strength) * lambert
+        haze = (1.0 - np.exp(-dist / np.float32(450.0)))[:, None]
+        color = albedo * shade[:, None] * (1 - haze) + _SKY_HORIZON * haze
 
-        img = np.empty(dirs.shape)
+        elev = np.clip(dirs[:, 2], 0.0, 1.0)[:, None]
+        img = _SKY_HORIZON * (1 - elev) + _SKY_ZENITH * elev
         img[hit] = color
-        elev = np.clip(dirs[~hit, 2], 0.0, 1.0)[:, None]
-        img[~hit] = _SKY_HORIZON * (1 - elev) + _SKY_ZENITH * elev
-        img *= gain
         ss = cfg.camera_supersample
         H, W = self.height, self.width
-        img = img.reshape(H, ss, W, ss, 3).mean(axis=(1, 3))
-        img = img * 255.0 + rng.normal(0.0, cfg.camera_noise, img.shape) if cfg.camera_noise > 0 else img * 255.0
-        rgb = np.clip(np.round(img), 0, 255).astype(np.uint8)
+        if ss > 1:
+            img = img.reshape(H, ss, W, ss, 3).mean(axis=(1, 3))
+        img = img.reshape(H, W, 3) * np.float32(255.0 * gain)
+        if cfg.camera_noise > 0:
+            img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(cfg.camera_noise)
+        rgb = np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
         ci, cj = self._centre
         ids = hits.object.reshape(H, ss, W, ss)[:, ci, :, cj]
         zdepth = (hits.t_hit * self._dirs_cam[:, 2]).reshape(H, ss, W, ss)[:, ci, :, cj]
-        return Render(rgb, ids.astype(np.int32), zdepth.astype(np.float32))
+        return Render(rgb, np.ascontiguousarray(ids, np.int32), np.ascontiguousarray(zdepth, np.float32))

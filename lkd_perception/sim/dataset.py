@@ -23,7 +23,7 @@ from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import make_pose
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.io.formats import coco_document, write_json, write_lines
-from lkd_perception.sim.annotations import BoxAnnotation, box_annotations, line_segments
+from lkd_perception.sim.annotations import BoxAnnotation, LineAnnotator, box_annotations
 from lkd_perception.sim.camera import Camera
 from lkd_perception.sim.drive import make_config
 from lkd_perception.sim.raycast import WorldCaster
@@ -94,6 +94,7 @@ def iter_frames(frames: int, seed: int, width: int = 640, height: int = 480, box
     world_idx = -1
     camera: Camera | None = None
     world: World | None = None
+    annotator: LineAnnotator | None = None
     for i in range(frames):
         if i % frames_per_world == 0:
             world_idx += 1
@@ -101,13 +102,14 @@ def iter_frames(frames: int, seed: int, width: int = 640, height: int = 480, box
             scenario = str(wrng.choice(["loop", "urban", "corridor"], p=[0.45, 0.45, 0.1]))
             world = build_world(scenario, int(wrng.integers(2**31)), float(wrng.uniform(*density)))
             camera = Camera(WorldCaster(world), rig, cfg)
-        assert world is not None and camera is not None
+            annotator = LineAnnotator(world)
+        assert world is not None and camera is not None and annotator is not None
         rng = np.random.default_rng([seed, 7, i])
         T = _random_view(world, rng)
         t = float(rng.uniform(0.0, 200.0))
         r = camera.render(T, t, rng)
         bx = tuple(box_annotations(world, r.object_ids, T, rig.K, t)) if boxes else ()
-        ln = line_segments(world, r.depth, T, rig.K, t) if lines else np.zeros((0, 4))
+        ln = annotator.segments(r.depth, T, rig.K, t) if lines else np.zeros((0, 4))
         yield DatasetFrame(i, f"frame_{i:06d}.png", r.rgb, bx, ln, T, rig.K)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.io.imu_series import ImuSeries
-from lkd_perception.sim.annotations import BoxAnnotation, box_annotations, line_segments
+from lkd_perception.sim.annotations import BoxAnnotation, LineAnnotator, box_annotations
 from lkd_perception.sim.camera import Camera
 from lkd_perception.sim.config import SimConfig
 from lkd_perception.sim.layout import tour_polyline
@@ -119,6 +119,7 @@ class DriveSimulator:
         self.caster = WorldCaster(self.world)
         self.lidar = Lidar(self.caster, self.rig, cfg)
         self._camera: Camera | None = None
+        self._lines: LineAnnotator | None = None
         self._rng_lidar = np.random.default_rng([cfg.seed, 1])
         self._rng_camera = np.random.default_rng([cfg.seed, 3])
 
@@ -173,7 +174,9 @@ class DriveSimulator:
         lines = np.zeros((0, 4))
         if annotate:
             boxes = tuple(box_annotations(self.world, r.object_ids, T_map_cam, self.rig.K, t))
-            lines = line_segments(self.world, r.depth, T_map_cam, self.rig.K, t)
+            if self._lines is None:
+                self._lines = LineAnnotator(self.world)
+            lines = self._lines.segments(r.depth, T_map_cam, self.rig.K, t)
         return CameraFrame(int(to_ns(t)), frame_name(index), r.rgb, boxes, lines)
 
 

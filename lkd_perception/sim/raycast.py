@@ -18,7 +18,7 @@ from lkd_perception.sim.world import World, static_mesh
 
 @dataclass(frozen=True)
 class Hits:
-    """Result of a cast: distance along the (unit) ray ``t_hit`` (N,) (inf = miss), object
+    """Result of a cast (float32): distance along the (unit) ray ``t_hit`` (N,) (inf = miss), object
     index ``object`` (N,) (-1 = miss) and the surface normal ``normal`` (N, 3), turned to face
     the ray origin."""
 
@@ -60,33 +60,40 @@ class WorldCaster:
         self._moving_scene = _scene(mesh.vertices, mesh.triangles)
         self._moving_time = t
 
+    @staticmethod
+    def _rays(origins: np.ndarray, directions: np.ndarray) -> o3d.core.Tensor:
+        rays = np.empty((directions.shape[0], 6), np.float32)
+        rays[:, :3] = origins
+        rays[:, 3:] = directions
+        return o3d.core.Tensor(rays)
+
     def cast(self, origins: np.ndarray, directions: np.ndarray, t: float) -> Hits:
-        """Cast rays (N, 3) origins and unit directions, with moving objects placed at time ``t``."""
-        rays = o3d.core.Tensor(np.ascontiguousarray(np.concatenate([origins, directions], 1), np.float32))
+        """Cast rays (N, 3) origins (or one (3,) origin for all) and unit directions, with
+        moving objects placed at time ``t``. Results are float32."""
+        rays = self._rays(origins, directions)
         ans = self._static.cast_rays(rays, nthreads=self.nthreads)
-        t_hit = ans["t_hit"].numpy().astype(np.float64)
-        prim = ans["primitive_ids"].numpy()
-        normal = ans["primitive_normals"].numpy().astype(np.float64)
+        t_hit = ans["t_hit"].numpy()
+        normal = ans["primitive_normals"].numpy()
         hit = np.isfinite(t_hit)
         obj = np.full(t_hit.shape, -1, np.int32)
-        obj[hit] = self._static_owner[prim[hit]]
+        obj[hit] = self._static_owner[ans["primitive_ids"].numpy()[hit]]
         if self._moving:
             self._moving_at(t)
             assert self._moving_scene is not None
             ans_m = self._moving_scene.cast_rays(rays, nthreads=self.nthreads)
-            tm = ans_m["t_hit"].numpy().astype(np.float64)
-            nearer = tm < t_hit
+            tm = ans_m["t_hit"].numpy()
+            nearer = np.flatnonzero(tm < t_hit)
             t_hit[nearer] = tm[nearer]
             obj[nearer] = self._moving_owner[ans_m["primitive_ids"].numpy()[nearer]]
             normal[nearer] = ans_m["primitive_normals"].numpy()[nearer]
         # two-sided surfaces: normals face the viewer
-        flip = np.einsum("ij,ij->i", normal, directions) > 0
+        flip = (normal * directions).sum(axis=1) > 0
         normal[flip] *= -1.0
         return Hits(t_hit, obj, normal)
 
     def occluded(self, origins: np.ndarray, directions: np.ndarray, t: float) -> np.ndarray:
         """Whether anything lies along each ray (shadow rays); any-hit tests, cheaper than casts."""
-        rays = o3d.core.Tensor(np.ascontiguousarray(np.concatenate([origins, directions], 1), np.float32))
+        rays = self._rays(origins, directions)
         occ = self._static.test_occlusions(rays, nthreads=self.nthreads).numpy().astype(bool)
         if self._moving:
             self._moving_at(t)

@@ -73,7 +73,7 @@ def imu_kinematics(traj: Trajectory, T_base_imu: np.ndarray, t: np.ndarray) -> t
     a_body = np.cross(alpha, r) + np.cross(w, np.cross(w, r))
     a_world = traj.acceleration(t) + np.einsum("nij,nj->ni", R, a_body)
     f_base = np.einsum("nji,nj->ni", R, a_world - GRAVITY)
-    return w @ R_bi, f_base @ R_bi
+    return np.einsum("ni,ij->nj", w, R_bi), np.einsum("ni,ij->nj", f_base, R_bi)
 
 
 def simulate_imu(traj: Trajectory, rig: Rig, cfg: SimConfig, rng: np.random.Generator,

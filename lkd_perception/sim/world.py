@@ -100,13 +100,13 @@ class GroundModel:
 
     def height(self, xy: np.ndarray) -> np.ndarray:
         """Smooth height (N,) at (N, 2) points."""
-        arg = np.asarray(xy, float) @ self.wavevectors.T + self.phases
+        arg = np.einsum("...j,kj->...k", np.asarray(xy, float), self.wavevectors) + self.phases
         return (self.amplitudes * np.sin(arg)).sum(axis=-1)
 
     def gradient(self, xy: np.ndarray) -> np.ndarray:
         """Gradient (N, 2) of :meth:`height`."""
-        arg = np.asarray(xy, float) @ self.wavevectors.T + self.phases
-        return (self.amplitudes * np.cos(arg)) @ self.wavevectors
+        arg = np.einsum("...j,kj->...k", np.asarray(xy, float), self.wavevectors) + self.phases
+        return np.einsum("...k,kj->...j", self.amplitudes * np.cos(arg), self.wavevectors)
 
     def material_at(self, xy: np.ndarray) -> np.ndarray:
         """Material code (N,) at (N, 2) points (verge outside the raster)."""
