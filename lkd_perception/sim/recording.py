@@ -47,8 +47,10 @@ class RecordingSummary:
     boxes: int
     lines: int
     path_length_m: float
+    bag_mb: float
     wall_s: float
     peak_rss_mb: float
+    stage_s: dict[str, float]  # wall time per stage: world, imu, lidar, camera (render + GT), rest
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -66,10 +68,15 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) 
     if bag_path.exists():
         raise InputError(f"{bag_path} exists already; choose an empty output folder")
     gt_dir = out / "gt"
+    stages = {"world": 0.0, "imu": 0.0, "lidar": 0.0, "camera": 0.0}
     with Stopwatch() as sw:
-        sim = DriveSimulator(cfg)
+        with Stopwatch() as w:
+            sim = DriveSimulator(cfg)
+        stages["world"] = w.elapsed
         ext = sim.extrinsics()
-        imu = sim.imu()
+        with Stopwatch() as w:
+            imu = sim.imu()
+        stages["imu"] = w.elapsed
         scan_times = sim.scan_times()
         frame_times = sim.frame_times() if cfg.camera else np.zeros(0)
         images, annotations, lines = [], [], {}
@@ -94,10 +101,14 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) 
                     bag.write_imu(TOPIC_IMU, chunk)
                 imu_written = stop_ns - 1
                 if kind == 1:
-                    scan = sim.scan(float(scan_times[k]))
+                    with Stopwatch() as w:
+                        scan = sim.scan(float(scan_times[k]))
+                    stages["lidar"] += w.elapsed
                     bag.write_cloud(TOPIC_POINTS, scan.stamp_ns, scan.cloud, "lidar", log_ns=int(to_ns(t_event)))
                 else:
-                    frame = sim.frame(k, float(frame_times[k]))
+                    with Stopwatch() as w:
+                        frame = sim.frame(k, float(frame_times[k]))
+                    stages["camera"] += w.elapsed
                     bag.write_camera_info(TOPIC_CAMERA_INFO, frame.stamp_ns, ext.K, ext.width, ext.height, "camera_optical")
                     bag.write_image(TOPIC_IMAGE, frame.stamp_ns, frame.rgb, "camera_optical")
                     images.append({"id": k + 1, "file_name": frame.file_name, "width": ext.width,
@@ -120,7 +131,9 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) 
             write_json(gt_dir / "detections.json", coco_document(images, annotations, CATEGORIES))
             write_lines(gt_dir / "lines.json", lines)
         steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+    stages["rest"] = sw.elapsed - sum(stages.values())
     return RecordingSummary(str(out), str(bag_path), cfg.scenario, cfg.seed, cfg.seconds, len(scan_times),
-                            len(images), len(imu.series), len(annotations), n_lines, float(steps.sum()),
-                            round(sw.elapsed, 3), round(peak_rss_mb(), 1))
+                            len(images), len(imu.series), len(annotations), n_lines, round(float(steps.sum()), 2),
+                            round(bag_path.stat().st_size / 2**20, 1), round(sw.elapsed, 3), round(peak_rss_mb(), 1),
+                            {k: round(v, 3) for k, v in stages.items()})
 
