@@ -48,6 +48,8 @@ class LeyoloTrainConfig:
     size: str = param("n", "LeYOLO size", choices=("n", "s", "m"))
     img_size: int = param(320, "square training input (multiple of 32)", lo=64, hi=1280)
     epochs: int = param(30, "training epochs", lo=1, hi=10000)
+    time_limit_min: float = param(0.0, "wall-time budget; the schedule ends on time (0 = epochs only)",
+                                  lo=0.0, hi=1e6)
     batch: int = param(16, "images per step (per process with torchrun)", lo=1, hi=1024)
     optimizer: str = param("adamw", "adamw suits short runs; sgd is the 500-epoch COCO recipe", choices=("adamw", "sgd"))
     lr0: float = param(0.002, "initial learning rate", lo=1e-6, hi=1.0)

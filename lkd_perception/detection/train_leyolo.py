@@ -90,12 +90,22 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, lrf: float) -> float:
-    """Linear warm-up to 1, then cosine from 1 down to ``lrf``."""
+def lr_factor(progress: float, step: int, warmup_steps: int, lrf: float) -> float:
+    """Linear warm-up over the first ``warmup_steps`` steps, then cosine from 1 down to ``lrf``
+    as ``progress`` (fraction of the run done) goes from 0 to 1."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def run_progress(step: int, total_steps: int, elapsed_s: float, time_limit_s: float) -> float:
+    """Fraction of the run done: by steps, or by wall time when a time budget ends it sooner.
+
+    A time budget makes the cosine schedule finish on time on a machine of unknown (or shared)
+    speed, instead of being cut off at a high learning rate.
+    """
+    by_steps = step / max(1, total_steps)
+    return max(by_steps, elapsed_s / time_limit_s) if time_limit_s > 0 else by_steps
 
 
 @torch.no_grad()
@@ -134,6 +144,17 @@ def _device(cfg: LeyoloTrainConfig, local_rank: int) -> torch.device:
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
+
+
+def _all_ranks_agree(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank if it is true on any (so all ranks stop at the same step under torchrun)."""
+    if world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -223,15 +244,22 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
     t0 = time.perf_counter()
     last_loss = float("nan")
     epoch = start_epoch - 1
+    time_limit_s = cfg.time_limit_min * 60.0
+    out_of_time = False
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         dataset.epoch = epoch
         if sampler is not None:
             sampler.set_epoch(epoch)
         sums = np.zeros(4)
+        i = -1
         for i, (imgs, targets) in enumerate(loader):
             step = epoch * steps_per_epoch + i
-            f = lr_factor(step, total_steps, warmup, cfg.lrf)
+            done = run_progress(step, total_steps, time.perf_counter() - t0, time_limit_s)
+            if time_limit_s > 0 and _all_ranks_agree(done >= 1.0, world, device):
+                out_of_time = True
+                break
+            f = lr_factor(done, step, warmup, cfg.lrf)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * f
             x = imgs.to(device, non_blocking=True).float().div_(255)
@@ -245,14 +273,14 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
             scaler.update()
             ema.update(model)
             sums += (float(parts.total.detach()) / x.shape[0], parts.box, parts.cls, parts.dfl)
-        n = max(1, len(loader))
+        n = max(1, i + 1 - int(out_of_time))
         last_loss = float(sums[0] / n)
         record: dict[str, Any] = {"epoch": epoch, "loss": last_loss, "box": float(sums[1] / n),
                                   "cls": float(sums[2] / n), "dfl": float(sums[3] / n), "lr": opt.param_groups[0]["lr"],
                                   "seconds": time.perf_counter() - t0}
         if rank != 0:
             continue
-        is_last = epoch == cfg.epochs - 1
+        is_last = epoch == cfg.epochs - 1 or out_of_time
         if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or is_last):
             preds = predict_coco(ema.ema, val_set, cfg.img_size, cfg.val_max_images)
             gt = json.loads(Path(cfg.val_data).read_text())
@@ -277,6 +305,8 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
             fh.write(json.dumps(record) + "\n")
         if progress is not None:
             progress(record)
+        if out_of_time:
+            break
     if world > 1:
         import torch.distributed as dist
 

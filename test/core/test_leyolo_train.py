@@ -16,6 +16,7 @@ from lkd_perception.detection.train_leyolo import (
     collate,
     load_checkpoint,
     lr_factor,
+    run_progress,
     model_from_checkpoint,
     train,
 )
@@ -51,14 +52,22 @@ def test_train_checkpoint_resume_and_export(toy, tmp_path):
     det = Detector(from_dict(DetectorConfig, {"leyolo_model_path": str(onnx_path), "threads": 1}))
     assert det.class_names == TOY_CLASSES
 
+    timed = train(from_dict(LeyoloTrainConfig, {**base, "out_dir": str(tmp_path / "timed"), "epochs": 50,
+                                                 "time_limit_min": 0.02}))
+    assert 1 <= timed.epochs_run < 50
+    assert load_checkpoint(timed.last_checkpoint)["epoch"] == timed.epochs_run - 1
+
     with pytest.raises(ConfigError, match="checkpoint is"):
         train(from_dict(LeyoloTrainConfig, {**base, "size": "s", "resume": result.last_checkpoint}))
 
 
 def test_schedule_and_collate():
-    assert lr_factor(0, 100, 10, 0.01) == pytest.approx(0.1)
-    assert lr_factor(10, 100, 10, 0.01) == pytest.approx(1.0)
-    assert lr_factor(100, 100, 10, 0.01) == pytest.approx(0.01)
+    assert lr_factor(0.0, 0, 10, 0.01) == pytest.approx(0.1)
+    assert lr_factor(0.0, 10, 10, 0.01) == pytest.approx(1.0)
+    assert lr_factor(0.5, 50, 10, 0.01) == pytest.approx(0.505)
+    assert lr_factor(1.0, 100, 10, 0.01) == pytest.approx(0.01)
+    assert run_progress(50, 100, 30.0, 0.0) == pytest.approx(0.5)
+    assert run_progress(50, 100, 30.0, 40.0) == pytest.approx(0.75)  # the time budget runs out first
     imgs, t = collate([(torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 1, 0, 0, 4, 4.0]])),
                        (torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 2, 1, 1, 5, 5.0], [0, 0, 2, 2, 3, 3.0]]))])
     assert imgs.shape == (2, 3, 8, 8) and t[:, 0].tolist() == [0, 1, 1]
