@@ -10,12 +10,13 @@ from typing import Any
 from lkd_perception.commands import Command, emit_json
 from lkd_perception.common.config import describe
 
-# Benchmarked when present; absent ones are listed as skipped with the reason.
+# Benchmarked when present; absent ones are listed as skipped with the reason. The runs/detr/
+# names are the agreed places for the DETR teacher and the undistilled student ('lkd export detr').
 DEFAULT_BENCH_ONNX = (
     ("leyolo_n (shipped)", "models/leyolo_n.onnx"),
-    ("detr_student_distilled (shipped)", "models/detr_student.onnx"),
-    ("detr_teacher", "runs/detr_teacher/model.onnx"),
-    ("detr_student_plain", "runs/detr_student_plain/model.onnx"),
+    ("detr_student (shipped, distilled)", "models/detr_student.onnx"),
+    ("detr_teacher", "runs/detr/teacher.onnx"),
+    ("detr_student_plain", "runs/detr/student_plain.onnx"),
 )
 
 
