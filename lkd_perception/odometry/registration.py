@@ -23,23 +23,23 @@ from lkd_perception.common.se3 import make_pose, pose_inverse, so3_exp, so3_log
 from lkd_perception.odometry.motion import Twist, deskew
 
 
+def _voxel_hash(points: np.ndarray, voxel: float) -> np.ndarray:
+    """One int64 per voxel (21 bits per axis: +-1M voxels), so voxels sort as plain integers."""
+    k = np.floor(points / voxel).astype(np.int64) + (1 << 20)
+    return (k[:, 0] << 42) | (k[:, 1] << 21) | k[:, 2]
+
+
 def voxel_indices(points: np.ndarray, voxel: float) -> np.ndarray:
     """Indices of one point (the first in input order) per occupied voxel."""
     if len(points) == 0:
         return np.zeros(0, dtype=np.int64)
-    keys = np.floor(points / voxel).astype(np.int64)
-    _, idx = np.unique(keys, axis=0, return_index=True)
+    _, idx = np.unique(_voxel_hash(points, voxel), return_index=True)
     return np.sort(idx)
 
 
 def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
     """One point (the first in input order) per occupied voxel."""
     return points[voxel_indices(points, voxel)]
-
-
-def _voxel_hash(points: np.ndarray, voxel: float) -> np.ndarray:
-    k = np.floor(points / voxel).astype(np.int64) + (1 << 20)
-    return (k[:, 0] << 42) | (k[:, 1] << 21) | k[:, 2]
 
 
 def estimate_normals(query: np.ndarray, tree: cKDTree, cloud: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
