@@ -98,12 +98,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=None, help="JSON file (default: stdout after the table)")
-    p.add_argument("--count", type=int, default=30, help="held-out images")
-    p.add_argument("--seed", type=int, default=1000, help="held-out seed (training uses other seeds)")
+    p.add_argument("--out", default=None, help="JSON file (default: stdout; the table goes to stderr)")
+    p.add_argument("--source", default="sim", choices=("sim", "synthetic"), help="held-out images")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
-    p.add_argument("--augment", type=float, default=1.0, help="photometric degradation strength 0..1")
+    p.add_argument("--sim-runs", default="urban:1001,loop:1002", help="held-out drives scenario:seed,...")
+    p.add_argument("--sim-seconds", type=float, default=60.0)
+    p.add_argument("--sim-rate", type=float, default=0.25, help="held-out frames per simulated second")
+    p.add_argument("--count", type=int, default=30, help="synthetic held-out images")
+    p.add_argument("--seed", type=int, default=1000, help="synthetic held-out seed (training uses others)")
+    p.add_argument("--augment", type=float, default=1.0, help="synthetic: photometric degradation 0..1")
     p.add_argument("--repeats", type=int, default=1, help="timing passes over the images per size")
     p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,opencv_lsd,opencv_fld")
     p.add_argument("--save-data", default=None,
@@ -114,31 +118,32 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     import sys
 
-    from lkd_perception.lines.bench import HeldOut, format_table, results_to_dict, run_benchmark
+    from lkd_perception.lines.bench import HeldOut, format_table, heldout_images, results_to_dict, run_benchmark
 
     cfg = _line_config(args)
-    spec = HeldOut(seed=args.seed, count=args.count, width=args.width, height=args.height,
+    spec = HeldOut(source=args.source, width=args.width, height=args.height, sim_runs=args.sim_runs,
+                   sim_seconds=args.sim_seconds, sim_rate_hz=args.sim_rate, seed=args.seed, count=args.count,
                    augment_strength=args.augment)
+    images = heldout_images(spec)
+    log.info("%d held-out images (%s)", len(images), spec.source)
     if args.save_data:
-        _save_heldout(spec, Path(args.save_data))
-    results = run_benchmark(cfg, spec, tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-                            args.repeats)
+        _save_heldout(images, Path(args.save_data))
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    results = run_benchmark(cfg, images, methods, args.repeats)
     sys.stderr.write(format_table(results) + "\n")
-    emit_json(results_to_dict(results, cfg, spec), args.out)
+    emit_json(results_to_dict(results, cfg, spec, len(images)), args.out)
     return 0
 
 
-def _save_heldout(spec, folder: Path) -> None:
+def _save_heldout(images, folder: Path) -> None:
     import cv2
-
-    from lkd_perception.lines.bench import heldout_images
 
     folder.mkdir(parents=True, exist_ok=True)
     gt = {}
-    for i, scene in enumerate(heldout_images(spec)):
+    for i, scene in enumerate(images):
         name = f"heldout_{i:04d}.png"
         cv2.imwrite(str(folder / name), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
-        gt[name] = {"width": spec.width, "height": spec.height,
+        gt[name] = {"width": int(scene.rgb.shape[1]), "height": int(scene.rgb.shape[0]),
                     "lines": [[round(float(v), 3) for v in row] for row in scene.segments]}
     emit_json(gt, folder / "gt.json")
 
@@ -152,7 +157,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--sim-fraction", type=float, default=0.0,
-                   help="share of each batch rendered by the simulator (needs lkd_perception.sim)")
+                   help="share of each batch cropped from simulator frames (0 = synthetic shapes only)")
+    p.add_argument("--sim-runs", default="loop:11,urban:12,corridor:13,urban:14",
+                   help="simulator drives scenario:seed,... rendered for training (1 frame/s)")
+    p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each simulator drive")
+    p.add_argument("--sim-size", default="320x240", help="simulator frame size WxH")
+    p.add_argument("--sim-cache", default=None,
+                   help="npz of rendered simulator frames (default OUT/sim_frames.npz; reused when present)")
     p.add_argument("--init", default=None, help="checkpoint to start from")
 
 
@@ -162,12 +173,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                              seed=args.seed, threads=args.threads)
-    extra = None
-    if args.sim_fraction > 0:
-        from lkd_perception.lines.sim_source import sim_line_source
-
-        extra = sim_line_source()
     out = Path(args.out)
+    extra = _sim_crops(args, out) if args.sim_fraction > 0 else None
     net = load_checkpoint(args.init) if args.init else None
     history = []
     window: list[float] = []
@@ -183,6 +190,43 @@ def _run_train(args: argparse.Namespace) -> int:
     save_checkpoint(net, out / "checkpoint.pt", {"step": settings.steps})
     emit_json({"settings": vars(args) | {"_run": None}, "history": history}, out / "log.json")
     return 0
+
+
+def _parse_runs(text: str) -> list[tuple[str, int]]:
+    from lkd_perception.common.errors import ConfigError
+
+    runs = []
+    for item in text.split(","):
+        scenario, sep, seed = item.strip().partition(":")
+        if not sep or not seed.strip().isdigit():
+            raise ConfigError(f"simulator run must be scenario:seed, got {item!r}")
+        runs.append((scenario, int(seed)))
+    return runs
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from lkd_perception.common.errors import ConfigError
+
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise ConfigError(f"size must be WxH, got {text!r}")
+    return int(w), int(h)
+
+
+def _sim_crops(args: argparse.Namespace, out: Path):
+    """Simulator frames for training, rendered once and cached."""
+    from lkd_perception.lines.sim_source import SimCrops, load_frames, render_sim_frames, save_frames
+
+    cache = Path(args.sim_cache) if args.sim_cache else out / "sim_frames.npz"
+    if cache.is_file():
+        frames = load_frames(cache)
+    else:
+        w, h = _parse_size(args.sim_size)
+        log.info("rendering simulator frames %s at %dx%d", args.sim_runs, w, h)
+        frames = render_sim_frames(_parse_runs(args.sim_runs), w, h, args.sim_seconds)
+        save_frames(frames, cache)
+    log.info("%d simulator frames from %s", len(frames), cache)
+    return SimCrops(frames)
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:

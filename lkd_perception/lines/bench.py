@@ -1,16 +1,16 @@
 """Accuracy and speed of LSDNet against OpenCV's LSD and FLD on the same held-out images.
 
-Each method runs in its own fresh process (``multiprocessing`` spawn), so its peak resident
-memory is its own and not the maximum of everything measured before it. The images are
-regenerated from a seed inside each process, which keeps the arguments small and the inputs
-identical across methods.
+The held-out images are made once (simulator frames of drives, or synthetic shapes, with seeds
+that training never uses) and handed to one fresh process per method (``multiprocessing``
+spawn), so each method's peak resident memory is its own and not the maximum of everything
+measured before it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -28,12 +28,21 @@ SPEED_SIZES = ((320, 240), (640, 480))
 
 @dataclass(frozen=True)
 class HeldOut:
-    """How the held-out images are made: synthetic scenes with a seed the training never uses."""
+    """How the held-out images are made.
 
-    seed: int = 1000
-    count: int = 30
+    ``source="sim"``: frames of the simulator drives ``sim_runs`` ("scenario:seed,..."), one
+    every ``1/sim_rate_hz`` s of a ``sim_seconds`` drive. ``source="synthetic"``: ``count``
+    synthetic-shape scenes from ``seed``, photometrically degraded with ``augment_strength``.
+    """
+
+    source: str = "sim"
     width: int = 640
     height: int = 480
+    sim_runs: str = "urban:1001,loop:1002"
+    sim_seconds: float = 60.0
+    sim_rate_hz: float = 0.25
+    seed: int = 1000
+    count: int = 30
     augment_strength: float = 1.0
 
 
@@ -51,7 +60,17 @@ class MethodResult:
 
 
 def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
-    """Deterministic held-out scenes, photometrically degraded like real camera images."""
+    """The held-out images with their exact segments (deterministic for a spec)."""
+    if spec.source == "sim":
+        from lkd_perception.lines.sim_source import render_sim_frames
+
+        runs = []
+        for item in spec.sim_runs.split(","):
+            scenario, _, seed = item.strip().partition(":")
+            runs.append((scenario, int(seed)))
+        return render_sim_frames(runs, spec.width, spec.height, spec.sim_seconds, spec.sim_rate_hz)
+    if spec.source != "synthetic":
+        raise ConfigError(f"held-out source must be 'sim' or 'synthetic', got {spec.source!r}")
     rng = np.random.default_rng(spec.seed)
     out = []
     for _ in range(spec.count):
@@ -82,9 +101,8 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
     raise ConfigError(f"unknown line method {method!r}; known: {list(METHODS)}")
 
 
-def measure(method: str, cfg: LineConfig, spec: HeldOut, repeats: int = 1) -> MethodResult:
-    """Run one method on the held-out set in this process: metrics at full size, fps per size."""
-    images = heldout_images(spec)
+def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repeats: int = 1) -> MethodResult:
+    """Run one method in this process: metrics at the images' size, end-to-end fps per size."""
     try:
         det = make_detector(method, cfg)
     except ConfigError as exc:
@@ -93,7 +111,8 @@ def measure(method: str, cfg: LineConfig, spec: HeldOut, repeats: int = 1) -> Me
     for scene in images:
         found = det.detect(scene.rgb)
         preds.append(np.concatenate([found.segments, found.scores[:, None]], axis=1))
-    metrics = evaluate_lines(preds, [s.segments for s in images], [(spec.width, spec.height)] * len(images))
+    sizes = [(s.rgb.shape[1], s.rgb.shape[0]) for s in images]
+    metrics = evaluate_lines(preds, [s.segments for s in images], sizes)
     fps, ms = {}, {}
     for w, h in SPEED_SIZES:
         frames = [cv2.resize(s.rgb, (w, h), interpolation=cv2.INTER_AREA) for s in images]
@@ -109,22 +128,22 @@ def measure(method: str, cfg: LineConfig, spec: HeldOut, repeats: int = 1) -> Me
     return MethodResult(method, True, metrics, fps, ms, peak_rss_mb())
 
 
-def _child(method: str, cfg_dict: dict, spec: HeldOut, repeats: int, queue: Any) -> None:
+def _child(method: str, cfg_dict: dict, images: list[SyntheticImage], repeats: int, queue: Any) -> None:
     try:
-        queue.put(("ok", measure(method, from_dict(LineConfig, cfg_dict), spec, repeats)))
+        queue.put(("ok", measure(method, from_dict(LineConfig, cfg_dict), images, repeats)))
     except Exception as exc:  # reported to the parent, which keeps going with the other methods
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def run_benchmark(
-    cfg: LineConfig, spec: HeldOut, methods: tuple[str, ...] = METHODS, repeats: int = 1
+    cfg: LineConfig, images: Sequence[SyntheticImage], methods: Sequence[str] = METHODS, repeats: int = 1
 ) -> list[MethodResult]:
     """Every method in its own spawned process (see module docstring)."""
     ctx = multiprocessing.get_context("spawn")
     results = []
     for method in methods:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(method, to_dict(cfg), spec, repeats, queue))
+        proc = ctx.Process(target=_child, args=(method, to_dict(cfg), list(images), repeats, queue))
         proc.start()
         status, value = queue.get()
         proc.join()
@@ -135,17 +154,18 @@ def run_benchmark(
     return results
 
 
-def results_to_dict(results: list[MethodResult], cfg: LineConfig, spec: HeldOut) -> dict[str, Any]:
+def results_to_dict(results: Sequence[MethodResult], cfg: LineConfig, spec: HeldOut, images: int) -> dict[str, Any]:
     return {
-        "heldout": asdict(spec),
+        "heldout": asdict(spec) | {"images": images},
         "config": to_dict(cfg),
         "methods": [asdict(r) for r in results],
     }
 
 
-def format_table(results: list[MethodResult]) -> str:
+def format_table(results: Sequence[MethodResult]) -> str:
     """A plain-text table for the terminal."""
-    head = f"{'method':<13}{'sAP5':>7}{'sAP10':>7}{'sAP15':>7}{'F^H':>7}{'fps 320x240':>13}{'fps 640x480':>13}{'peak MiB':>10}"
+    head = (f"{'method':<13}{'sAP5':>7}{'sAP10':>7}{'sAP15':>7}{'F^H':>7}{'AP^H':>7}"
+            f"{'fps 320x240':>13}{'fps 640x480':>13}{'peak MiB':>10}")
     lines = [head, "-" * len(head)]
     for r in results:
         if not r.available or r.metrics is None:
@@ -153,7 +173,7 @@ def format_table(results: list[MethodResult]) -> str:
             continue
         m = r.metrics
         lines.append(
-            f"{r.method:<13}{m.sap5:7.1f}{m.sap10:7.1f}{m.sap15:7.1f}{m.f_h:7.1f}"
+            f"{r.method:<13}{m.sap5:7.1f}{m.sap10:7.1f}{m.sap15:7.1f}{m.f_h:7.1f}{m.ap_h:7.1f}"
             f"{r.fps['320x240']:13.1f}{r.fps['640x480']:13.1f}{r.peak_rss_mb:10.0f}"
         )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ can check it is being fed what the network was trained on.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import onnx
@@ -47,10 +48,13 @@ def export_onnx(net: LSDNet, out: str | Path, input_width: int, input_height: in
     head = ExportHead(net.eval()).eval()
     dummy = torch.rand(1, 3, input_height, input_width)
     axes = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(
-        head, dummy, str(out), opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # the TorchScript exporter (dynamo=False) announces its deprecation on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            head, dummy, str(out), opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, dynamo=False,
+        )
     model = onnx.load(str(out))
     meta = {
         "model": "lsdnet",

@@ -4,7 +4,7 @@ The steps follow LSDNet's ``line_extracter`` (REFERENCE 2.2), re-written for Pyt
 
 1. Support: heat above a threshold AND a Gaussian adaptive threshold on heat*255, which keeps the
    ridge of a line and drops its flanks.
-2. Seeds in descending heat order.
+2. Seeds in descending heat order (only those that can give a segment above the score threshold).
 3. Region growing over the 8-neighbourhood with ``cv2.floodFill`` in fixed-range mode on the
    3-channel image (cos 2θ, sin 2θ, heat): a pixel joins when each component differs from the
    seed's by at most the tolerance. Comparing with the seed (the region's strongest, best-oriented
@@ -66,7 +66,11 @@ def grow_regions(heat: np.ndarray, theta: np.ndarray, support: np.ndarray, cfg: 
     blocked[1:-1, 1:-1][support] = 0
     flags = 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (2 << 8)
     labels = np.zeros((h, w), np.int32)
-    ys, xs = np.nonzero(support)
+    # Seeds go in descending heat, and a pixel hotter than a seed is either already used or was a
+    # seed itself, so a region's mean heat never exceeds its seed's: seeds below the score
+    # threshold cannot yield a kept segment and are not tried (their pixels stay available).
+    seeds = support & (heat >= cfg.score_threshold)
+    ys, xs = np.nonzero(seeds)
     order = np.argsort(-heat[ys, xs], kind="stable")
     next_label = 1
     for y, x in zip(ys[order].tolist(), xs[order].tolist()):

@@ -1,0 +1,109 @@
+"""Simulator renders as labelled line images (training mix and held-out evaluation).
+
+The drive simulator (:mod:`lkd_perception.sim`) projects the visible 3-D edges of its world into
+each camera frame (``CameraFrame.lines``; pixel centres at integers, the same convention as the
+synthetic shapes). Frames are rendered once per call, sparsely in time so that consecutive
+frames differ, and can be cached in an ``.npz`` so training does not re-render them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from lkd_perception.common.errors import InputError
+from lkd_perception.lines.synthetic import SyntheticImage
+
+
+def render_sim_frames(
+    runs: Sequence[tuple[str, int]],
+    width: int,
+    height: int,
+    seconds: float = 60.0,
+    rate_hz: float = 1.0,
+) -> list[SyntheticImage]:
+    """Frames of drives ``(scenario, seed)``: ``seconds`` long, one frame every 1/``rate_hz`` s."""
+    from lkd_perception.sim.drive import DriveSimulator, make_config
+
+    frames = []
+    for scenario, seed in runs:
+        cfg = make_config(scenario, seconds, seed, camera=True, camera_width=width, camera_height=height,
+                          camera_rate_hz=rate_hz)
+        sim = DriveSimulator(cfg)
+        for k, t in enumerate(sim.frame_times()):
+            f = sim.frame(k, float(t))
+            frames.append(SyntheticImage(rgb=f.rgb, segments=np.asarray(f.lines, np.float32).reshape(-1, 4),
+                                         crossings=np.zeros((0, 2), np.float32)))
+    return frames
+
+
+def save_frames(frames: Sequence[SyntheticImage], path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    counts = np.array([len(f.segments) for f in frames])
+    segs = np.concatenate([f.segments for f in frames]) if frames else np.zeros((0, 4), np.float32)
+    np.savez_compressed(p, rgb=np.stack([f.rgb for f in frames]), segments=segs, counts=counts)
+
+
+def load_frames(path: str | Path) -> list[SyntheticImage]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"simulator frame cache not found: {p}")
+    data = np.load(p)
+    splits = np.cumsum(data["counts"])[:-1]
+    empty = np.zeros((0, 2), np.float32)
+    return [SyntheticImage(rgb=rgb, segments=seg, crossings=empty)
+            for rgb, seg in zip(data["rgb"], np.split(data["segments"], splits))]
+
+
+def clip_segments(segments: np.ndarray, x0: float, y0: float, x1: float, y1: float,
+                  min_length: float = 6.0) -> np.ndarray:
+    """Segments clipped to the box [x0, x1] x [y0, y1] (Liang-Barsky), shorter ones dropped."""
+    seg = np.asarray(segments, np.float64).reshape(-1, 4)
+    a, d = seg[:, :2], seg[:, 2:] - seg[:, :2]
+    lo, hi = np.zeros(len(seg)), np.ones(len(seg))
+    ok = np.ones(len(seg), bool)
+    for p, q in ((-d[:, 0], a[:, 0] - x0), (d[:, 0], x1 - a[:, 0]), (-d[:, 1], a[:, 1] - y0), (d[:, 1], y1 - a[:, 1])):
+        par = np.abs(p) < 1e-12
+        ok &= ~(par & (q < 0))
+        r = np.where(par, 0.0, q / np.where(par, 1.0, p))
+        lo = np.where(~par & (p < 0), np.maximum(lo, r), lo)
+        hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
+    ok &= lo < hi
+    out = np.concatenate([a + lo[:, None] * d, a + hi[:, None] * d], axis=1)[ok]
+    return out[np.hypot(out[:, 2] - out[:, 0], out[:, 3] - out[:, 1]) >= min_length]
+
+
+class SimCrops:
+    """An image source for training: a random crop of a random simulator frame, with its lines.
+
+    Each frame is first shrunk by a random factor in ``scale_range`` (INTER_AREA), so that the
+    network sees the scene at the scales that a camera image reduced to the network input has.
+    """
+
+    def __init__(self, frames: Sequence[SyntheticImage], scale_range: tuple[float, float] = (0.55, 1.0)) -> None:
+        if not frames:
+            raise InputError("no simulator frames to crop from")
+        self.frames = list(frames)
+        self.scale_range = scale_range
+
+    def __call__(self, rng: np.random.Generator, height: int, width: int) -> SyntheticImage:
+        f = self.frames[int(rng.integers(len(self.frames)))]
+        H, W = f.rgb.shape[:2]
+        s = max(rng.uniform(*self.scale_range), height / H, width / W)
+        if s > 1.0:
+            raise InputError(f"simulator frames ({W}x{H}) are smaller than the crop ({width}x{height})")
+        h2, w2 = max(int(round(H * s)), height), max(int(round(W * s)), width)
+        rgb = cv2.resize(f.rgb, (w2, h2), interpolation=cv2.INTER_AREA) if (h2, w2) != (H, W) else f.rgb
+        seg = f.segments.astype(np.float64).copy()
+        seg[:, 0::2] = (seg[:, 0::2] + 0.5) * (w2 / W) - 0.5
+        seg[:, 1::2] = (seg[:, 1::2] + 0.5) * (h2 / H) - 0.5
+        y, x = int(rng.integers(0, h2 - height + 1)), int(rng.integers(0, w2 - width + 1))
+        seg = clip_segments(seg, x - 0.5, y - 0.5, x + width - 0.5, y + height - 0.5)
+        seg[:, 0::2] -= x
+        seg[:, 1::2] -= y
+        return SyntheticImage(rgb=np.ascontiguousarray(rgb[y:y + height, x:x + width]),
+                              segments=seg.astype(np.float32), crossings=np.zeros((0, 2), np.float32))

@@ -1,0 +1,83 @@
+"""Training and export of LSDNet: a step lowers the loss; the ONNX graph matches torch in ONNX Runtime."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from lkd_perception.common.errors import ModelError
+from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.export import export_onnx, load_checkpoint, save_checkpoint
+from lkd_perception.lines.lsdnet import ExportHead, LSDNet, count_parameters
+from lkd_perception.lines.runtime import LineDetector
+from lkd_perception.lines.train import evaluate_loss, make_batch, train_step
+
+TINY = (4, 8, 8, 16)
+
+
+def test_default_network_size_matches_the_reference():
+    # REFERENCE 2.1: about 0.5 M parameters (the original has 498,890)
+    assert 400_000 < count_parameters(LSDNet()) < 600_000
+
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = LSDNet(TINY)
+    batch = make_batch(np.random.default_rng(0), 2, 32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    before = evaluate_loss(net, [batch])
+    reported = train_step(net, opt, batch)
+    after = evaluate_loss(net, [batch])
+    assert reported == pytest.approx(before, rel=1e-4)
+    assert after < before
+
+
+def test_batch_targets_are_consistent():
+    b = make_batch(np.random.default_rng(1), 3, 64, augment_strength=0.0)
+    assert b.image.shape == (3, 3, 64, 64) and b.heat.shape == (3, 64, 64)
+    assert float(b.image.min()) >= 0.0 and float(b.image.max()) <= 1.0
+    assert float(b.heat.max()) <= 1.0 and float(b.heat.max()) > 0.9  # every scene has lines
+    np.testing.assert_allclose((b.cos2**2 + b.sin2**2).numpy(), 1.0, atol=1e-5)
+
+
+def test_export_matches_torch_and_loads_in_the_runtime(tmp_path):
+    torch.manual_seed(0)
+    net = LSDNet(TINY).eval()
+    save_checkpoint(net, tmp_path / "c.pt")
+    net = load_checkpoint(tmp_path / "c.pt")
+    path = export_onnx(net, tmp_path / "m.onnx", 64, 48)
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
+    with torch.no_grad():
+        ref = ExportHead(net)(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"image": x})[0]
+    assert got.shape == (1, 2, 48, 64)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert got[:, 1].min() >= 0.0 and got[:, 1].max() <= 1.0  # θ/π in [0, 1]
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["normalisation"] == "rgb/255" and meta["input_width"] == "64" and meta["input_height"] == "48"
+    # dynamic spatial size: the runtime can run it at another input size
+    det = LineDetector(LineConfig(model_path=str(path), input_width=32, input_height=24, threads=1))
+    out = det.detect(np.zeros((50, 70, 3), np.uint8))
+    assert out.segments.shape[1] == 4 and len(out.scores) == len(out.segments)
+
+
+def test_doubled_angle_head_is_continuous_across_zero():
+    # θ just below π and just above 0 are the same line direction; the head's (cos 2θ, sin 2θ)
+    # are then nearly equal and both decode into [0, π).
+    head = ExportHead(LSDNet(TINY))
+    for theta in (0.01, math.pi - 0.01):
+        out = torch.tensor([[[[0.0]], [[math.cos(2 * theta)]], [[math.sin(2 * theta)]]]])
+        head.net.forward = lambda x, o=out: o  # type: ignore[method-assign]
+        decoded = float(head(torch.zeros(1, 3, 1, 1))[0, 1]) * math.pi
+        assert decoded == pytest.approx(theta, abs=1e-5)
+
+
+def test_missing_checkpoint_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path / "none.pt")
