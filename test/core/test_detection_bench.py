@@ -1,0 +1,43 @@
+"""``lkd bench detect`` measures what exists and says why it skipped the rest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lkd_perception.cli import main
+from lkd_perception.detection.bench import onnx_cost
+from lkd_perception.detection.export import export_leyolo
+from lkd_perception.detection.flops import model_cost
+from lkd_perception.detection.leyolo import LeYOLO
+from lkd_perception.detection.toy_data import TOY_CLASSES, write_toy_coco
+
+
+def test_onnx_cost_agrees_with_the_pytorch_count(tmp_path):
+    model = LeYOLO("n", nc=4)
+    path = export_leyolo(model, tmp_path / "n.onnx", 96, list(TOY_CLASSES))
+    params, gflops = onnx_cost(path)
+    torch_cost = model_cost(model, 96)
+    assert gflops == pytest.approx(torch_cost.gflops, rel=0.01)
+    # BN folds into the convolutions in ONNX: fewer stored numbers, same order of magnitude
+    assert 0.9 * torch_cost.params < params <= torch_cost.params
+
+
+def test_bench_command(tmp_path, capsys):
+    ann = write_toy_coco(tmp_path / "data", 2, seed=5, width=96, height=64)
+    torch.manual_seed(0)
+    onnx_path = export_leyolo(LeYOLO("n", nc=4), tmp_path / "m.onnx", 64, list(TOY_CLASSES))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "detect", "--gt", str(ann), "--sizes", "64", "--leyolo-sizes", "n", "--runs", "2",
+                 "--threads", "1", "--onnx", f"toy={onnx_path}", "--onnx", f"absent={tmp_path / 'none.onnx'}",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {r["name"]: r for r in report["models"]}
+    arch = rows["leyolo_n (architecture, nc=4)"]
+    assert arch["latency"][0]["input_size"] == 64 and arch["latency"][0]["median_ms"] > 0 and arch["gflops"]["64"] > 0
+    toy = rows["toy"]
+    assert toy["family"] == "leyolo" and toy["map50_95"] is not None and toy["end_to_end_ms"] > 0
+    assert rows["absent"]["note"].startswith("skipped") and "none.onnx" in rows["absent"]["note"]
+    assert "leyolo_n" in capsys.readouterr().err  # the table
