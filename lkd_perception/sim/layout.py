@@ -71,7 +71,7 @@ def make_layout(scenario: str, rng: np.random.Generator) -> Layout:
     elif scenario == "urban":
         # 4x3 intersections; a figure-of-eight-like tour that crosses the middle twice and drives
         # two streets in both directions (revisits from different headings).
-        xs, ys = _cells(rng, 4, 60.0), _cells(rng, 3, 60.0)
+        xs, ys = _cells(rng, 4, 48.0), _cells(rng, 3, 48.0)
         nodes, roads = _grid(4, 3, xs, ys)
         a, b, c, d, e, f = 0, 1, 2, 6, 5, 4  # (0,0) (1,0) (2,0) (2,1) (1,1) (0,1)
         h, i = 9, 10  # (1,2) (2,2)
