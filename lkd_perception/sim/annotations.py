@@ -190,7 +190,7 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
         hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
     ok &= lo < hi
     length = np.linalg.norm(d, axis=1) * (hi - lo)
-    ok &= length >= min_length
+    ok &= length >= 2.0  # shorter pieces may still join others (see merge_collinear)
     if not ok.any():
         return np.zeros((0, 4))
     ua, d, lo, hi, length = ua[ok], d[ok], lo[ok], hi[ok], length[ok]
@@ -217,6 +217,50 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     run_end = np.r_[run_start[1:], len(vis)] - 1
     run_vis = vis[run_start]
     p0, p1 = uv[run_start[run_vis]], uv[run_end[run_vis]]
-    out = np.concatenate([p0, p1], axis=1)
-    keep_len = np.linalg.norm(p1 - p0, axis=1) >= min_length
-    return out[keep_len]
+    out = merge_collinear(np.concatenate([p0, p1], axis=1))
+    return out[np.linalg.norm(out[:, 2:] - out[:, :2], axis=1) >= min_length]
+
+
+def merge_collinear(seg: np.ndarray, angle_deg: float = 2.0, offset_px: float = 1.0, gap_px: float = 2.0) -> np.ndarray:
+    """Join segments that continue one another on the image: nearly parallel, within
+    ``offset_px`` of the longer one's line and overlapping or at most ``gap_px`` apart.
+
+    One straight image edge can come from several 3D edges (kerb pieces, a facade foot line
+    meeting the next building's); an image-space detector sees one line, so the ground truth
+    gives one. The merged segment lies on the longer segment's line and spans both.
+    """
+    seg = np.asarray(seg, float).reshape(-1, 4)
+    sin_tol = np.sin(np.radians(angle_deg))
+    while len(seg) > 1:
+        seg = seg[np.argsort(-np.linalg.norm(seg[:, 2:] - seg[:, :2], axis=1), kind="stable")]
+        p, q = seg[:, :2], seg[:, 2:]
+        length = np.maximum(np.linalg.norm(q - p, axis=1), 1e-9)
+        u = (q - p) / length[:, None]
+        # pairwise: i is the reference line, j the candidate
+        cross_u = np.abs(u[:, None, 0] * u[None, :, 1] - u[:, None, 1] * u[None, :, 0])
+        rp = p[None, :, :] - p[:, None, :]
+        rq = q[None, :, :] - p[:, None, :]
+        off_p = np.abs(u[:, None, 0] * rp[..., 1] - u[:, None, 1] * rp[..., 0])
+        off_q = np.abs(u[:, None, 0] * rq[..., 1] - u[:, None, 1] * rq[..., 0])
+        tp = (rp * u[:, None, :]).sum(-1)
+        tq = (rq * u[:, None, :]).sum(-1)
+        gap = np.maximum(np.minimum(tp, tq) - length[:, None], -np.maximum(tp, tq))
+        cand = (cross_u < sin_tol) & (off_p < offset_px) & (off_q < offset_px) & (gap < gap_px)
+        np.fill_diagonal(cand, False)
+        if not cand.any():
+            break
+        used = np.zeros(len(seg), bool)
+        merged = []
+        for i in range(len(seg)):
+            if used[i]:
+                continue
+            js = np.flatnonzero(cand[i] & ~used)
+            used[i] = True
+            if js.size:
+                used[js] = True
+                t = np.concatenate([[0.0, length[i]], tp[i, js], tq[i, js]])
+                merged.append(np.r_[p[i] + u[i] * t.min(), p[i] + u[i] * t.max()])
+            else:
+                merged.append(seg[i])
+        seg = np.array(merged)
+    return seg

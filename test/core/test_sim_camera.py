@@ -136,3 +136,16 @@ def test_render_buffers_are_consistent():
     # depth of the facade pixels is the facade's distance along the optical axis (x = 15 m)
     assert np.allclose(r.depth[facade & (np.abs(np.arange(W) - K[0, 2]) < 20)[None, :]], 15.0, atol=0.05)
     assert np.isinf(r.depth[r.object_ids == -1]).all()
+
+
+def test_collinear_pieces_are_merged_but_parallel_neighbours_are_not():
+    from lkd_perception.sim.annotations import merge_collinear
+
+    pieces = np.array([[0.0, 0.0, 10.0, 0.1], [11.0, 0.1, 30.0, 0.3], [31.5, 0.3, 40.0, 0.4],  # one line, 3 pieces
+                       [0.0, 5.0, 40.0, 5.0],  # parallel, 5 px away: stays
+                       [50.0, 0.5, 60.0, 0.6]])  # same line but 10 px gap: stays
+    out = merge_collinear(pieces)
+    assert len(out) == 3
+    longest = out[np.argmax(np.linalg.norm(out[:, 2:] - out[:, :2], axis=1))]
+    assert min(longest[0], longest[2]) == pytest.approx(0.0, abs=0.2)
+    assert max(longest[0], longest[2]) == pytest.approx(40.0, abs=0.2)
