@@ -39,13 +39,13 @@ class OdometryConfig:
     use_imu: bool = param(True, "Use gyro integration as the rotation prior when IMU data covers the interval.")
     # --- registration -------------------------------------------------------------------------
     voxel_size: float = param(0.8, "Voxel (m) of the scan used for registration.", lo=0.05, hi=5.0)
-    max_source_points: int = param(2500, "Registration uses at most this many scan points.", lo=100, hi=100000)
+    max_source_points: int = param(1500, "Registration uses at most this many scan points.", lo=100, hi=100000)
     map_voxel_size: float = param(0.5, "Voxel (m) of the local map (one point per voxel).", lo=0.05, hi=5.0)
     map_radius: float = param(70.0, "Local map points farther than this (m) from the vehicle are dropped.", lo=10.0, hi=500.0)
     normal_neighbors: int = param(10, "Neighbours for map normal estimation.", lo=5, hi=50)
     max_correspondence_distance: float = param(1.5, "Max point-to-map distance (m) of a correspondence.", lo=0.1, hi=10.0)
     max_iterations: int = param(12, "Gauss-Newton iterations per scan.", lo=1, hi=100)
-    convergence: float = param(1e-4, "Stop when the update (rad + m) is below this.", lo=1e-8, hi=1.0)
+    convergence: float = param(1e-3, "Stop when the update (rad + m) is below this.", lo=1e-8, hi=1.0)
     prior_weight: float = param(
         1e-3,
         "Weight of the motion prior (per point-equivalent); keeps degenerate directions (corridors) at the prediction.",

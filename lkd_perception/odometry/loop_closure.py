@@ -32,7 +32,8 @@ class Keyframe:
     id: int
     stamp_ns: int
     odom_pose: np.ndarray
-    points: np.ndarray
+    points: np.ndarray  # registration subsample (body frame), the loop-ICP source
+    map_points: np.ndarray  # float32 at the map voxel size (body frame), for loop submaps
     features: BevFeatures
     polar: np.ndarray  # (RINGS, SECTORS)
     ring_key: np.ndarray  # (RINGS,)
@@ -173,10 +174,10 @@ class LoopDetector:
         for kid in range(cand.id - p.submap_keyframes, cand.id + p.submap_keyframes + 1):
             kf = by_id.get(kid)
             if kf is not None and kid in map_poses and abs(kid - cur.id) > p.submap_keyframes:
-                parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.points))
+                parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.map_points.astype(np.float64)))
         submap = LocalMap(p.map_voxel, np.inf, p.normal_neighbors)
         submap.update(np.concatenate(parts), np.zeros(3))
-        reg = register(cur.points, submap, guess, p.max_correspondence, 30, 1e-5)
+        reg = register(cur.map_points.astype(np.float64), submap, guess, p.max_correspondence, 30, 1e-5)
         if reg.rmse > p.max_rmse or reg.overlap < p.min_overlap:
             return None
         return LoopClosure(cand.id, cur.id, reg.pose, reg.rmse, reg.overlap, int(fit.inliers.sum()))

@@ -8,7 +8,7 @@ Odometry (odom -> base_link) is continuous; loop closures only change map -> odo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class LioPipeline:
         )
         self._rng = np.random.default_rng(0)
         self._last_stamp: int | None = None
-        self._first_scan: tuple[np.ndarray, np.ndarray] | None = None
+        self._first_scan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # points, times, subsample
         self._pose = np.eye(4)
         self._twist = Twist.zero()
         self._prev_features: BevFeatures | None = None
@@ -146,11 +146,15 @@ class LioPipeline:
 
         # 5. map and state; the first scan's motion is known only now: re-deskew it
         if self._first_scan is not None and deskewing:
-            first_pts, first_times = self._first_scan
+            first_pts, first_times, first_idx = self._first_scan
+            fixed = deskew(first_pts, first_times, new_twist)
+            first_map = voxel_downsample(fixed, c.map_voxel_size)
             self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
-            self.map.update(voxel_downsample(deskew(first_pts, first_times, new_twist), c.map_voxel_size), np.zeros(3))
-        self._first_scan = (points, times) if first and deskewing else None
-        self.map.update(transform_points(pose, voxel_downsample(points, c.map_voxel_size)), pose[:3, 3])
+            self.map.update(first_map, np.zeros(3))
+            self.loops.keyframes[0] = replace(self.loops.keyframes[0], points=fixed[first_idx], map_points=first_map.astype(np.float32))
+        self._first_scan = (points, times, idx) if first and deskewing else None
+        map_points = voxel_downsample(points, c.map_voxel_size)
+        self.map.update(transform_points(pose, map_points), pose[:3, 3])
         self._twist = new_twist
         self._pose, self._prev_features, self._last_stamp = pose, features, int(stamp_ns)
 
@@ -158,7 +162,7 @@ class LioPipeline:
         is_kf = self._is_keyframe(pose)
         loops: tuple[LoopClosure, ...] = ()
         if is_kf:
-            loops = self._add_keyframe(int(stamp_ns), pose, source, features, bev)
+            loops = self._add_keyframe(int(stamp_ns), pose, source, map_points, features, bev)
             if loops:
                 status += f"; loop closed with keyframe {loops[0].from_id}"
         kid = len(self._keyframes) - 1
@@ -222,7 +226,9 @@ class LioPipeline:
         d = pose_inverse(self._last_kf_pose) @ pose
         return bool(np.linalg.norm(d[:3, 3]) >= self.config.keyframe_distance or rotation_angle(d[:3, :3]) >= self.config.keyframe_angle)
 
-    def _add_keyframe(self, stamp_ns: int, pose: np.ndarray, points: np.ndarray, features: BevFeatures, bev: BevImage) -> tuple[LoopClosure, ...]:
+    def _add_keyframe(
+        self, stamp_ns: int, pose: np.ndarray, points: np.ndarray, map_points: np.ndarray, features: BevFeatures, bev: BevImage
+    ) -> tuple[LoopClosure, ...]:
         c = self.config
         kid = len(self._keyframes)
         self.graph.add_variable(kid, self._map_T_odom @ pose)
@@ -234,7 +240,7 @@ class LioPipeline:
         self._keyframes[kid] = pose.copy()
         self._last_kf_pose = pose.copy()
         polar = polar_descriptor(bev, c.bev_range)
-        kf = Keyframe(kid, stamp_ns, pose.copy(), points, features, polar, ring_key(polar))
+        kf = Keyframe(kid, stamp_ns, pose.copy(), points, map_points.astype(np.float32), features, polar, ring_key(polar))
         self.loops.add(kf)
         self.graph.optimize()
         loops: tuple[LoopClosure, ...] = ()

@@ -132,7 +132,8 @@ class ScanMotion:
 
 @dataclass(frozen=True)
 class RegistrationResult:
-    """Estimated pose, the fraction of points with a correspondence, and their RMSE (m)."""
+    """Estimated pose, the fraction of points with a correspondence, and their point-to-plane
+    RMSE (m) over correspondences with a planar neighbourhood."""
 
     pose: np.ndarray
     overlap: float
@@ -199,7 +200,12 @@ def register(
     X = source @ T[:3, :3].T + T[:3, 3]
     dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
     ok = np.isfinite(dist)
-    rmse = float(np.sqrt(np.mean(dist[ok] ** 2))) if np.any(ok) else float("inf")
+    # fitness as point-to-plane RMSE over correspondences with a trusted normal: a point-to-point
+    # distance would mostly measure the map's voxel spacing, not the alignment
+    n = target.normals[idx[ok]]
+    planar = np.any(n != 0.0, axis=1)
+    r = np.sum(n[planar] * (X[ok][planar] - target.points[idx[ok]][planar]), axis=1)
+    rmse = float(np.sqrt(np.mean(r**2))) if r.size else float("inf")
     return RegistrationResult(T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors))
 
 
