@@ -24,9 +24,9 @@ import numpy as np
 
 from lkd_perception.common.se3 import pose_inverse, transform_points
 from lkd_perception.odometry.bev import BevGrid, bev_image
+from lkd_perception.odometry.features import DESCRIPTOR_DIM, FeatureExtractor
 from lkd_perception.odometry.motion import Twist, deskew
 
-DESCRIPTOR_DIM = 32
 
 
 @dataclass(frozen=True)
@@ -135,37 +135,20 @@ def _sample_desc(dense, uv, size: int):
     return torch.nn.functional.normalize(d, dim=1)
 
 
-def _match_accuracy(desc_a: np.ndarray, desc_b: np.ndarray, uv_b_true: np.ndarray, uv_b_kp: np.ndarray, binary: bool) -> tuple[int, int]:
-    norm = cv2.NORM_HAMMING if binary else cv2.NORM_L2
-    ms = cv2.BFMatcher(norm, crossCheck=True).match(desc_a, desc_b)
-    good = sum(np.linalg.norm(uv_b_kp[m.trainIdx] - uv_b_true[m.queryIdx]) < 2.0 for m in ms)
-    return int(good), len(ms)
-
-
-def evaluate_pairs(pairs, describe_cnn) -> tuple[float, float]:
-    """Fraction of mutual-NN matches landing within 2 px of the truth: (CNN, ORB)."""
-    fast = cv2.FastFeatureDetector_create(20, True, cv2.FAST_FEATURE_DETECTOR_TYPE_9_16)
-    orb = cv2.ORB_create(nfeatures=500, edgeThreshold=15, patchSize=15)
-    tot = {"cnn": [0, 0], "orb": [0, 0]}
+def match_accuracy(extractor: FeatureExtractor, pairs) -> float:
+    """Fraction of mutual-nearest-neighbour matches that land within 2 px of the truth."""
+    norm = cv2.NORM_HAMMING if extractor.binary else cv2.NORM_L2
+    good = total = 0
     for a, b, M_ab in pairs:
-        kpa = sorted(fast.detect(a, None), key=lambda k: -k.response)[:500]
-        kpb = sorted(fast.detect(b, None), key=lambda k: -k.response)[:500]
-        for name in ("orb", "cnn"):
-            if name == "orb":
-                ka, da = orb.compute(a, kpa)
-                kb, db = orb.compute(b, kpb)
-                if da is None or db is None:
-                    continue
-            else:
-                ka, kb = kpa, kpb
-                da = describe_cnn(a, np.array([k.pt for k in ka]))
-                db = describe_cnn(b, np.array([k.pt for k in kb]))
-            uva = np.array([k.pt for k in ka])
-            uvb = np.array([k.pt for k in kb])
-            good, n = _match_accuracy(da, db, M_ab(uva), uvb, name == "orb")
-            tot[name][0] += good
-            tot[name][1] += n
-    return tot["cnn"][0] / max(tot["cnn"][1], 1), tot["orb"][0] / max(tot["orb"][1], 1)
+        uva, da = extractor.keypoints_and_descriptors(a)
+        uvb, db = extractor.keypoints_and_descriptors(b)
+        if len(uva) == 0 or len(uvb) == 0:
+            continue
+        ms = cv2.BFMatcher(norm, crossCheck=True).match(da, db)
+        truth = M_ab(uva)
+        good += sum(np.linalg.norm(uvb[m.trainIdx] - truth[m.queryIdx]) < 2.0 for m in ms)
+        total += len(ms)
+    return good / max(total, 1)
 
 
 def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps: int = 300, lr: float = 2e-3,
@@ -201,7 +184,7 @@ def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        loss_val = float(loss)
+        loss_val = float(loss.detach())
         if step == int(steps * 0.7):
             for g in opt.param_groups:
                 g["lr"] = lr * 0.1
@@ -214,10 +197,8 @@ def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps:
         dynamo=False,
     )
     pairs = _heldout_pairs(heldout, np.random.default_rng(seed + 1))
-    from lkd_perception.odometry.features import CnnDescriptor
-
-    cnn = CnnDescriptor(out)
-    acc_cnn, acc_orb = evaluate_pairs(pairs, cnn.compute)
+    acc_cnn = match_accuracy(FeatureExtractor("cnn", 20, 500, str(out)), pairs)
+    acc_orb = match_accuracy(FeatureExtractor("orb", 20, 500), pairs)
     return TrainReport(steps, loss_val, sum(len(s.images) for s in train_seqs), len(pairs), acc_cnn, acc_orb,
                        sum(p.numel() for p in net.parameters()))
 

@@ -19,6 +19,7 @@ from lkd_perception.common.errors import ConfigError, ModelError
 from lkd_perception.odometry.bev import BevImage
 
 DEFAULT_CNN_MODEL = Path(__file__).resolve().parents[2] / "models" / "bev_descriptor.onnx"
+DESCRIPTOR_DIM = 32  # output channels of the CNN descriptor
 
 
 @dataclass(frozen=True)
@@ -82,36 +83,45 @@ class FeatureExtractor:
     """FAST keypoints plus ORB or CNN descriptors on BEV images."""
 
     def __init__(self, descriptor: str, fast_threshold: int, max_keypoints: int, model_path: str = "") -> None:
-        self._fast = cv2.FastFeatureDetector_create(threshold=fast_threshold, nonmaxSuppression=True, type=cv2.FAST_FEATURE_DETECTOR_TYPE_9_16)
         self._max = max_keypoints
+        self._orb = None
+        self._cnn: CnnDescriptor | None = None
         if descriptor == "orb":
-            self._orb = cv2.ORB_create(nfeatures=max_keypoints, edgeThreshold=15, patchSize=15)
-            self._cnn: CnnDescriptor | None = None
+            # ORB's own detector is FAST-9 plus the intensity-centroid orientation; ORB.compute on
+            # externally detected FAST corners would leave the angle unset (not rotation invariant,
+            # which loop closures from the opposite heading need). One pyramid level: BEV pixels
+            # have a fixed metric size.
+            self._orb = cv2.ORB_create(
+                nfeatures=max_keypoints, scaleFactor=1.2, nlevels=1, edgeThreshold=15, patchSize=15,
+                fastThreshold=fast_threshold, scoreType=cv2.ORB_FAST_SCORE,
+            )
         elif descriptor == "cnn":
-            self._orb = None
+            self._fast = cv2.FastFeatureDetector_create(threshold=fast_threshold, nonmaxSuppression=True, type=cv2.FAST_FEATURE_DETECTOR_TYPE_9_16)
             self._cnn = CnnDescriptor(Path(model_path) if model_path else DEFAULT_CNN_MODEL)
         else:
             raise ConfigError(f"descriptor must be 'orb' or 'cnn', got {descriptor!r}")
 
-    def extract(self, bev: BevImage) -> BevFeatures:
-        kps = self._fast.detect(bev.image, None)
-        kps = sorted(kps, key=lambda k: -k.response)[: self._max]
+    @property
+    def binary(self) -> bool:
+        return self._orb is not None
+
+    def keypoints_and_descriptors(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel positions (N, 2) and descriptors (N, D) of the strongest FAST corners."""
         if self._orb is not None:
-            kps, desc = self._orb.compute(bev.image, kps)
+            kps, desc = self._orb.detectAndCompute(image, None)
             if desc is None or not kps:
-                return _empty(bev, binary=True)
-            uv = np.array([k.pt for k in kps], dtype=np.float64)
-            return BevFeatures(uv, bev.grid.to_metric(uv), desc, binary=True)
-        if not kps:
-            return _empty(bev, binary=False)
-        uv = np.array([k.pt for k in kps], dtype=np.float64)
+                return np.zeros((0, 2)), np.zeros((0, 32), np.uint8)
+            return np.array([k.pt for k in kps], dtype=np.float64), desc
         assert self._cnn is not None
-        return BevFeatures(uv, bev.grid.to_metric(uv), self._cnn.compute(bev.image, uv), binary=False)
+        kps = sorted(self._fast.detect(image, None), key=lambda k: -k.response)[: self._max]
+        if not kps:
+            return np.zeros((0, 2)), np.zeros((0, DESCRIPTOR_DIM), np.float32)
+        uv = np.array([k.pt for k in kps], dtype=np.float64)
+        return uv, self._cnn.compute(image, uv)
 
-
-def _empty(bev: BevImage, binary: bool) -> BevFeatures:
-    d = np.zeros((0, 32), np.uint8) if binary else np.zeros((0, 1), np.float32)
-    return BevFeatures(np.zeros((0, 2)), np.zeros((0, 2)), d, binary)
+    def extract(self, bev: BevImage) -> BevFeatures:
+        uv, desc = self.keypoints_and_descriptors(bev.image)
+        return BevFeatures(uv, bev.grid.to_metric(uv), desc, binary=self.binary)
 
 
 def match_mutual(a: BevFeatures, b: BevFeatures) -> np.ndarray:
