@@ -75,4 +75,5 @@ class LeyoloTrainConfig:
     device: str = param("auto", "cpu, cuda or auto", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True, "mixed precision when on CUDA")
     seed: int = param(0, "random seed (data order, augmentation, init)", lo=0, hi=2**31 - 1)
-    resume: str = param("", "checkpoint to resume from ('' = fresh start)")
+    resume: str = param("", "checkpoint to resume from exactly: weights, optimiser, epoch ('' = fresh start)")
+    weights: str = param("", "start from a checkpoint's EMA weights with a fresh optimiser and schedule (fine-tune)")

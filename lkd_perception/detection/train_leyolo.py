@@ -183,6 +183,8 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
         raise ConfigError("train: 'data' (a COCO annotations.json) is required")
     if cfg.img_size % 32:
         raise ConfigError(f"img_size must be a multiple of 32, got {cfg.img_size}")
+    if cfg.resume and cfg.weights:
+        raise ConfigError("give either resume (continue a run) or weights (start a new run from weights), not both")
     rank, local_rank, world = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -198,6 +200,11 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
     model_args = {"size": cfg.size, "nc": nc}
     # channels-last is ~20 % faster for the depthwise-heavy network on CPU (oneDNN) and on GPU
     model = LeYOLO(**model_args).to(device, memory_format=torch.channels_last)
+    if cfg.weights:
+        init = load_checkpoint(cfg.weights)
+        if init["model_args"] != model_args:
+            raise ConfigError(f"weights: checkpoint is {init['model_args']}, this run is {model_args}")
+        model.load_state_dict(init["ema"])
     ema = ModelEMA(model, cfg.ema_decay, cfg.ema_tau)
     groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":

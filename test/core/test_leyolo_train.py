@@ -57,6 +57,12 @@ def test_train_checkpoint_resume_and_export(toy, tmp_path):
     assert 1 <= timed.epochs_run < 50
     assert load_checkpoint(timed.last_checkpoint)["epoch"] == timed.epochs_run - 1
 
+    tuned = train(from_dict(LeyoloTrainConfig, {**base, "out_dir": str(tmp_path / "tune"), "epochs": 1,
+                                                 "weights": resumed.last_checkpoint}))
+    assert load_checkpoint(tuned.last_checkpoint)["epoch"] == 0  # a new run, from trained weights
+    with pytest.raises(ConfigError, match="not both"):
+        train(from_dict(LeyoloTrainConfig, {**base, "weights": result.last_checkpoint, "resume": result.last_checkpoint}))
+
     with pytest.raises(ConfigError, match="checkpoint is"):
         train(from_dict(LeyoloTrainConfig, {**base, "size": "s", "resume": result.last_checkpoint}))
 
