@@ -230,11 +230,13 @@ def merge_collinear(seg: np.ndarray, angle_deg: float = 2.0, offset_px: float = 
     gives one. The merged segment lies on the longer segment's line and spans both.
     """
     seg = np.asarray(seg, float).reshape(-1, 4)
+    # pieces under 2 px have no usable direction (a single sample has none at all)
+    seg = seg[np.linalg.norm(seg[:, 2:] - seg[:, :2], axis=1) >= 2.0]
     sin_tol = np.sin(np.radians(angle_deg))
     while len(seg) > 1:
         seg = seg[np.argsort(-np.linalg.norm(seg[:, 2:] - seg[:, :2], axis=1), kind="stable")]
         p, q = seg[:, :2], seg[:, 2:]
-        length = np.maximum(np.linalg.norm(q - p, axis=1), 1e-9)
+        length = np.linalg.norm(q - p, axis=1)
         u = (q - p) / length[:, None]
         # pairwise: i is the reference line, j the candidate
         cross_u = np.abs(u[:, None, 0] * u[None, :, 1] - u[:, None, 1] * u[None, :, 0])
@@ -246,6 +248,7 @@ def merge_collinear(seg: np.ndarray, angle_deg: float = 2.0, offset_px: float = 
         tq = (rq * u[:, None, :]).sum(-1)
         gap = np.maximum(np.minimum(tp, tq) - length[:, None], -np.maximum(tp, tq))
         cand = (cross_u < sin_tol) & (off_p < offset_px) & (off_q < offset_px) & (gap < gap_px)
+        cand |= cand.T  # the test is not symmetric (reference line); either direction qualifies
         np.fill_diagonal(cand, False)
         if not cand.any():
             break
@@ -262,5 +265,5 @@ def merge_collinear(seg: np.ndarray, angle_deg: float = 2.0, offset_px: float = 
                 merged.append(np.r_[p[i] + u[i] * t.min(), p[i] + u[i] * t.max()])
             else:
                 merged.append(seg[i])
-        seg = np.array(merged)
+        seg = np.array(merged)  # at least one pair merged: the first i with a candidate takes it
     return seg

@@ -148,15 +148,25 @@ class _Builder:
         """Add a box sunk into the ground, with the line where it meets the ground as edges.
 
         The box bottom is buried (the ground undulates under it); the visible foot is where the
-        walls cut the ground, approximated by the ground height at the four bottom corners.
+        walls cut the ground: a polyline at the smooth ground height, a vertex every <= 4 m so
+        long walls follow the undulation (collinear pieces are joined again in the image).
         """
-        bottom = mesh.vertices[:4]  # box corners with bit 2 (z) clear
-        foot = bottom.copy()
-        foot[:, 2] = ground.height(foot[:, :2])
-        m = Mesh(np.concatenate([mesh.vertices, foot]), mesh.triangles)
+        corners = mesh.vertices[[0, 1, 3, 2]]  # bottom corners (bit 2 clear) in order round the box
+        foot, edges = [], []
+        base = mesh.vertices.shape[0]
+        for k in range(4):
+            a, b = corners[k], corners[(k + 1) % 4]
+            n = max(1, int(np.ceil(np.linalg.norm(b - a) / 4.0)))
+            pts = a + (b - a) * (np.arange(n + 1) / n)[:, None]
+            start = base + sum(len(f) for f in foot)
+            foot.append(pts)
+            edges.extend([[start + i, start + i + 1] for i in range(n)])
+        foot_v = np.concatenate(foot)
+        foot_v[:, 2] = ground.height(foot_v[:, :2])
+        m = Mesh(np.concatenate([mesh.vertices, foot_v]), mesh.triangles)
         e = mesh_edges(mesh)
-        foot_edges = np.array([[8, 9], [9, 11], [11, 10], [10, 8]], np.int32)  # corners 0,1,3,2 in order
-        self.add(kind, m, color, edges=EdgeSet(np.concatenate([e.creases, foot_edges]), e.smooth, e.smooth_faces))
+        self.add(kind, m, color, edges=EdgeSet(np.concatenate([e.creases, np.array(edges, np.int32)]),
+                                               e.smooth, e.smooth_faces))
 
     def add(self, kind: str, mesh: Mesh, color, motion: Motion | None = None,
             edges: EdgeSet | None = None) -> None:

@@ -149,3 +149,11 @@ def test_collinear_pieces_are_merged_but_parallel_neighbours_are_not():
     longest = out[np.argmax(np.linalg.norm(out[:, 2:] - out[:, :2], axis=1))]
     assert min(longest[0], longest[2]) == pytest.approx(0.0, abs=0.2)
     assert max(longest[0], longest[2]) == pytest.approx(40.0, abs=0.2)
+
+
+def test_single_points_do_not_extend_lines():
+    from lkd_perception.sim.annotations import merge_collinear
+
+    segs = np.array([[0.0, 0.0, 40.0, 0.0], [80.0, 0.3, 80.0, 0.3], [-50.0, 0.0, -50.0, 0.0]])
+    out = merge_collinear(segs)
+    assert out.shape == (1, 4) and np.allclose(out[0], [0.0, 0.0, 40.0, 0.0])
