@@ -176,19 +176,8 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     cut = a + s_near[:, None] * (b - a)  # where the edge crosses the near plane
     a, b = np.where((a[:, 2] < NEAR)[:, None], cut, a), np.where((b[:, 2] < NEAR)[:, None], cut, b)
     ua, ub = _project(K, a), _project(K, b)
-    # clip to the image (Liang-Barsky on [-0.5, W-0.5] x [-0.5, H-0.5])
     d = ub - ua
-    lo = np.zeros(len(ua))
-    hi = np.ones(len(ua))
-    ok = np.ones(len(ua), bool)
-    for p, q in ((-d[:, 0], ua[:, 0] + 0.5), (d[:, 0], W - 0.5 - ua[:, 0]),
-                 (-d[:, 1], ua[:, 1] + 0.5), (d[:, 1], H - 0.5 - ua[:, 1])):
-        par = np.abs(p) < 1e-12
-        ok &= ~(par & (q < 0))
-        r = np.where(par, 0.0, q / np.where(par, 1.0, p))
-        lo = np.where(~par & (p < 0), np.maximum(lo, r), lo)
-        hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
-    ok &= lo < hi
+    lo, hi, ok = _clip_to_image(ua, d, W, H)
     length = np.linalg.norm(d, axis=1) * (hi - lo)
     ok &= length >= 2.0  # shorter pieces may still join others (see merge_collinear)
     if not ok.any():
@@ -218,7 +207,27 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     run_vis = vis[run_start]
     p0, p1 = uv[run_start[run_vis]], uv[run_end[run_vis]]
     out = merge_collinear(np.concatenate([p0, p1], axis=1))
+    # a merged line spans its pieces' projections on one line: clip it to the image again
+    lo, hi, ok = _clip_to_image(out[:, :2], out[:, 2:] - out[:, :2], W, H)
+    out = np.concatenate([out[:, :2] + lo[:, None] * (out[:, 2:] - out[:, :2]),
+                          out[:, :2] + hi[:, None] * (out[:, 2:] - out[:, :2])], axis=1)[ok]
     return out[np.linalg.norm(out[:, 2:] - out[:, :2], axis=1) >= min_length]
+
+
+def _clip_to_image(a: np.ndarray, d: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Liang-Barsky: the parameter range [lo, hi] of segments ``a + s d`` inside the image
+    [-0.5, W-0.5] x [-0.5, H-0.5], and whether any part is inside."""
+    lo = np.zeros(len(a))
+    hi = np.ones(len(a))
+    ok = np.ones(len(a), bool)
+    for p, q in ((-d[:, 0], a[:, 0] + 0.5), (d[:, 0], W - 0.5 - a[:, 0]),
+                 (-d[:, 1], a[:, 1] + 0.5), (d[:, 1], H - 0.5 - a[:, 1])):
+        par = np.abs(p) < 1e-12
+        ok &= ~(par & (q < 0))
+        r = np.where(par, 0.0, q / np.where(par, 1.0, p))
+        lo = np.where(~par & (p < 0), np.maximum(lo, r), lo)
+        hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
+    return lo, hi, ok & (lo < hi)
 
 
 def merge_collinear(seg: np.ndarray, angle_deg: float = 2.0, offset_px: float = 1.0, gap_px: float = 2.0) -> np.ndarray:
