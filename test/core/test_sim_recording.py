@@ -75,3 +75,18 @@ def test_refuses_to_overwrite(recorded):
 
     with pytest.raises(InputError, match="exists"):
         write_drive(out, make_config("loop", 0.5, 4, **SMALL))
+
+
+def test_cli_simulate_and_bench(tmp_path, capsys):
+    from lkd_perception.cli import main
+
+    assert main(["simulate", "--out", str(tmp_path / "d"), "--seconds", "0.3", "--no-camera", "--seed", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["scans"] == 3 and summary["images"] == 0
+    assert {t.name for t in bag_info(tmp_path / "d" / "drive.mcap").topics} == {"/lidar/points", "/imu/data", "/tf_static"}
+    assert not (tmp_path / "d" / "gt" / "detections.json").exists()
+    assert main(["bench", "sim", "--seconds", "0.3", "--no-camera", "--scenario", "corridor",
+                 "--out", str(tmp_path / "b.json")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["scans"] == 3 and res["wall_s"] > 0 and res["peak_rss_mb"] > 0
+    assert "per LiDAR sweep" in capsys.readouterr().err
