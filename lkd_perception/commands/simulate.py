@@ -11,11 +11,12 @@ _SCENARIOS = ("loop", "urban", "corridor")
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (drive: DIR/drive.mcap + DIR/gt/)")
-    p.add_argument("--scenario", default="loop", choices=_SCENARIOS, help="street layout and tour (default loop)")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of the drive in seconds (default 60)")
-    p.add_argument("--seed", type=int, default=0, help="seed of world and noise (default 0)")
-    p.add_argument("--width", type=int, default=640, help="image width (default 640)")
-    p.add_argument("--height", type=int, default=480, help="image height (default 480)")
+    # None = not given: the --config file or the SimConfig default applies
+    p.add_argument("--scenario", choices=_SCENARIOS, help="street layout and tour (default loop)")
+    p.add_argument("--seconds", type=float, help="length of the drive in seconds (default 60)")
+    p.add_argument("--seed", type=int, help="seed of world and noise (default 0)")
+    p.add_argument("--width", type=int, help="image width (default 640)")
+    p.add_argument("--height", type=int, help="image height (default 480)")
     p.add_argument("--no-camera", action="store_true", help="LiDAR and IMU only (much faster)")
     p.add_argument("--save-frames", action="store_true", help="also write the images as PNGs to DIR/gt/frames/")
     p.add_argument("--config", help="YAML file of SimConfig fields (command-line options win)")
@@ -32,8 +33,9 @@ def _run(args: argparse.Namespace) -> int:
     values = to_dict(SimConfig())
     if args.config:
         values.update(load_yaml(args.config))
-    values.update({"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed,
-                   "camera_width": args.width, "camera_height": args.height})
+    given = {"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed,
+             "camera_width": args.width, "camera_height": args.height}
+    values.update({k: v for k, v in given.items() if v is not None})
     if args.no_camera:
         values["camera"] = False
     cfg = from_dict(SimConfig, values)
@@ -41,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         from lkd_perception.sim.dataset import write_detection_dataset, write_lines_dataset
 
         writer = write_detection_dataset if args.dataset == "detection" else write_lines_dataset
-        summary = writer(args.out, args.frames, args.seed, width=args.width, height=args.height)
+        summary = writer(args.out, args.frames, cfg.seed, width=cfg.camera_width, height=cfg.camera_height)
     else:
         from lkd_perception.sim.recording import write_drive
 

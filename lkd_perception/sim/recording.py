@@ -126,7 +126,7 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) 
                 bag.write_imu(TOPIC_IMU, rest)
         stamps, poses = sim.gt()
         write_tum(gt_dir / "trajectory.tum", stamps, poses)
-        (gt_dir / "extrinsics.yaml").write_text(yaml.safe_dump(ext.to_dict(), sort_keys=False))
+        (gt_dir / "extrinsics.yaml").write_text(yaml.safe_dump(ext.to_dict(), sort_keys=False, default_flow_style=None))
         if cfg.camera:
             write_json(gt_dir / "detections.json", coco_document(images, annotations, CATEGORIES))
             write_lines(gt_dir / "lines.json", lines)

@@ -90,3 +90,16 @@ def test_cli_simulate_and_bench(tmp_path, capsys):
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["scans"] == 3 and res["wall_s"] > 0 and res["peak_rss_mb"] > 0
     assert "per LiDAR sweep" in capsys.readouterr().err
+
+
+def test_cli_config_file_is_used_and_options_win(tmp_path, capsys):
+    from lkd_perception.cli import main
+
+    (tmp_path / "sim.yaml").write_text("scenario: corridor\nseconds: 5.0\ncamera: false\nlidar_azimuths: 64\n")
+    assert main(["simulate", "--out", str(tmp_path / "d"), "--config", str(tmp_path / "sim.yaml"),
+                 "--seconds", "0.2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["scenario"] == "corridor" and summary["seconds"] == 0.2 and summary["images"] == 0
+    (tmp_path / "bad.yaml").write_text("lidar_beems: 16\n")
+    assert main(["simulate", "--out", str(tmp_path / "e"), "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "lidar_beems" in capsys.readouterr().err
