@@ -6,7 +6,8 @@ Conventions (also in ``sim/README.md``):
   lines are in these coordinates.
 * Boxes are COCO ``[x, y, w, h]`` in COCO's convention, pixel ``i`` covering ``[i, i+1)``: the
   tight box of the object's visible pixels in the renderer's id buffer. ``visibility`` = visible
-  pixels / pixels of the unoccluded silhouette (the object ray-cast alone, same pixel rays).
+  pixels / pixels of the unoccluded silhouette (the object ray-cast alone, same pixel rays;
+  truncation at the image border is not occlusion).
   Objects with fewer than ``min_pixels`` visible pixels are skipped.
 * Lines are projected 3D edges: mesh creases (faces meeting at > 30 deg, or outline edges of
   flat parts such as windows and sign plates), the silhouette generators of round parts (pole
