@@ -19,12 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import cv2
 import numpy as np
 
 from lkd_perception.common.se3 import pose_inverse, transform_points
 from lkd_perception.odometry.bev import BevGrid, bev_image
 from lkd_perception.odometry.features import DESCRIPTOR_DIM, FeatureExtractor
+
+log = logging.getLogger(__name__)
 from lkd_perception.odometry.motion import Twist, deskew
 
 
@@ -185,6 +189,8 @@ def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps:
         loss.backward()
         opt.step()
         loss_val = float(loss.detach())
+        if step % 50 == 0:
+            log.info("step %d/%d: loss %.3f", step, steps, loss_val)
         if step == int(steps * 0.7):
             for g in opt.param_groups:
                 g["lr"] = lr * 0.1

@@ -1,11 +1,11 @@
 """Motion between and within scans: IMU gyro integration, constant-velocity prior, deskew.
 
-The vehicle's motion over one scan (about 0.1 s) is modelled as a constant body twist. Rotation
-comes from the gyro when IMU samples cover the interval (it is far better than extrapolating
-the last registration on turns); translation comes from the last registered velocity. Gravity
-and accelerometer bias are not estimated, so the accelerometer is not integrated: on a ground
-vehicle the constant-velocity translation plus a gyro rotation is a good prior and cannot run
-away the way an unaided double integration does.
+The vehicle's motion over one scan (about 0.1 s) is modelled as a constant body twist for
+deskewing. The prediction of the next pose comes from IMU preintegration when samples cover the
+interval (gyro rotation, specific-force velocity and position change, plus gravity estimated in
+the odom frame by the pipeline) and from the last registered velocity otherwise. The IMU
+prediction spans one scan interval only: every registration re-anchors pose and velocity, so
+an unaided double integration never runs away.
 """
 
 from __future__ import annotations
@@ -41,14 +41,37 @@ class Twist:
         return make_pose(so3_exp(self.angular * dt_s), self.linear * dt_s)
 
 
+@dataclass(frozen=True)
+class Preintegrated:
+    """IMU motion between two times in the body frame at the first one (gravity not included):
+    rotation ``R``, velocity change ``dv`` and position change ``dp`` from the specific force,
+    over ``dt_s`` seconds."""
+
+    R: np.ndarray
+    dv: np.ndarray
+    dp: np.ndarray
+    dt_s: float
+
+    def delta(self, velocity: np.ndarray, gravity: np.ndarray) -> np.ndarray:
+        """Relative pose over the interval for a start ``velocity`` and ``gravity`` (both in the
+        start body frame): p = v dt + dp + g dt^2 / 2."""
+        return make_pose(self.R, velocity * self.dt_s + self.dp + 0.5 * gravity * self.dt_s**2)
+
+
 class ImuBuffer:
-    """Recent gyro samples (body frame) for rotation integration between two times."""
+    """Recent IMU samples rotated into the body frame, for preintegration between two times.
+
+    The accelerometer's lever arm is ignored (centripetal terms of a few cm/s^2 at the IMU
+    offsets of a car), and biases are not estimated: over one scan interval they are far below
+    what the scan registration resolves, and the velocity is re-anchored by every registration.
+    """
 
     def __init__(self, R_base_imu: np.ndarray, horizon_s: float = 5.0) -> None:
         self._R = R_base_imu
         self._horizon_ns = int(horizon_s * 1e9)
         self._stamps: list[int] = []
         self._gyro: list[np.ndarray] = []
+        self._accel: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -63,29 +86,82 @@ class ImuBuffer:
             raise InputError(f"IMU stamp {stamp_ns} is not after the previous {self._stamps[-1]}")
         self._stamps.append(int(stamp_ns))
         self._gyro.append(self._R @ g)
+        self._accel.append(self._R @ a)
         cut = 0
         while cut < len(self._stamps) and self._stamps[cut] < stamp_ns - self._horizon_ns:
             cut += 1
         if cut:
-            del self._stamps[:cut], self._gyro[:cut]
+            del self._stamps[:cut], self._gyro[:cut], self._accel[:cut]
 
     def covers(self, t0_ns: int, t1_ns: int) -> bool:
         return bool(self._stamps) and self._stamps[0] <= t0_ns and self._stamps[-1] >= t1_ns
 
-    def rotation(self, t0_ns: int, t1_ns: int) -> np.ndarray:
-        """Body rotation R_t0_t1 by integrating the gyro (piecewise constant, sample-and-hold)."""
+    def preintegrate(self, t0_ns: int, t1_ns: int) -> Preintegrated:
+        """Integrate gyro and specific force from t0 to t1 (midpoint rule between samples)."""
         st = np.asarray(self._stamps, dtype=np.int64)
         gy = np.asarray(self._gyro)
+        ac = np.asarray(self._accel)
         # integration knots: t0, the samples strictly inside, t1
         inside = (st > t0_ns) & (st < t1_ns)
         knots = np.concatenate([[t0_ns], st[inside], [t1_ns]])
-        R = np.eye(3)
+        R, dv, dp = np.eye(3), np.zeros(3), np.zeros(3)
         for a, b in zip(knots[:-1], knots[1:]):
             k = max(int(np.searchsorted(st, a, side="right")) - 1, 0)
             k2 = min(k + 1, len(st) - 1)
-            w = 0.5 * (gy[k] + gy[k2])
-            R = R @ so3_exp(w * (b - a) * 1e-9)
-        return R
+            h = (b - a) * 1e-9
+            f = R @ (0.5 * (ac[k] + ac[k2]))
+            dp += dv * h + 0.5 * f * h * h
+            dv += f * h
+            R = R @ so3_exp(0.5 * (gy[k] + gy[k2]) * h)
+        return Preintegrated(R, dv, dp, (t1_ns - t0_ns) * 1e-9)
+
+
+class InertialState:
+    """Body velocity at the last scan and gravity in the odom frame, re-anchored by registration.
+
+    Over one interval, with the start velocity v0 and gravity g in the start body frame and the
+    preintegrated (dv, dp): position ``v0 dt + dp + g dt^2 / 2`` and end velocity
+    ``v0 + dv + g dt``. Registration gives the position, hence v0 for the known g; and because
+    consecutive intervals must agree on the velocity at their shared scan, their disagreement
+    measures the gravity error: ``(v_start - v_end_previous) / dt = g_true - g_estimate``
+    (both in odom). A running mean of these observations, turning into a moving average over
+    ``gravity_window`` intervals, corrects g (and absorbs the accelerometer bias); the first
+    guess (specific force = -g) is wrong by the vehicle's acceleration and is forgotten at once.
+    """
+
+    def __init__(self, gravity_window: int = 200) -> None:
+        self.velocity = np.zeros(3)
+        self.gravity: np.ndarray | None = None
+        self._window = gravity_window
+        self._observations = 0
+        self._v_end_odom: np.ndarray | None = None
+
+    def predict(self, pre: Preintegrated, R_odom_b0: np.ndarray) -> np.ndarray:
+        """Predicted relative pose over the interval."""
+        # before any estimate, assume constant velocity: the specific force is then -g
+        g = -R_odom_b0 @ pre.dv / pre.dt_s if self.gravity is None else self.gravity
+        return pre.delta(self.velocity, R_odom_b0.T @ g)
+
+    def update(self, pre: Preintegrated | None, R_odom_b0: np.ndarray, delta: np.ndarray, dt_s: float) -> None:
+        """Take the registered relative pose ``delta`` of the interval (``pre`` None: no IMU)."""
+        avg = delta[:3, 3] / dt_s
+        if pre is None:
+            self.velocity = delta[:3, :3].T @ avg
+            self._v_end_odom = None
+            return
+        if self.gravity is None:
+            self.gravity = -R_odom_b0 @ pre.dv / pre.dt_s
+        g_b0 = R_odom_b0.T @ self.gravity
+        v_start = avg - pre.dp / pre.dt_s - 0.5 * g_b0 * pre.dt_s
+        if self._v_end_odom is not None:
+            self._observations += 1
+            alpha = 1.0 / min(self._observations, self._window)
+            self.gravity = self.gravity + alpha * (R_odom_b0 @ v_start - self._v_end_odom) / pre.dt_s
+            g_b0 = R_odom_b0.T @ self.gravity
+            v_start = avg - pre.dp / pre.dt_s - 0.5 * g_b0 * pre.dt_s
+        v_end = v_start + pre.dv + g_b0 * pre.dt_s
+        self._v_end_odom = R_odom_b0 @ v_end
+        self.velocity = delta[:3, :3].T @ v_end
 
 
 def deskew(points: np.ndarray, times_s: np.ndarray, twist: Twist) -> np.ndarray:

@@ -19,7 +19,7 @@ from lkd_perception.odometry.bev import BevGrid, BevImage, bev_image
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.features import BevFeatures, FeatureExtractor, match_mutual, ransac_rigid_2d
 from lkd_perception.odometry.loop_closure import Keyframe, LoopClosure, LoopDetector, LoopParams, polar_descriptor, ring_key
-from lkd_perception.odometry.motion import ImuBuffer, Twist, deskew
+from lkd_perception.odometry.motion import ImuBuffer, InertialState, Twist, deskew
 from lkd_perception.odometry.pose_graph import PoseGraph
 from lkd_perception.odometry.registration import BevRows, LocalMap, ScanMotion, register, voxel_downsample, voxel_indices
 
@@ -87,6 +87,7 @@ class LioPipeline:
         self._first_scan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # points, times, subsample
         self._pose = np.eye(4)
         self._twist = Twist.zero()
+        self.inertial = InertialState()
         self._prev_features: BevFeatures | None = None
         self._last_kf_pose: np.ndarray | None = None
         self._map_T_odom = np.eye(4)
@@ -107,11 +108,11 @@ class LioPipeline:
         first = self._last_stamp is None
         dt = 0.0 if first else (stamp_ns - self._last_stamp) * 1e-9  # type: ignore[operator]
 
-        # 1. prediction: gyro rotation (if covered) and constant velocity
-        twist = self._twist
+        # 1. prediction: IMU preintegration if samples cover the interval, else constant velocity
+        twist, pre = self._twist, None
         if not first and c.use_imu and self.imu.covers(self._last_stamp, stamp_ns):  # type: ignore[arg-type]
-            R = self.imu.rotation(self._last_stamp, stamp_ns)  # type: ignore[arg-type]
-            twist = Twist.from_delta(make_pose(R, twist.linear * dt), dt)
+            pre = self.imu.preintegrate(self._last_stamp, stamp_ns)  # type: ignore[arg-type]
+            twist = Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt)
         predicted = self._pose @ twist.delta(dt)
 
         # 2. downsample; deskew with the predicted twist for the BEV image
@@ -139,7 +140,11 @@ class LioPipeline:
             status = f"ok: {reg.iterations} it, overlap {reg.overlap:.2f}, rmse {reg.rmse:.3f} m"
             if overlap < 0.2:
                 status = f"degraded: only {overlap:.0%} of points matched the map"
-        new_twist = Twist.from_delta(pose_inverse(self._pose) @ pose, dt) if not first else Twist.zero()
+        new_twist = Twist.zero()
+        if not first:
+            delta = pose_inverse(self._pose) @ pose
+            new_twist = Twist.from_delta(delta, dt)
+            self.inertial.update(pre, self._pose[:3, :3], delta, dt)
         if deskewing and not first:
             points = deskew(points, times, new_twist)
         source = points[idx]

@@ -81,16 +81,16 @@ class PoseGraph:
         self._betweens: list[_Between] = []
         self._rejected: set[int] = set()  # indices into _betweens
         self._estimate: gtsam.Values | None = None
+        self._keys: set[int] = set()
 
     def __contains__(self, key: int) -> bool:
-        return self._estimate is not None and self._estimate.exists(gtsam.symbol_shorthand.X(key)) or self._new_values.exists(
-            gtsam.symbol_shorthand.X(key)
-        )
+        return key in self._keys
 
     def add_variable(self, key: int, initial: np.ndarray) -> None:
         """Declare a pose variable with its initial guess."""
         if key in self:
             raise InputError(f"pose graph variable {key} already exists")
+        self._keys.add(key)
         self._new_values.insert(gtsam.symbol_shorthand.X(key), gtsam.Pose3(np.asarray(initial, dtype=float)))
 
     def fix_variable(self, key: int, pose: np.ndarray, sigma: float = 1e-6) -> None:
