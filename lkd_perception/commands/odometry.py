@@ -9,8 +9,10 @@ and ``corridor`` drives and runs ours and KISS-ICP on the same scans in one proc
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Iterable
 
 from lkd_perception.commands import Command, emit_json
@@ -62,6 +64,7 @@ def _odometry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imu-topic", default="/imu/data")
     p.add_argument("--lidar-frame", default="lidar", help="child frame of base_link<-lidar in /tf_static")
     p.add_argument("--imu-frame", default="imu", help="child frame of base_link<-imu in /tf_static")
+    p.add_argument("--loops", help="JSON file listing the accepted loop closures (for evaluate --loops)")
 
 
 def _odometry_run(args: argparse.Namespace) -> int:
@@ -83,6 +86,10 @@ def _odometry_run(args: argparse.Namespace) -> int:
     skipped = run_pipeline(pipeline, read_clouds(args.bag, args.lidar_topic), imu.stamps_ns, imu.gyro, imu.accel)
     stamps, poses = pipeline.map_trajectory()
     write_tum(args.out, stamps, poses)
+    if args.loops:
+        kf_stamp = {k.id: k.stamp_ns for k in pipeline.loops.keyframes}
+        emit_json([{"from_stamp_ns": kf_stamp[lc.from_id], "to_stamp_ns": kf_stamp[lc.to_id], "rmse_m": lc.rmse,
+                    "overlap": lc.overlap, "bev_inliers": lc.bev_inliers} for lc in pipeline.loop_closures], args.loops)
     emit_json({"poses": int(len(stamps)), "skipped_scans": skipped, "loop_closures": len(pipeline.loop_closures),
                "out": args.out}, None)
     return 0 if len(stamps) else 2
@@ -94,6 +101,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", required=True, help="ground truth (TUM)")
     p.add_argument("--max-diff", type=float, default=0.01, help="max stamp difference (s) for association")
     p.add_argument("--plot", help="PNG of both trajectories (top view)")
+    p.add_argument("--loops", help="loop closures written by 'lkd odometry --loops', drawn on the plot")
     p.add_argument("--out", help="JSON file (default stdout)")
 
 
@@ -118,12 +126,13 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     pred, gt = _series_to_traj(read_tum(args.pred)), _series_to_traj(read_tum(args.gt))
     m = evaluate_trajectory(pred, gt, max_diff_s=args.max_diff)
     if args.plot:
-        _plot(pred, gt, m.alignment, args.plot)
+        loops = json.loads(Path(args.loops).read_text()) if args.loops else []
+        _plot(pred, gt, m.alignment, loops, args.plot)
     emit_json(metrics_dict(m), args.out)
     return 0
 
 
-def _plot(pred, gt, alignment, path: str) -> None:
+def _plot(pred, gt, alignment, loops: list[dict[str, Any]], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,6 +143,9 @@ def _plot(pred, gt, alignment, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.plot(gt.positions[:, 0], gt.positions[:, 1], "k-", label="ground truth")
     ax.plot(p[:, 0], p[:, 1], "r-", label="estimate (SE(3)-aligned)")
+    for k, lc in enumerate(loops):
+        i, j = (int(np.argmin(np.abs(pred.stamps_ns - lc[key]))) for key in ("from_stamp_ns", "to_stamp_ns"))
+        ax.plot(p[[i, j], 0], p[[i, j], 1], "m-", lw=2, label="loop closures" if k == 0 else None)
     ax.set_aspect("equal")
     ax.set_xlabel("x [m]")
     ax.set_ylabel("y [m]")
@@ -268,8 +280,6 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from lkd_perception.odometry.bev import BevGrid

@@ -27,8 +27,10 @@ def test_evaluate_odometry_reports_known_error_and_draws(tmp_path):
     pred = np.einsum("ij,njk->nik", A, pred)
     write_tum(tmp_path / "gt.tum", stamps, gt)
     write_tum(tmp_path / "pred.tum", stamps, pred)
+    loops = [{"from_stamp_ns": int(stamps[5]), "to_stamp_ns": int(stamps[195]), "rmse_m": 0.1}]
+    (tmp_path / "loops.json").write_text(json.dumps(loops))
     rc = main(["evaluate", "odometry", "--pred", str(tmp_path / "pred.tum"), "--gt", str(tmp_path / "gt.tum"),
-               "--plot", str(tmp_path / "traj.png"), "--out", str(tmp_path / "m.json")])
+               "--plot", str(tmp_path / "traj.png"), "--loops", str(tmp_path / "loops.json"), "--out", str(tmp_path / "m.json")])
     assert rc == 0
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["matched_poses"] == 200
@@ -48,11 +50,14 @@ def test_odometry_on_a_simulated_bag(tmp_path, capsys):
     out = tmp_path / "drive"
     assert main(["simulate", "--out", str(out), "--seconds", "3", "--no-camera", "--scenario", "loop"]) == 0
     bag = out / "drive.mcap"
-    assert main(["odometry", str(bag), "--out", str(tmp_path / "est.tum")]) == 0
+    assert main(["odometry", str(bag), "--out", str(tmp_path / "est.tum"), "--loops", str(tmp_path / "loops.json")]) == 0
+    assert json.loads((tmp_path / "loops.json").read_text()) == []  # 3 s: nothing to revisit
     est = read_tum(tmp_path / "est.tum")
     assert len(est) == 30
     assert main(["evaluate", "odometry", "--pred", str(tmp_path / "est.tum"), "--gt", str(out / "gt" / "trajectory.tum"),
-                 "--out", str(tmp_path / "m.json")]) == 0
+                 "--out", str(tmp_path / "m.json"), "--loops", str(tmp_path / "loops.json"),
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").is_file()
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["matched_poses"] == 30
     assert m["ape_translation_m"]["rmse"] < 0.1
