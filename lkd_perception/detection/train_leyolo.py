@@ -286,7 +286,9 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
         record: dict[str, Any] = {"epoch": epoch, "loss": last_loss, "box": float(sums[1] / n),
                                   "cls": float(sums[2] / n), "dfl": float(sums[3] / n), "lr": opt.param_groups[0]["lr"],
                                   "seconds": time.perf_counter() - t0}
-        if rank != 0:
+        if rank != 0:  # only rank 0 validates, saves and reports
+            if out_of_time:
+                break
             continue
         is_last = epoch == cfg.epochs - 1 or out_of_time
         if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or is_last):
