@@ -20,6 +20,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _line_config(args: argparse.Namespace):
     """LineConfig from defaults, then ``--config``, then ``--set`` (later wins)."""
+    from dataclasses import fields
+
     import yaml
 
     from lkd_perception.common.config import from_dict, load_yaml, node_parameters
@@ -29,8 +31,12 @@ def _line_config(args: argparse.Namespace):
     values: dict = {}
     if args.config:
         data = load_yaml(args.config)
-        section = node_parameters(data, "line_node")
-        values.update(section if section else data)
+        if any(isinstance(v, dict) and "ros__parameters" in v for v in data.values()):
+            # a ROS 2 parameter file: the line_node settings (and /** ones) that are LineConfig's
+            known = {f.name for f in fields(LineConfig)}
+            values.update({k: v for k, v in node_parameters(data, "line_node").items() if k in known})
+        else:
+            values.update(data)
     for item in args.set:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -109,7 +115,8 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1000, help="synthetic held-out seed (training uses others)")
     p.add_argument("--augment", type=float, default=1.0, help="synthetic: photometric degradation 0..1")
     p.add_argument("--repeats", type=int, default=1, help="timing passes over the images per size")
-    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,opencv_lsd,opencv_fld")
+    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,lsdnet_cpu@160x120,opencv_lsd,opencv_fld",
+                   help="comma list; lsdnet_*@WxH runs LSDNet at another input size")
     p.add_argument("--save-data", default=None,
                    help="also write the held-out images and gt.json here (for lkd evaluate lines)")
     _add_config_args(p)

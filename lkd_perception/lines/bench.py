@@ -79,8 +79,32 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
     return out
 
 
+def _own_peak_rss_mb() -> float:
+    """Peak resident memory of this process image, in MiB.
+
+    ``VmHWM`` belongs to the address space, which ``exec`` replaces, so a spawned child reports
+    only its own peak; ``getrusage`` maxrss would carry over the parent's peak from the fork.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def make_detector(method: str, cfg: LineConfig) -> Any:
-    """A detector with ``.detect(rgb) -> LineSegments`` for a method name of :data:`METHODS`."""
+    """A detector with ``.detect(rgb) -> LineSegments`` for a method name of :data:`METHODS`.
+
+    ``lsdnet_*@WxH`` runs LSDNet at another network input size (the speed/accuracy trade-off).
+    """
+    method, _, size = method.partition("@")
+    if size:
+        w, _, h = size.partition("x")
+        if not method.startswith("lsdnet") or not w.isdigit() or not h.isdigit():
+            raise ConfigError(f"'@WxH' applies to lsdnet methods only, got {method}@{size}")
+        cfg = replace(cfg, input_width=int(w), input_height=int(h))
     if method == "lsdnet_cpu":
         from lkd_perception.lines.runtime import LineDetector
 
@@ -106,7 +130,7 @@ def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repe
     try:
         det = make_detector(method, cfg)
     except ConfigError as exc:
-        return MethodResult(method, False, None, {}, {}, peak_rss_mb(), note=str(exc))
+        return MethodResult(method, False, None, {}, {}, _own_peak_rss_mb(), note=str(exc))
     preds = []
     for scene in images:
         found = det.detect(scene.rgb)
@@ -125,7 +149,7 @@ def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repe
         per_frame = sw.elapsed / (repeats * len(frames))
         fps[f"{w}x{h}"] = 1.0 / per_frame
         ms[f"{w}x{h}"] = 1e3 * per_frame
-    return MethodResult(method, True, metrics, fps, ms, peak_rss_mb())
+    return MethodResult(method, True, metrics, fps, ms, _own_peak_rss_mb())
 
 
 def _child(method: str, cfg_dict: dict, images: list[SyntheticImage], repeats: int, queue: Any) -> None:
@@ -164,16 +188,16 @@ def results_to_dict(results: Sequence[MethodResult], cfg: LineConfig, spec: Held
 
 def format_table(results: Sequence[MethodResult]) -> str:
     """A plain-text table for the terminal."""
-    head = (f"{'method':<13}{'sAP5':>7}{'sAP10':>7}{'sAP15':>7}{'F^H':>7}{'AP^H':>7}"
+    head = (f"{'method':<19}{'sAP5':>7}{'sAP10':>7}{'sAP15':>7}{'F^H':>7}{'AP^H':>7}"
             f"{'fps 320x240':>13}{'fps 640x480':>13}{'peak MiB':>10}")
     lines = [head, "-" * len(head)]
     for r in results:
         if not r.available or r.metrics is None:
-            lines.append(f"{r.method:<13}  n/a: {r.note}")
+            lines.append(f"{r.method:<19}  n/a: {r.note}")
             continue
         m = r.metrics
         lines.append(
-            f"{r.method:<13}{m.sap5:7.1f}{m.sap10:7.1f}{m.sap15:7.1f}{m.f_h:7.1f}{m.ap_h:7.1f}"
+            f"{r.method:<19}{m.sap5:7.1f}{m.sap10:7.1f}{m.sap15:7.1f}{m.f_h:7.1f}{m.ap_h:7.1f}"
             f"{r.fps['320x240']:13.1f}{r.fps['640x480']:13.1f}{r.peak_rss_mb:10.0f}"
         )
     return "\n".join(lines)

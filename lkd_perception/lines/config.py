@@ -31,7 +31,7 @@ class LineConfig:
     )
     adaptive_c: float = param(2.0, "support mask: constant subtracted in the adaptive threshold", lo=-50.0, hi=50.0)
     angle_tolerance_deg: float = param(
-        6.5, "region growing: largest line-direction difference from the seed, degrees", lo=0.5, hi=45.0
+        10.0, "region growing: largest line-direction difference from the seed, degrees", lo=0.5, hi=45.0
     )
     heat_tolerance: float = param(
         0.6, "region growing: largest heat difference from the seed (the reference's 0.3 is relative to the "
@@ -40,6 +40,9 @@ class LineConfig:
     )
     min_region_size: int = param(11, "regions with fewer support pixels are dropped", lo=1, hi=10000)
     min_length: float = param(4.0, "segments shorter than this (network pixels) are dropped", lo=0.0, hi=1000.0)
+    refine_endpoints: bool = param(
+        True, "move each end to where the heat along the segment falls to half (recovers corners)"
+    )
     score_threshold: float = param(0.5, "segments whose mean heat is lower are dropped", lo=0.0, hi=1.0)
     providers: str = param(
         "cpu", "ONNX Runtime execution provider", choices=("cpu", "cuda", "tensorrt"), read_only=True

@@ -12,7 +12,9 @@ The steps follow LSDNet's ``line_extracter`` (REFERENCE 2.2), re-written for Pyt
    differences between ``angle_tolerance_deg`` and about 1.4 times it, depending on direction.
    Grown pixels are marked used, so later seeds start only in unclaimed support.
 4. Heat-weighted PCA per region (vectorised with ``bincount`` over the label image); endpoints are
-   the extreme projections on the main axis, the width comes from the spread across it.
+   the extreme projections on the main axis, the width comes from the spread across it. Then
+   (ours, optional) each end is moved to where the heat along the axis falls to half, which
+   recovers the corners that region growing leaves to the neighbouring segment.
 5. Confidence = mean heat (there is no NFA in LSDNet), then size / length / score filters.
 
 LSDNet's optional KDE splitter for close parallel lines is not implemented.
@@ -119,6 +121,45 @@ def fit_segments(labels: np.ndarray, heat: np.ndarray) -> GroupedSegments:
     return GroupedSegments(segments, scores, widths)
 
 
+_WALK = np.arange(-2.0, 6.01, 0.25)  # px along the axis, from 2 px inside to 6 px outside an end
+_TARGET_END_OFFSET = 0.5  # px past the true end where the training target falls to half (0.59)
+
+
+def refine_endpoints(segments: np.ndarray, scores: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """Move each endpoint to where the heat along the segment's axis falls to half its level.
+
+    Extreme pixel projections stop short at corners, where the two edges' pixels mix
+    directions and region growing hands the corner to one of them; the heat ridge itself runs
+    on to the corner. Walking the (bilinearly sampled) heat outwards from 2 px inside each end
+    finds where the ridge really stops. The half level is half the segment's mean heat, and the
+    crossing is moved back by the distance at which the training target reaches half height.
+    Ends whose inner sample is already below half keep their extreme-projection position.
+    """
+    if len(segments) == 0:
+        return segments
+    seg = segments.astype(np.float64)
+    d = seg[:, 2:4] - seg[:, 0:2]
+    length = np.hypot(d[:, 0], d[:, 1])
+    u = d / np.maximum(length, 1e-9)[:, None]
+    ends = np.concatenate([seg[:, 0:2], seg[:, 2:4]])  # (2N, 2): all first ends, then all second ends
+    out_dir = np.concatenate([-u, u])
+    pts = ends[:, None, :] + _WALK[None, :, None] * out_dir[:, None, :]  # (2N, K, 2)
+    samples = cv2.remap(heat.astype(np.float32), pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    level = 0.5 * np.concatenate([scores, scores])[:, None]
+    below = samples < level
+    first = np.argmax(below, axis=1)  # first sample under the level (0 if none or the first)
+    ok = (~below[:, 0]) & below.any(axis=1) & (np.concatenate([length, length]) > 4.0)
+    k = np.clip(first, 1, len(_WALK) - 1)
+    rows = np.arange(len(ends))
+    h0, h1 = samples[rows, k - 1], samples[rows, k]
+    frac = np.clip((h0 - level[:, 0]) / np.maximum(h0 - h1, 1e-6), 0.0, 1.0)
+    walk = _WALK[k - 1] + frac * (_WALK[k] - _WALK[k - 1]) - _TARGET_END_OFFSET
+    moved = ends + np.where(ok, walk, 0.0)[:, None] * out_dir
+    n = len(seg)
+    return np.concatenate([moved[:n], moved[n:]], axis=1)
+
+
 def group_lines(heat: np.ndarray, theta: np.ndarray, cfg: LineConfig) -> GroupedSegments:
     """Heat (H,W) in [0,1] and line direction ``theta`` (H,W, radians, mod π) -> filtered segments."""
     heat = np.asarray(heat, np.float32)
@@ -127,6 +168,10 @@ def group_lines(heat: np.ndarray, theta: np.ndarray, cfg: LineConfig) -> Grouped
         raise InputError(f"heat and theta must be equal non-empty 2-D maps, got {heat.shape} and {theta.shape}")
     labels = grow_regions(heat, theta, support_mask(heat, cfg), cfg)
     raw = fit_segments(labels, heat)
-    d = raw.segments[:, 2:4] - raw.segments[:, 0:2]
-    ok = (np.hypot(d[:, 0], d[:, 1]) >= cfg.min_length) & (raw.scores >= cfg.score_threshold)
-    return GroupedSegments(raw.segments[ok], raw.scores[ok], raw.widths[ok])
+    keep = raw.scores >= cfg.score_threshold
+    segments, scores, widths = raw.segments[keep], raw.scores[keep], raw.widths[keep]
+    if cfg.refine_endpoints:
+        segments = refine_endpoints(segments, scores, heat)
+    d = segments[:, 2:4] - segments[:, 0:2]
+    ok = np.hypot(d[:, 0], d[:, 1]) >= cfg.min_length
+    return GroupedSegments(segments[ok], scores[ok], widths[ok])

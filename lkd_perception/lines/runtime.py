@@ -82,6 +82,8 @@ class LineDetector:
         if cfg.threads > 0:
             opts.intra_op_num_threads = cfg.threads
             opts.inter_op_num_threads = 1
+        # No busy-waiting between frames: the node shares its cores with the other nodes.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = set(ort.get_available_providers())
         providers = [p for p in _PROVIDERS[cfg.providers] if p in available]
         try:

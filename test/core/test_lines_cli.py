@@ -77,3 +77,15 @@ def test_bench_runs_every_method_on_the_same_images(tmp_path):
         assert r["available"], r["note"]
         assert r["fps"]["640x480"] > 0 and r["peak_rss_mb"] > 0
         assert r["metrics"]["images"] == 2
+
+
+def test_config_from_a_ros_parameter_file(scenes):
+    folder, _ = scenes
+    params = folder / "vehicle.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    sensor_qos_depth: 1\n"
+                      "line_node:\n  ros__parameters:\n    input_width: 160\n    input_height: 120\n"
+                      "    threads: 1\n    heat_threshold: 1.0\n")
+    out = folder / "pred.json"
+    assert main(["lines", str(folder / "img0.png"), "--config", str(params), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["img0.png"] == []  # no heat is above 1: the file was applied
+    assert main(["lines", str(folder / "img0.png"), "--set", "no_such_setting=1"]) == 2
