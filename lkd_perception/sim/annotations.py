@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import open3d as o3d
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from lkd_perception.common.se3 import pose_inverse
 from lkd_perception.sim.mesh import EdgeSet
@@ -231,49 +233,77 @@ def _clip_to_image(a: np.ndarray, d: np.ndarray, W: int, H: int) -> tuple[np.nda
     return lo, hi, ok & (lo < hi)
 
 
+def _parallel_pairs(u: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs of directions ``u`` (N, 2) within ``angle`` rad of each other (undirected;
+    a pair may repeat), found by sorting angles instead of comparing all pairs."""
+    theta = np.arctan2(u[:, 1], u[:, 0]) % np.pi
+    # angles near pi also neighbour angles near 0: append those shifted by pi
+    wrap = np.flatnonzero(theta < angle)
+    th = np.concatenate([theta, theta[wrap] + np.pi])
+    idx = np.concatenate([np.arange(len(theta)), wrap])
+    order = np.argsort(th, kind="stable")
+    th, idx = th[order], idx[order]
+    hi = np.searchsorted(th, th + angle, side="right")
+    counts = hi - np.arange(len(th)) - 1
+    a = np.repeat(np.arange(len(th)), counts)
+    b = a + 1 + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    i, j = idx[a], idx[b]
+    keep = i != j  # a wrapped copy meets its own original
+    return i[keep], j[keep]
+
+
+def _continues(p: np.ndarray, u: np.ndarray, length: np.ndarray, q: np.ndarray, i: np.ndarray,
+               j: np.ndarray, offset_px: float, gap_px: float) -> np.ndarray:
+    """Whether segment j lies on segment i's line (both ends within ``offset_px``) and overlaps it
+    or is at most ``gap_px`` away along it."""
+    rp, rq = p[j] - p[i], q[j] - p[i]
+    off_p = np.abs(u[i, 0] * rp[:, 1] - u[i, 1] * rp[:, 0])
+    off_q = np.abs(u[i, 0] * rq[:, 1] - u[i, 1] * rq[:, 0])
+    tp, tq = (rp * u[i]).sum(1), (rq * u[i]).sum(1)
+    gap = np.maximum(np.minimum(tp, tq) - length[i], -np.maximum(tp, tq))
+    return (off_p < offset_px) & (off_q < offset_px) & (gap < gap_px)
+
+
 def merge_collinear(seg: np.ndarray, angle_deg: float = 2.0, offset_px: float = 1.0, gap_px: float = 2.0) -> np.ndarray:
     """Join segments that continue one another on the image: nearly parallel, within
-    ``offset_px`` of the longer one's line and overlapping or at most ``gap_px`` apart.
+    ``offset_px`` of one another's line and overlapping or at most ``gap_px`` apart.
 
     One straight image edge can come from several 3D edges (kerb pieces, a facade foot line
     meeting the next building's); an image-space detector sees one line, so the ground truth
-    gives one. The merged segment lies on the longer segment's line and spans both.
+    gives one. Chains of such pairs form one line: it lies on the longest member's line and
+    spans the projections of all members.
     """
     seg = np.asarray(seg, float).reshape(-1, 4)
     # pieces under 2 px have no usable direction (a single sample has none at all)
     seg = seg[np.linalg.norm(seg[:, 2:] - seg[:, :2], axis=1) >= 2.0]
-    sin_tol = np.sin(np.radians(angle_deg))
-    while len(seg) > 1:
-        seg = seg[np.argsort(-np.linalg.norm(seg[:, 2:] - seg[:, :2], axis=1), kind="stable")]
-        p, q = seg[:, :2], seg[:, 2:]
-        length = np.linalg.norm(q - p, axis=1)
-        u = (q - p) / length[:, None]
-        # pairwise: i is the reference line, j the candidate
-        cross_u = np.abs(u[:, None, 0] * u[None, :, 1] - u[:, None, 1] * u[None, :, 0])
-        rp = p[None, :, :] - p[:, None, :]
-        rq = q[None, :, :] - p[:, None, :]
-        off_p = np.abs(u[:, None, 0] * rp[..., 1] - u[:, None, 1] * rp[..., 0])
-        off_q = np.abs(u[:, None, 0] * rq[..., 1] - u[:, None, 1] * rq[..., 0])
-        tp = (rp * u[:, None, :]).sum(-1)
-        tq = (rq * u[:, None, :]).sum(-1)
-        gap = np.maximum(np.minimum(tp, tq) - length[:, None], -np.maximum(tp, tq))
-        cand = (cross_u < sin_tol) & (off_p < offset_px) & (off_q < offset_px) & (gap < gap_px)
-        cand |= cand.T  # the test is not symmetric (reference line); either direction qualifies
-        np.fill_diagonal(cand, False)
-        if not cand.any():
-            break
-        used = np.zeros(len(seg), bool)
-        merged = []
-        for i in range(len(seg)):
-            if used[i]:
-                continue
-            js = np.flatnonzero(cand[i] & ~used)
-            used[i] = True
-            if js.size:
-                used[js] = True
-                t = np.concatenate([[0.0, length[i]], tp[i, js], tq[i, js]])
-                merged.append(np.r_[p[i] + u[i] * t.min(), p[i] + u[i] * t.max()])
-            else:
-                merged.append(seg[i])
-        seg = np.array(merged)  # at least one pair merged: the first i with a candidate takes it
-    return seg
+    if len(seg) < 2:
+        return seg
+    seg = seg[np.argsort(-np.linalg.norm(seg[:, 2:] - seg[:, :2], axis=1), kind="stable")]
+    p, q = seg[:, :2], seg[:, 2:]
+    length = np.linalg.norm(q - p, axis=1)
+    u = (q - p) / length[:, None]
+    i, j = _parallel_pairs(u, np.radians(angle_deg))
+    # the test depends on the reference line; either direction qualifies
+    ok = _continues(p, u, length, q, i, j, offset_px, gap_px) | _continues(p, u, length, q, j, i, offset_px, gap_px)
+    n = len(seg)
+    graph = coo_matrix((np.ones(int(ok.sum())), (i[ok], j[ok])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    _, ref = np.unique(label, return_index=True)  # first member = longest (sorted above)
+    r = ref[label]
+    # a chain can drift: members off the longest member's line by > 2 offsets stay on their own
+    def cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+    off = np.maximum(np.abs(cross2(u[r], p - p[r])), np.abs(cross2(u[r], q - p[r])))
+    label = np.where(off > 2 * offset_px, label.max() + 1 + np.arange(n), label)
+    _, ref, label = np.unique(label, return_index=True, return_inverse=True)
+    n_lines = len(ref)
+    r = ref[label]
+    tp = ((p - p[r]) * u[r]).sum(1)
+    tq = ((q - p[r]) * u[r]).sum(1)
+    t_lo = np.full(n_lines, np.inf)
+    t_hi = np.full(n_lines, -np.inf)
+    np.minimum.at(t_lo, label, np.minimum(tp, tq))
+    np.maximum.at(t_hi, label, np.maximum(tp, tq))
+    pr, ur = p[ref], u[ref]
+    return np.concatenate([pr + ur * t_lo[label[ref], None], pr + ur * t_hi[label[ref], None]], axis=1)

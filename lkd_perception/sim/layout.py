@@ -15,7 +15,7 @@ from lkd_perception.common.errors import ConfigError
 
 SCENARIOS: tuple[str, ...] = ("loop", "urban", "corridor")
 
-ROAD_HALF_WIDTH = 5.0  # m, kerb to centre line: two 3.5 m lanes and a 1.5 m bike lane
+ROAD_HALF_WIDTH = 5.0  # m, centre line to kerb: a lane and a parking strip
 SIDEWALK_WIDTH = 4.0  # m, kerb to building line
 LANE_OFFSET = 1.75  # m, right of the centre line: where the vehicle drives
 

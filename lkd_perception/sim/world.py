@@ -331,7 +331,7 @@ def _street_furniture(b: _Builder, layout: Layout, ground: GroundModel, rng: np.
     for k, a, d, n, length in _road_frames(layout):
         yaw = float(np.arctan2(d[1], d[0]))
         mouth = ROAD_HALF_WIDTH + SIDEWALK_WIDTH  # keep clear of intersections
-        # centre-line dashes: 3 m dash, 6 m gap, 0.15 m wide, 2 cm above the ground
+        # centre-line dashes: 3 m dash, 6 m gap, 0.15 m wide, 4 cm above the smooth ground
         s = mouth
         while s + 3.0 < length - mouth:
             p0, p1 = a + d * s, a + d * (s + 3.0)
@@ -403,7 +403,7 @@ def _street_furniture(b: _Builder, layout: Layout, ground: GroundModel, rng: np.
 
 def _moving_agents(b: _Builder, layout: Layout, ground: GroundModel, rng: np.random.Generator,
                    density: float) -> None:
-    """Cars on roads the tour does not use, cyclists in bike lanes, pedestrians on sidewalks.
+    """Cars on roads the tour does not use, cyclists on cycle tracks, pedestrians on sidewalks.
 
     Keeping moving cars off the tour means they never drive through the ego vehicle. Traffic
     keeps right: along a road's direction ``d`` the right-hand side is ``-n``.
@@ -427,7 +427,8 @@ def _moving_agents(b: _Builder, layout: Layout, ground: GroundModel, rng: np.ran
                 b.add("car", _car_mesh(rng), _random_color(rng),
                       Motion(start, direction, rng.uniform(6, 11), length, rng.uniform(0, length)))
         for _ in range(rng.poisson(1.0 * density)):
-            start, direction = lane(ROAD_HALF_WIDTH - 0.7)
+            # cycle track on the sidewalk just behind the kerb: clear of parked cars and poles
+            start, direction = lane(ROAD_HALF_WIDTH + 0.45)
             b.add("cyclist", _cyclist_mesh(rng), _random_color(rng),
                   Motion(start, direction, rng.uniform(3.5, 6.0), length, rng.uniform(0, length)))
         for _ in range(rng.poisson(2.5 * density)):

@@ -157,3 +157,19 @@ def test_single_points_do_not_extend_lines():
     segs = np.array([[0.0, 0.0, 40.0, 0.0], [80.0, 0.3, 80.0, 0.3], [-50.0, 0.0, -50.0, 0.0]])
     out = merge_collinear(segs)
     assert out.shape == (1, 4) and np.allclose(out[0], [0.0, 0.0, 40.0, 0.0])
+
+
+def test_a_slowly_bending_chain_does_not_become_one_straight_line():
+    from lkd_perception.sim.annotations import merge_collinear
+
+    # 12 pieces of 10 px, each turned 1 deg more than the last: neighbours merge, the arc does not
+    pts = [np.zeros(2)]
+    for k in range(12):
+        a = np.radians(k)
+        pts.append(pts[-1] + 10.0 * np.array([np.cos(a), np.sin(a)]))
+    pieces = np.array([np.r_[pts[k], pts[k + 1]] for k in range(12)])
+    out = merge_collinear(pieces)
+    assert 1 < len(out) < 12
+    for s in pieces:  # every piece stays within 2 px of the line that took it
+        d = [max(_segment_distance(o, s[:2]), _segment_distance(o, s[2:])) for o in out]
+        assert min(d) <= 2.0 + 1e-9
