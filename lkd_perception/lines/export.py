@@ -39,7 +39,9 @@ def load_checkpoint(path: str | Path) -> LSDNet:
     return net.eval()
 
 
-def export_onnx(net: LSDNet, out: str | Path, input_width: int, input_height: int, extra_meta: dict | None = None) -> Path:
+def export_onnx(
+    net: LSDNet, out: str | Path, input_width: int, input_height: int, extra_meta: dict | None = None
+) -> Path:
     """Write the ONNX model (opset 17) with metadata; returns its path."""
     if input_width % 8 or input_height % 8:
         raise ModelError(f"input size must be a multiple of 8, got {input_width}x{input_height}")

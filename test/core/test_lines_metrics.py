@@ -39,7 +39,8 @@ def test_structural_ap_rescales_each_image_to_128():
     assert structural_ap([pred], [gt], [(256, 256)], (5.0,))[5.0] == pytest.approx(100.0)
     # ...while at 128x128 the same offset is d = 8 > 5
     assert structural_ap([pred], [gt], [(128, 128)], (5.0,))[5.0] == pytest.approx(0.0)
-    np.testing.assert_allclose(rescale(np.array([[64, 32, 640, 480]]), 640, 480), [[12.8, 8.533333, 128, 128]], rtol=1e-5)
+    scaled = rescale(np.array([[64, 32, 640, 480]]), 640, 480)
+    np.testing.assert_allclose(scaled, [[12.8, 8.533333, 128, 128]], rtol=1e-5)
 
 
 def test_voc_ap_of_an_all_wrong_detector_is_zero():
