@@ -9,6 +9,7 @@ measured before it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
@@ -179,7 +180,9 @@ def run_benchmark(
 
 
 def results_to_dict(results: Sequence[MethodResult], cfg: LineConfig, spec: HeldOut, images: int) -> dict[str, Any]:
+    """The JSON record, with the machine's core count and load: fps on a shared machine depend on both."""
     return {
+        "machine": {"cpu_count": os.cpu_count(), "load_average_1_5_15": list(os.getloadavg())},
         "heldout": asdict(spec) | {"images": images},
         "config": to_dict(cfg),
         "methods": [asdict(r) for r in results],
