@@ -80,21 +80,6 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
     return out
 
 
-def _own_peak_rss_mb() -> float:
-    """Peak resident memory of this process image, in MiB.
-
-    ``VmHWM`` belongs to the address space, which ``exec`` replaces, so a spawned child reports
-    only its own peak; ``getrusage`` maxrss would carry over the parent's peak from the fork.
-    """
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return peak_rss_mb()
-
-
 def make_detector(method: str, cfg: LineConfig) -> Any:
     """A detector with ``.detect(rgb) -> LineSegments`` for a method name of :data:`METHODS`.
 
@@ -131,7 +116,7 @@ def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repe
     try:
         det = make_detector(method, cfg)
     except ConfigError as exc:
-        return MethodResult(method, False, None, {}, {}, _own_peak_rss_mb(), note=str(exc))
+        return MethodResult(method, False, None, {}, {}, peak_rss_mb(), note=str(exc))
     preds = []
     for scene in images:
         found = det.detect(scene.rgb)
@@ -150,7 +135,7 @@ def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repe
         per_frame = sw.elapsed / (repeats * len(frames))
         fps[f"{w}x{h}"] = 1.0 / per_frame
         ms[f"{w}x{h}"] = 1e3 * per_frame
-    return MethodResult(method, True, metrics, fps, ms, _own_peak_rss_mb())
+    return MethodResult(method, True, metrics, fps, ms, peak_rss_mb())
 
 
 def _child(method: str, cfg_dict: dict, images: list[SyntheticImage], repeats: int, queue: Any) -> None:

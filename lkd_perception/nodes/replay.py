@@ -246,6 +246,17 @@ class ReplayResult:
     rate: float
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the replaying process dies (no orphans)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def run_replay(
     bag: str | Path,
     rate: float = 1.0,
@@ -296,7 +307,7 @@ def run_replay(
             cmd = [sys.executable, "-m", "lkd_perception.cli", "launch", "--use-sim-time", "--capabilities", capabilities]
             if launch_config:
                 cmd.insert(4, str(launch_config))
-            proc = subprocess.Popen(cmd, start_new_session=True)
+            proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
             needed = sorted({"/" + t for s in select(capabilities) for t in s.inputs} & set(player.topics))
             deadline = time.monotonic() + startup_timeout_s
             while time.monotonic() < deadline:
@@ -326,16 +337,17 @@ def run_replay(
         if on_progress:
             on_progress(progress)
 
-        # Drain: keep sim time moving so the nodes finish their last inputs and report health.
+        # Drain: keep sim time moving so the nodes finish their last inputs and report health;
+        # stop once no result (diagnostics aside, they never stop) arrived for drain_s.
         if recorder is not None:
             t_end = progress.bag_end_ns
             last_total, quiet_since = -1, time.monotonic()
-            step_ns = int(0.1e9)
-            while time.monotonic() - quiet_since < drain_s:
-                t_end += step_ns
+            give_up = time.monotonic() + max(30.0, 10 * drain_s)
+            while time.monotonic() - quiet_since < drain_s and time.monotonic() < give_up:
+                t_end += 100_000_000
                 player.publish_clock(t_end)
-                time.sleep(0.1 / rate)
-                total = sum(recorder.counts.values())
+                time.sleep(0.1)
+                total = sum(n for t, n in recorder.counts.items() if t != "/diagnostics")
                 if total != last_total:
                     last_total, quiet_since = total, time.monotonic()
     finally:
