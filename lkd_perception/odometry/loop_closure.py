@@ -31,7 +31,6 @@ class Keyframe:
 
     id: int
     stamp_ns: int
-    odom_pose: np.ndarray
     points: np.ndarray  # registration subsample (body frame), the loop-ICP source
     map_points: np.ndarray  # float32 at the map voxel size (body frame), for loop submaps
     features: BevFeatures
@@ -75,21 +74,19 @@ def ring_key(polar: np.ndarray) -> np.ndarray:
 def polar_distance(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """Scan Context distance (1 - mean column cosine) minimised over column shifts of ``b``.
 
-    Returns the distance and the best shift in sectors (b rolled by it matches a).
+    Returns the distance and the best shift in sectors (b rolled by it matches a). Columns empty
+    in either descriptor are left out of the mean; all shifts are scored at once.
     """
-    best, best_shift = 2.0, 0
-    na = np.linalg.norm(a, axis=0)
-    for shift in range(SECTORS):
-        bs = np.roll(b, shift, axis=1)
-        nb = np.linalg.norm(bs, axis=0)
-        valid = (na > 0) & (nb > 0)
-        if not np.any(valid):
-            continue
-        cos = np.sum(a[:, valid] * bs[:, valid], axis=0) / (na[valid] * nb[valid])
-        d = 1.0 - float(cos.mean())
-        if d < best:
-            best, best_shift = d, shift
-    return best, best_shift
+    shifts = (np.arange(SECTORS)[None, :] - np.arange(SECTORS)[:, None]) % SECTORS  # [shift, col]
+    bs = b[:, shifts]  # (RINGS, shift, col) = np.roll(b, shift, axis=1)
+    na = np.linalg.norm(a, axis=0)[None, :]
+    nb = np.linalg.norm(bs, axis=0)
+    valid = (na > 0) & (nb > 0)
+    cos = np.einsum("rc,rsc->sc", a, bs) / np.where(valid, na * nb, 1.0)
+    count = valid.sum(axis=1)
+    mean_cos = np.where(count > 0, (cos * valid).sum(axis=1) / np.maximum(count, 1), -1.0)
+    best = int(np.argmax(mean_cos))
+    return (1.0 - float(mean_cos[best])) if count[best] > 0 else 2.0, best
 
 
 @dataclass(frozen=True)

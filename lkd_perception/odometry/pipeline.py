@@ -245,7 +245,7 @@ class LioPipeline:
         self._keyframes[kid] = pose.copy()
         self._last_kf_pose = pose.copy()
         polar = polar_descriptor(bev, c.bev_range)
-        kf = Keyframe(kid, stamp_ns, pose.copy(), points, map_points.astype(np.float32), features, polar, ring_key(polar))
+        kf = Keyframe(kid, stamp_ns, points, map_points.astype(np.float32), features, polar, ring_key(polar))
         self.loops.add(kf)
         self.graph.optimize()
         loops: tuple[LoopClosure, ...] = ()
