@@ -58,3 +58,21 @@ def test_lkd_export_detr_command(tmp_path):
     assert main(["export", "detr", "--ckpt", str(ck), "--out", str(tmp_path / "m.onnx"), "--json-out", str(out)]) == 0
     rep = json.loads(out.read_text())
     assert rep["max_abs_diff_scores"] < 1e-4 and rep["class_names"] == ["a", "b"] and rep["input_size"] == 64
+
+
+def test_shipped_student_follows_the_contract():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "models" / "detr_student.onnx"
+    m = onnx.load(str(path))
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["model_family"] == "detr"
+    assert json.loads(meta["class_names"]) == ["car", "pedestrian", "cyclist", "traffic_sign"]
+    size = int(meta["input_size"])
+    assert m.opset_import[0].version == 17 and "GridSample" not in {n.op_type for n in m.graph.node}
+    assert path.stat().st_size < 15e6
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).random((1, 3, size, size), dtype=np.float32)
+    boxes, scores = sess.run(["boxes", "scores"], {"images": x})
+    assert boxes.shape[0] == 1 and boxes.shape[2] == 4 and scores.shape == (1, boxes.shape[1], 4)
+    assert np.isfinite(boxes).all() and (scores >= 0).all() and (scores <= 1).all()
