@@ -38,8 +38,12 @@ def emit_json(obj: Any, out: str | Path | None) -> None:
 
 
 def _json_default(o: Any) -> Any:
+    import dataclasses
+
     import numpy as np
 
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     gt = Path(args.gt)
     bag = Path(args.bag) if args.bag else gt.parent / "drive.mcap"
     run = read_recorded_run(args.recording)
-    input_counts = {t.topic: t.count for t in bag_info(bag).topics} if bag.exists() else None
+    input_counts = {t.name: t.count for t in bag_info(bag).topics} if bag.exists() else None
     metrics = evaluate_run(run, gt, input_counts)
     if args.report:
         path = write_report(metrics, run, gt, bag if bag.exists() else None, args.report)

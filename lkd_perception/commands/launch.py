@@ -12,13 +12,30 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capabilities", default="all", help="comma-separated: detection,lines,odometry (default all)")
     p.add_argument("--namespace", default="", help="namespace of all nodes")
     p.add_argument("--use-sim-time", action="store_true", help="follow /clock (for replayed bags)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter of every node, over the file (repeatable; VALUE is YAML)")
     p.add_argument("--dry-run", action="store_true", help="print the nodes and parameters as JSON, start nothing")
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``NAME=VALUE`` pairs with YAML values (``true``, ``2``, ``reliable``)."""
+    import yaml
+
+    from lkd_perception.common.errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
     from lkd_perception.nodes import run_all
 
-    launch = run_all.plan(args.config, args.capabilities, args.namespace, args.use_sim_time)
+    launch = run_all.plan(args.config, args.capabilities, args.namespace, args.use_sim_time, parse_sets(args.set))
     if args.dry_run:
         emit_json(
             {

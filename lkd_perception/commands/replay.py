@@ -16,6 +16,8 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launch", action="store_true", help="also start the vehicle's nodes (on sim time)")
     p.add_argument("--config", default=None, help="parameter file for --launch (default config/vehicle.yaml)")
     p.add_argument("--capabilities", default="all", help="nodes to start with --launch (default all)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --launch: set a parameter of every node (repeatable), e.g. sensor_qos_reliability=reliable")
     p.add_argument("--topics", nargs="*", default=None, help="only these bag topics (default all)")
     p.add_argument("--out", default=None, help="write the summary JSON here (default stdout)")
 
@@ -23,6 +25,7 @@ def _add(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from lkd_perception.commands.launch import parse_sets
     from lkd_perception.nodes.replay import run_replay
 
     bar = tqdm(total=0, unit="msg", file=sys.stderr, desc="replay", dynamic_ncols=True)
@@ -35,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = run_replay(
             args.bag, rate=args.rate, record=args.record, launch_config=args.config, launch_nodes=args.launch,
-            capabilities=args.capabilities, topics=args.topics, on_progress=progress,
+            capabilities=args.capabilities, topics=args.topics, on_progress=progress, overrides=parse_sets(args.set),
         )
     finally:
         bar.close()

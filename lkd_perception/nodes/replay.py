@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,7 +55,13 @@ def message_class(msgtype: str) -> type:
 
 
 def qos_from_bag(profiles: Sequence[object]) -> QoSProfile:
-    """The rclpy QoS of a recorded topic (reliable, depth 10 when the bag recorded none)."""
+    """The rclpy QoS of a recorded topic (reliable, depth 10 when the bag recorded none).
+
+    Durability and depth are the recorded ones; reliability is always RELIABLE, because a
+    reliable writer serves best-effort and reliable readers alike, whereas a best-effort writer
+    is incompatible with a reliable reader (nodes configured `sensor_qos_reliability: reliable`
+    would then receive nothing).
+    """
     if not profiles:
         return output_qos(10)
     q = profiles[0]
@@ -59,7 +69,7 @@ def qos_from_bag(profiles: Sequence[object]) -> QoSProfile:
     def value(v) -> int:  # rosbags enums are plain Enums; keep ints as they are
         return int(getattr(v, "value", v))
 
-    reliability = ReliabilityPolicy.BEST_EFFORT if value(q.reliability) == 2 else ReliabilityPolicy.RELIABLE
+    reliability = ReliabilityPolicy.RELIABLE
     durability = DurabilityPolicy.TRANSIENT_LOCAL if value(q.durability) == 1 else DurabilityPolicy.VOLATILE
     depth = int(q.depth) if int(q.depth) > 0 else 10
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=durability)
@@ -249,12 +259,76 @@ class ReplayResult:
 def _die_with_parent() -> None:
     """In the child: ask Linux to SIGTERM it when the replaying process dies (no orphans)."""
     import ctypes
-    import signal
 
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+class NodeProcesses:
+    """The vehicle's nodes, one process each (as on the vehicle: both cores, no shared GIL), on
+    sim time; they can be killed and restarted one by one, and their memory read."""
+
+    def __init__(self, capabilities: str = "all", config: str | Path | None = None,
+                 overrides: dict[str, object] | None = None) -> None:
+        from lkd_perception.nodes.graph import select
+
+        self.specs = {s.name: s for s in select(capabilities)}
+        self.config = config
+        self.overrides = dict(overrides or {})
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str | None = None) -> None:
+        """Start one node (or all of them)."""
+        for spec in ([self.specs[name]] if name else self.specs.values()):
+            cmd = [sys.executable, "-m", "lkd_perception.cli", "launch", "--use-sim-time",
+                   "--capabilities", spec.capability]
+            if self.config:
+                cmd.insert(4, str(self.config))
+            for k, v in self.overrides.items():
+                cmd += ["--set", f"{k}={v}"]
+            self.procs[spec.name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def kill(self, name: str) -> None:
+        """Kill a node the hard way (SIGKILL), as a crash would."""
+        p = self.procs[name]
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+    def alive(self, name: str) -> bool:
+        return name in self.procs and self.procs[name].poll() is None
+
+    def rss_mb(self, name: str) -> float | None:
+        """Resident memory of a node's process, MiB (None when it is not running)."""
+        if not self.alive(name):
+            return None
+        try:
+            with open(f"/proc/{self.procs[name].pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            return None
+        return None
+
+    def check_started(self) -> None:
+        dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+        if dead:
+            raise InputError(f"node process(es) exited during start-up: {dead}")
+
+    def stop(self) -> None:
+        """Stop every node: SIGINT (clean shutdown), SIGKILL after 15 s."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 def run_replay(
@@ -268,28 +342,25 @@ def run_replay(
     startup_timeout_s: float = 180.0,
     drain_s: float = 3.0,
     on_progress: Callable[[ReplayProgress], None] | None = None,
+    nodes: NodeProcesses | None = None,
+    overrides: dict[str, object] | None = None,
 ) -> ReplayResult:
     """Replay a bag; optionally start the vehicle's nodes (own process, sim time) and record.
 
-    The nodes run in a separate process, so everything crosses DDS exactly as on the vehicle.
+    Each node runs in its own process, so everything crosses DDS exactly as on the vehicle.
     The player waits until every node input that the bag carries has a subscriber, so no frame
-    is lost to start-up (loading models takes seconds).
+    is lost to start-up (loading models takes seconds). Pass ``nodes`` to control the node
+    processes yourself (the soak benchmark kills and restarts them from ``on_progress``).
     """
-    import os
-    import signal
-    import subprocess
-    import sys
-
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from lkd_perception.nodes.graph import select
-
     ctx = Context()
     rclpy.init(context=ctx)
-    proc = None
+    if nodes is None and launch_nodes:
+        nodes = NodeProcesses(capabilities, launch_config, overrides)
     player = recorder = None
     executor = MultiThreadedExecutor(num_threads=2, context=ctx)
     spin_thread = None
@@ -303,19 +374,15 @@ def run_replay(
         spin_thread = threading.Thread(target=executor.spin, daemon=True)
         spin_thread.start()
 
-        if launch_nodes:
-            cmd = [sys.executable, "-m", "lkd_perception.cli", "launch", "--use-sim-time", "--capabilities", capabilities]
-            if launch_config:
-                cmd.insert(4, str(launch_config))
-            proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
-            needed = sorted({"/" + t for s in select(capabilities) for t in s.inputs} & set(player.topics))
+        if nodes is not None:
+            nodes.start()
+            needed = sorted({"/" + t for s in nodes.specs.values() for t in s.inputs} & set(player.topics))
             deadline = time.monotonic() + startup_timeout_s
             while time.monotonic() < deadline:
                 counts = player.subscriber_counts()
                 if all(counts.get(t, 0) > 0 for t in needed):
                     break
-                if proc.poll() is not None:
-                    raise InputError(f"the nodes exited during start-up (status {proc.returncode})")
+                nodes.check_started()
                 time.sleep(0.2)
             else:
                 raise InputError(f"nodes did not subscribe to {needed} within {startup_timeout_s:.0f} s")
@@ -351,13 +418,8 @@ def run_replay(
                 if total != last_total:
                     last_total, quiet_since = total, time.monotonic()
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if nodes is not None:
+            nodes.stop()
         if recorder is not None:
             recorder.close()
         executor.shutdown()

@@ -42,13 +42,18 @@ def plan(
     capabilities: str | Sequence[str] = "all",
     namespace: str = "",
     use_sim_time: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> LaunchPlan:
-    """Resolve the graph and parameter file into the nodes to start, without starting them."""
+    """Resolve the graph and parameter file into the nodes to start, without starting them.
+
+    ``overrides`` set parameters of every node on top of the file (like ``/**`` given last).
+    """
     path = Path(config_path) if config_path else default_config_path()
     params_file = load_yaml(path)
     nodes = []
     for spec in select(capabilities):
         params = node_parameters(params_file, spec.name)
+        params.update(overrides or {})
         params["use_sim_time"] = use_sim_time
         nodes.append((spec, params))
     return LaunchPlan(path, namespace, use_sim_time, tuple(nodes))

@@ -1,0 +1,136 @@
+"""``lkd bench soak``: a long simulated drive replayed through every node, measuring whether the
+nodes keep up, whether their memory stays flat, and whether killing one node mid-replay leaves
+the others running and a restarted node resumes.
+
+Malformed-input robustness (fuzzed images and clouds, wrong encodings, time jumps) is checked
+by the test suite (test/nodes/test_node_fuzz.py) on the same nodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from lkd_perception.commands import Command, emit_json
+
+
+def _add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=600.0, help="length of the simulated drive (default 600)")
+    p.add_argument("--scenario", default="urban", help="simulated scenario (default urban)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed (default 1.0: real time)")
+    p.add_argument("--kill", default="line_node", help="node killed at 40%% of the replay and restarted at 55%%"
+                                                        " ('' to keep all running)")
+    p.add_argument("--sensor-qos", default="reliable", choices=("reliable", "best_effort"),
+                   help="sensor subscription reliability of the nodes (default reliable; see README)")
+    p.add_argument("--workdir", default="out/soak", help="folder for the drive and the recording")
+    p.add_argument("--reuse-drive", action="store_true", help="reuse WORKDIR/drive.mcap if it exists")
+    p.add_argument("--config", default=None, help="parameter file of the nodes")
+    p.add_argument("--out", default=None, help="write the JSON result here (default stdout)")
+
+
+def _growth_pct(samples: list[tuple[float, float]], warmup_frac: float = 0.2) -> float | None:
+    """RSS growth after warm-up: mean of the last quarter vs the first quarter, in percent."""
+    vals = [v for _, v in samples]
+    vals = vals[int(len(vals) * warmup_frac):]
+    if len(vals) < 8:
+        return None
+    q = max(1, len(vals) // 4)
+    first, last = sum(vals[:q]) / q, sum(vals[-q:]) / q
+    return 100.0 * (last - first) / first
+
+
+def _run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from lkd_perception.eval.outputs import read_recorded_run
+    from lkd_perception.eval.report import NODE_IO, evaluate_run
+    from lkd_perception.io.bag import bag_info
+    from lkd_perception.nodes.replay import NodeProcesses, run_replay
+    from lkd_perception.sim.drive import make_config
+    from lkd_perception.sim.recording import write_drive
+
+    work = Path(args.workdir).resolve()
+    bag = work / "drive.mcap"
+    if not (args.reuse_drive and bag.exists()):
+        if work.exists():
+            shutil.rmtree(work)
+        print(f"simulating {args.seconds:.0f} s of '{args.scenario}' -> {work}", file=sys.stderr)
+        write_drive(work, make_config(args.scenario, args.seconds, args.seed, camera=True))
+    rec = work / "soak_outputs"
+    if rec.exists():
+        shutil.rmtree(rec)
+
+    nodes = NodeProcesses("all", args.config, {"sensor_qos_reliability": args.sensor_qos})
+    if args.kill and args.kill not in nodes.specs:
+        print(f"lkd: --kill must be one of {sorted(nodes.specs)}", file=sys.stderr)
+        return 2
+    rss: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes.specs}
+    events: dict[str, float] = {}
+    state = {"last_sample": 0.0}
+
+    def monitor(p) -> None:
+        frac = p.published / max(1, p.total)
+        now = time.monotonic()
+        if now - state["last_sample"] >= 2.0:
+            state["last_sample"] = now
+            for name in nodes.specs:
+                v = nodes.rss_mb(name)
+                if v is not None:
+                    rss[name].append((frac, v))
+        if args.kill and frac >= 0.40 and "kill_frac" not in events:
+            nodes.kill(args.kill)
+            events["kill_frac"] = frac
+        if args.kill and frac >= 0.55 and "restart_frac" not in events:
+            nodes.start(args.kill)
+            events["restart_frac"] = frac
+        print(f"\rsoak {100 * frac:5.1f} %", end="", file=sys.stderr)
+
+    result = run_replay(bag, rate=args.rate, record=rec, launch_nodes=True, nodes=nodes, on_progress=monitor)
+    print(file=sys.stderr)
+    run = read_recorded_run(rec)
+    info = bag_info(bag)
+    metrics = evaluate_run(run, work / "gt", {t.name: t.count for t in info.topics})
+
+    per_node = {}
+    t0, span = info.start_ns, max(1, info.end_ns - info.start_ns)
+    for name in nodes.specs:
+        out_topic = NODE_IO[name][0]
+        entry = dict(metrics["nodes"].get(name, {"outputs": 0}))
+        entry.pop("diagnostics", None)
+        growth = _growth_pct(rss[name] if name != args.kill else [s for s in rss[name] if s[0] < events.get(
+            "kill_frac", 1.0)])
+        entry["rss_mb_start_end"] = [rss[name][0][1], rss[name][-1][1]] if rss[name] else None
+        entry["rss_growth_after_warmup_pct"] = growth
+        entry["rss_flat_within_10pct"] = None if growth is None else abs(growth) <= 10.0
+        frac = entry.get("processed_fraction")
+        entry["keeps_up"] = None if frac is None else frac >= 0.9
+        if args.kill and "kill_frac" in events:
+            stamps = _stamps(run, out_topic)
+            k0 = t0 + events["kill_frac"] * span
+            k1 = t0 + events.get("restart_frac", 1.0) * span
+            in_window = sum(1 for s in stamps if k0 <= s < k1)
+            if name == args.kill:
+                entry["outputs_after_restart"] = sum(1 for s in stamps if s >= k1)
+                entry["resumed_after_restart"] = entry["outputs_after_restart"] > 0
+            else:
+                entry["outputs_while_other_node_dead"] = in_window
+                entry["kept_running_while_other_node_dead"] = in_window > 0
+        per_node[name] = entry
+    emit_json({"drive": {"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed}, "rate": args.rate,
+               "killed": args.kill or None, "events": events, "replay_wall_s": result.wall_s, "nodes": per_node,
+               "accuracy": {k: metrics[k] for k in ("detection", "lines", "odometry")}}, args.out)
+    return 0
+
+
+def _stamps(run, topic: str) -> list[int]:
+    if topic == "/lkd/detections":
+        return [f.stamp_ns for f in run.detections]
+    if topic == "/lkd/lines":
+        return [f.stamp_ns for f in run.lines]
+    return [int(s) for s in run.odometry_stamps_ns]
+
+
+COMMANDS = [Command(("bench", "soak"), "long replay through all nodes: keeping up, memory, kill/restart", _add, _run)]
