@@ -99,3 +99,71 @@ def test_image_nodes_survive_fuzz(ros_ctx, spin_until, module, cls_name, out_top
         ex.shutdown()
         node.destroy_node()
         probe.destroy_node()
+
+
+def _room_cloud(rng: np.random.Generator, n: int = 6000) -> np.ndarray:
+    """Points on the floor and four walls of a 30 x 20 m yard, with a few boxes: enough
+    structure for registration."""
+    pts = []
+    k = n // 6
+    pts.append(np.c_[rng.uniform(-15, 15, k), rng.uniform(-10, 10, k), np.full(k, -1.5)])
+    for x in (-15.0, 15.0):
+        pts.append(np.c_[np.full(k, x), rng.uniform(-10, 10, k), rng.uniform(-1.5, 3, k)])
+    for y in (-10.0, 10.0):
+        pts.append(np.c_[rng.uniform(-15, 15, k), np.full(k, y), rng.uniform(-1.5, 3, k)])
+    pts.append(np.c_[rng.uniform(3, 5, k), rng.uniform(2, 4, k), rng.uniform(-1.5, 1, k)])
+    return np.concatenate(pts).astype(np.float32) + rng.normal(0, 0.01, (6 * k, 3)).astype(np.float32)
+
+
+@settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(bad=st.lists(bad_clouds(), min_size=6, max_size=10))
+def test_odometry_node_survives_fuzz_and_time_going_backwards(ros_ctx, spin_until, bad):
+    from nav_msgs.msg import Odometry
+
+    from lkd_perception.nodes.conversions import Cloud, cloud_to_pointcloud2
+    from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
+
+    node = LidarOdometryNode(context=ros_ctx)
+    probe = Node("lkd_fuzzer", context=ros_ctx)
+    pub = probe.create_publisher(PointCloud2, "lidar/points", 10)
+    odom: list[Odometry] = []
+    probe.create_subscription(Odometry, "lkd/odometry", odom.append, 10)
+    problems: list[DiagnosticStatus] = []
+    probe.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: problems.extend(s for s in m.status if s.level in (DiagnosticStatus.WARN, DiagnosticStatus.ERROR)),
+        10)
+    ex = SingleThreadedExecutor(context=ros_ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    rng = np.random.default_rng(1)
+    t0 = 2_000_000_000_000_000_000
+
+    def good(i: int) -> PointCloud2:
+        return cloud_to_pointcloud2(Cloud(_room_cloud(rng)), ns_to_stamp(t0 + i * 100_000_000), "lidar")
+
+    def send(msg) -> None:
+        pub.publish(msg)
+        spin_until(ex, lambda: False, 0.15)
+
+    try:
+        assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and
+                          probe.count_publishers("lkd/odometry") > 0, 15.0)
+        send(good(10))
+        for msg in bad:
+            send(msg)
+        send(good(5))  # time going backwards: reported, skipped
+        assert spin_until(ex, lambda: bool(problems), 5.0), "bad scans were not reported on /diagnostics"
+        # a good, later scan is processed whatever came before
+        for i in (11, 12, 13):
+            send(good(i))
+        stamps = {stamp_to_ns(o.header.stamp) for o in odom}
+        assert spin_until(ex, lambda: {stamp_to_ns(o.header.stamp) for o in odom} & {t0 + 12 * 10**8, t0 + 13 * 10**8},
+                          10.0), f"no odometry for the good scans after the fuzz; got {sorted(stamps)}"
+        assert t0 + 5 * 10**8 not in {stamp_to_ns(o.header.stamp) for o in odom}
+        assert all(o.header.frame_id == "odom" and o.child_frame_id == "base_link" for o in odom)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
