@@ -4,8 +4,9 @@ Subscribes ``lidar/points`` (sensor QoS) and ``imu/data`` (sensor reliability, d
 slow scan does not drop gyro samples) and publishes
 
 * ``lkd/odometry`` (``nav_msgs/Odometry``): odom -> base_link, twist in base_link;
-* ``lkd/path`` (``nav_msgs/Path``, frame map): every scan's corrected pose, re-published after
-  each scan and so also right after a loop closure;
+* ``lkd/path`` (``nav_msgs/Path``, frame map): every scan's corrected pose, re-published at each
+  keyframe (so right after every loop closure, which only keyframes trigger); not per scan,
+  since the message grows with the drive;
 * ``/tf``: ``odom -> base_link`` (odometry) and ``map -> odom`` (loop-closure correction), the
   REP-105 split;
 * ``lkd/loop_closures`` (``visualization_msgs/MarkerArray``): a line between the two keyframes
@@ -84,8 +85,9 @@ class LidarOdometryNode(LkdNode):
                 ]
             )
         )
-        stamps, poses = self.pipeline.map_trajectory()
-        self.pub_path.publish(path_msg(stamp, c.map_frame, [ns_to_stamp(int(s)) for s in stamps], list(poses)))
+        if r.keyframe:
+            stamps, poses = self.pipeline.map_trajectory()
+            self.pub_path.publish(path_msg(stamp, c.map_frame, [ns_to_stamp(int(s)) for s in stamps], list(poses)))
         if r.loop_closures:
             for lc in r.loop_closures:
                 self.get_logger().info(f"loop closed: keyframe {lc.to_id} -> {lc.from_id}, rmse {lc.rmse:.3f} m")

@@ -36,7 +36,7 @@ class OdometryConfig:
     max_range: float = param(80.0, "Points farther than this (m) are dropped.", lo=5.0, hi=300.0)
     min_points: int = param(100, "Scans with fewer valid points are rejected as bad input.", lo=3, hi=100000)
     deskew: bool = param(True, "Undo motion within a scan using the per-point time field.")
-    use_imu: bool = param(True, "Use gyro integration as the rotation prior when IMU data covers the interval.")
+    use_imu: bool = param(True, "Use IMU preintegration (gyro + accelerometer) as the motion prior when samples cover the interval.")
     # --- registration -------------------------------------------------------------------------
     voxel_size: float = param(0.8, "Voxel (m) of the scan used for registration.", lo=0.05, hi=5.0)
     max_source_points: int = param(1500, "Registration uses at most this many scan points.", lo=100, hi=100000)
