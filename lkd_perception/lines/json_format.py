@@ -10,7 +10,6 @@ beside the ground-truth file or in an explicit folder.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError
+from lkd_perception.io.formats import read_json
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,6 @@ class LineGroundTruth:
     lines: np.ndarray
     width: int
     height: int
-
-
-def _read_json(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"file not found: {p}")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON: {exc}") from exc
 
 
 def _rows(value: Any, columns: int, where: str) -> np.ndarray:
@@ -54,7 +44,7 @@ def _rows(value: Any, columns: int, where: str) -> np.ndarray:
 
 def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
     """``{image name: (N,5) x1,y1,x2,y2,score}``."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be an object keyed by image file name")
     return {name: _rows(v, 5, f"{path}[{name!r}]") for name, v in data.items()}
@@ -70,7 +60,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def read_ground_truth(path: str | Path, image_dir: str | Path | None = None) -> dict[str, LineGroundTruth]:
     """Ground truth in either form (module docstring); sizes from the file or the images."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be an object keyed by image file name")
     folder = Path(image_dir) if image_dir is not None else Path(path).parent
