@@ -13,8 +13,9 @@ slow scan does not drop gyro samples) and publishes
   of every accepted loop, in the map frame.
 
 The algorithm is :class:`lkd_perception.odometry.pipeline.LioPipeline`; this node converts
-messages and reports. Bad scans (empty, all-NaN, out of order) are warnings on /diagnostics
-and the node keeps going.
+messages and reports. The LiDAR mounting comes from the ``base_T_lidar`` parameter, or from
+``/tf_static`` (base_frame -> the cloud's frame) when that arrives before the first scan.
+Bad scans (empty, all-NaN, out of order) are warnings on /diagnostics and the node keeps going.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from std_msgs.msg import ColorRGBA, Header
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
+from lkd_perception.common.se3 import make_pose, matrix_from_quat
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.base import LkdNode, run_node
 from lkd_perception.nodes.conversions import (
@@ -58,6 +60,10 @@ class LidarOdometryNode(LkdNode):
         self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
         imu_qos = qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE))
         self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos)
+        self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
+        self._scans = 0
+        if self.cfg.extrinsics_from_tf_static:
+            self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
             f"descriptor {self.cfg.descriptor}, loop closure {'on' if self.cfg.loop_closure else 'off'}"
@@ -67,9 +73,20 @@ class LidarOdometryNode(LkdNode):
         w, a = msg.angular_velocity, msg.linear_acceleration
         self.pipeline.add_imu(stamp_to_ns(msg.header.stamp), np.array([w.x, w.y, w.z]), np.array([a.x, a.y, a.z]))
 
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        for t in msg.transforms:
+            if t.header.frame_id == self.cfg.base_frame:
+                q, p = t.transform.rotation, t.transform.translation
+                T = make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])), [p.x, p.y, p.z])
+                self._static[t.child_frame_id] = T
+
     def _on_scan(self, msg: PointCloud2) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._scans == 0 and msg.header.frame_id in self._static:
+            self.pipeline.set_lidar_extrinsic(self._static[msg.header.frame_id])
+            self.get_logger().info(f"LiDAR extrinsic {self.cfg.base_frame} <- {msg.header.frame_id} from /tf_static")
         result = self.pipeline.add_scan(stamp_ns, pointcloud2_to_cloud(msg))
+        self._scans += 1
         self._publish(result, msg.header.stamp)
         if result.status.startswith("degraded"):
             self.diagnostics.warn("scan", result.status)

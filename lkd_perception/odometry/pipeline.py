@@ -96,6 +96,16 @@ class LioPipeline:
         self._anchors: list[tuple[int, int, np.ndarray]] = []  # stamp, keyframe id, T_kf_scan
 
     # ------------------------------------------------------------------------------------------
+    def set_lidar_extrinsic(self, T_base_lidar: np.ndarray) -> None:
+        """Replace base_link<-lidar (e.g. from /tf_static); only before the first scan, because
+        the map and poses already built would silently disagree with a new mounting."""
+        if self._last_stamp is not None:
+            raise InputError("the LiDAR extrinsic can only change before the first scan")
+        T = np.asarray(T_base_lidar, dtype=float)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise InputError(f"extrinsic must be a finite 4x4 matrix, got shape {T.shape}")
+        self.T_base_lidar = T.copy()
+
     def add_imu(self, stamp_ns: int, gyro: np.ndarray, accel: np.ndarray) -> None:
         """One IMU sample in the IMU frame (rad/s, m/s^2); bad samples raise :class:`InputError`."""
         self.imu.add(int(stamp_ns), gyro, accel)

@@ -60,6 +60,8 @@ def test_bad_scans_are_reported_and_skipped(short_seq):
         p.add_scan(scans[0][0], scans[1][1])
     with pytest.raises(InputError):
         p.add_imu(0, np.array([np.nan, 0, 0]), np.zeros(3))
+    with pytest.raises(InputError, match="before the first scan"):
+        p.set_lidar_extrinsic(np.eye(4))
     # the state is untouched: the next good scans give exactly what a clean run gives
     r1 = p.add_scan(*scans[1])
     r2 = p.add_scan(*scans[2])

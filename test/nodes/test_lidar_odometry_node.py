@@ -1,4 +1,5 @@
-"""lidar_odometry_node over real DDS: frames and stamps of Odometry, Path and TF; bad scans survive."""
+"""lidar_odometry_node over real DDS: frames and stamps of Odometry, Path and TF; bad scans survive;
+the LiDAR mounting from /tf_static."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
+from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.nodes import qos
-from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, stamp_to_ns
+from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, stamp_to_ns, tf_message, transform_stamped
 from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "odometry"))
@@ -84,3 +86,33 @@ def test_node_publishes_consistent_odometry_path_and_tf(ros_ctx, spin_until):
     for m in tfs:
         assert len({stamp_to_ns(t.header.stamp) for t in m.transforms}) == 1
     assert stamp_to_ns(tfs[-1].transforms[0].header.stamp) == stamps[-1]
+
+
+def test_lidar_mounting_is_taken_from_tf_static(ros_ctx, spin_until):
+    """Clouds in a LiDAR frame yawed by 90 deg: with /tf_static the vehicle still drives along +x."""
+    seq = scene.make_sequence(seconds=0.5, seed=0)
+    T_base_lidar = make_pose(yaw_pitch_roll_matrix(np.pi / 2), [0.5, 0.0, 1.2])
+    node = LidarOdometryNode(context=ros_ctx)
+    probe = Node("probe_tf", context=ros_ctx)
+    odoms = []
+    probe.create_subscription(Odometry, "lkd/odometry", odoms.append, qos.output_qos(10))
+    pub = probe.create_publisher(PointCloud2, "lidar/points", qos.output_qos(10))
+    pub_static = probe.create_publisher(TFMessage, "/tf_static", qos.latched_qos(10))
+    ex = SingleThreadedExecutor(context=ros_ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    try:
+        pub_static.publish(tf_message([transform_stamped(ns_to_stamp(0), "base_link", "lidar_yawed", T_base_lidar)]))
+        assert spin_until(ex, lambda: "lidar_yawed" in node._static, 10.0)
+        assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 10.0)
+        for stamp, cloud in seq.scans:
+            xyz = transform_points(pose_inverse(T_base_lidar), cloud.xyz.astype(np.float64)).astype(np.float32)
+            n = len(odoms)
+            pub.publish(cloud_to_pointcloud2(Cloud(xyz, None, cloud.time), ns_to_stamp(stamp), "lidar_yawed"))
+            assert spin_until(ex, lambda: len(odoms) > n, 10.0)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+    p = odoms[-1].pose.pose.position
+    assert abs(p.x - seq.gt_poses[len(seq.scans) - 1][0, 3]) < 0.2 and abs(p.y) < 0.2
