@@ -78,7 +78,10 @@ class OdometryConfig:
     loop_submap_keyframes: int = param(5, "Keyframes either side of the candidate in the loop submap.", lo=0, hi=50)
     loop_max_rmse: float = param(0.3, "ICP fitness gate: max inlier RMSE (m) to accept a loop.", lo=0.01, hi=5.0)
     loop_min_overlap: float = param(0.5, "ICP fitness gate: min fraction of points with a correspondence.", lo=0.0, hi=1.0)
-    loop_robust_kernel: str = param("cauchy", "Robust kernel of loop factors.", choices=["cauchy", "huber", "none"])
+    loop_robust_kernel: str = param(
+        "cauchy", "Robust kernel of loop factors; 'none' also exempts loops from GNC outlier rejection.",
+        choices=["cauchy", "geman_mcclure", "huber", "none"],
+    )
     odom_sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
     odom_sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)
     loop_sigma_rot: float = param(0.02, "Loop factor rotation sigma (rad).", lo=1e-6, hi=10.0)
