@@ -76,7 +76,7 @@ class OdometryConfig:
     loop_candidates: int = param(10, "Nearest global descriptors examined per keyframe.", lo=1, hi=100)
     loop_descriptor_distance: float = param(0.35, "Max ring-sector descriptor distance (1 - cosine) of a candidate.", lo=0.0, hi=2.0)
     loop_submap_keyframes: int = param(5, "Keyframes either side of the candidate in the loop submap.", lo=0, hi=50)
-    loop_max_rmse: float = param(0.3, "ICP fitness gate: max inlier RMSE (m) to accept a loop.", lo=0.01, hi=5.0)
+    loop_max_rmse: float = param(0.3, "ICP fitness gate: max point-to-plane RMSE (m) to accept a loop.", lo=0.01, hi=5.0)
     loop_min_overlap: float = param(0.5, "ICP fitness gate: min fraction of points with a correspondence.", lo=0.0, hi=1.0)
     loop_robust_kernel: str = param(
         "cauchy", "Robust kernel of loop factors; 'none' also exempts loops from GNC outlier rejection.",
