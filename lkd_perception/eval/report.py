@@ -87,11 +87,19 @@ def line_results(run: RecordedRun, gt_coco: dict) -> dict[str, list[list[float]]
     return out
 
 
+def _gt_trajectory(tum: Path):
+    from lkd_perception.eval.trajectory import Trajectory
+    from lkd_perception.io.formats import read_tum
+
+    series = read_tum(tum)
+    return Trajectory(np.round(series.stamps_s * 1e9).astype(np.int64), series.poses)
+
+
 def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, int] | None = None) -> dict[str, Any]:
     """All metrics of one replay. Capabilities whose outputs are absent are reported as such."""
     from lkd_perception.eval.detection import evaluate_detections
     from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
-    from lkd_perception.io.formats import read_line_json, read_tum
+    from lkd_perception.io.formats import read_lines
 
     gt = Path(gt_dir)
     if not gt.is_dir():
@@ -118,16 +126,22 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
         from lkd_perception.eval.lines import evaluate_lines
 
         pred = line_results(run, gt_coco)
-        gt_lines = {k: v for k, v in read_line_json(lines_gt_path).items() if k in pred}
+        gt_lines = read_lines(lines_gt_path)
         sizes = {im["file_name"]: (im["width"], im["height"]) for im in gt_coco["images"]}
-        metrics["lines"] = _jsonable(evaluate_lines(pred, gt_lines, sizes)) if gt_lines else {"error": "no frame matched GT"}
+        names = sorted(k for k in pred if k in gt_lines and k in sizes)
+        if names:
+            m = evaluate_lines([np.asarray(pred[k], float).reshape(-1, 5) for k in names],
+                               [gt_lines[k] for k in names], [sizes[k] for k in names])
+            metrics["lines"] = {"sAP5": m.sap5, "sAP10": m.sap10, "sAP15": m.sap15, "FH": m.f_h, "APH": m.ap_h,
+                                "images": m.images, "ground_truth": m.ground_truth, "predictions": m.predictions}
+        else:
+            metrics["lines"] = {"error": "no frame matched GT"}
     else:
         metrics["lines"] = {"skipped": "no /lkd/lines in the recording or no gt/lines.json"}
 
     tum = gt / "trajectory.tum"
     if len(run.odometry_poses) >= 3 and tum.is_file():
-        ref_t, ref_T = read_tum(tum)
-        ref = Trajectory(np.asarray(ref_t, dtype=np.int64), np.asarray(ref_T))
+        ref = _gt_trajectory(tum)
         odo = evaluate_trajectory(Trajectory(run.odometry_stamps_ns, run.odometry_poses), ref)
         metrics["odometry"] = {"odom": _jsonable(odo)}
         metrics["odometry"]["odom"].pop("alignment", None)
@@ -173,14 +187,12 @@ def plot_trajectories(run: RecordedRun, gt_dir: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lkd_perception.eval.trajectory import Trajectory, align_se3, associate
-    from lkd_perception.io.formats import read_tum
+    from lkd_perception.eval.trajectory import align_se3, associate
 
     tum = gt_dir / "trajectory.tum"
     if len(run.odometry_poses) < 3 or not tum.is_file():
         return None
-    ref_t, ref_T = read_tum(tum)
-    ref = Trajectory(np.asarray(ref_t, dtype=np.int64), np.asarray(ref_T))
+    ref = _gt_trajectory(tum)
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.plot(ref.positions[:, 0], ref.positions[:, 1], "k-", lw=2, label="ground truth")
     for name, t, T, style in (
