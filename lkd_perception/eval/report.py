@@ -195,6 +195,7 @@ def plot_trajectories(run: RecordedRun, gt_dir: Path) -> str | None:
     ref = _gt_trajectory(tum)
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.plot(ref.positions[:, 0], ref.positions[:, 1], "k-", lw=2, label="ground truth")
+    A_map = np.eye(4)  # the map-frame alignment, applied to the loop-closure markers (map frame) too
     for name, t, T, style in (
         ("odometry (odom)", run.odometry_stamps_ns, run.odometry_poses, "C0-"),
         ("pose graph (map)", run.path_stamps_ns, run.path_poses, "C1--"),
@@ -203,10 +204,13 @@ def plot_trajectories(run: RecordedRun, gt_dir: Path) -> str | None:
             continue
         ia, ib = associate(t, ref.stamps_ns, 0.01)
         A = align_se3(T[ia], ref.poses[ib]) if len(ia) >= 3 else np.eye(4)
+        if T is run.path_poses:
+            A_map = A
         P = np.einsum("ij,njk->nik", A, T)[:, :3, 3]
         ax.plot(P[:, 0], P[:, 1], style, label=name)
     for a, b in run.loop_closures:
-        ax.plot([a[0], b[0]], [a[1], b[1]], "r-", lw=1)
+        a, b = A_map[:3, :3] @ a + A_map[:3, 3], A_map[:3, :3] @ b + A_map[:3, 3]
+        ax.plot([a[0], b[0]], [a[1], b[1]], "r-", lw=1.5)
     if len(run.loop_closures):
         ax.plot([], [], "r-", label=f"loop closures ({len(run.loop_closures)})")
     ax.set_aspect("equal")
