@@ -62,8 +62,7 @@ class LidarOdometryNode(LkdNode):
         self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos)
         self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
         self._scans = 0
-        if self.cfg.extrinsics_from_tf_static:
-            self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
+        self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
             f"descriptor {self.cfg.descriptor}, loop closure {'on' if self.cfg.loop_closure else 'off'}"

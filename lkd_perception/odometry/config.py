@@ -31,9 +31,6 @@ class OdometryConfig:
         "Extrinsic base_link<-imu as [x, y, z, roll, pitch, yaw] (m, rad); only the rotation is used.",
         read_only=True,
     )
-    extrinsics_from_tf_static: bool = param(
-        True, "The node takes base_link<-lidar from /tf_static when it arrives before the first scan.", read_only=True
-    )
     # --- preprocessing ------------------------------------------------------------------------
     min_range: float = param(1.0, "Points closer than this (m) are dropped (vehicle body).", lo=0.0, hi=20.0)
     max_range: float = param(80.0, "Points farther than this (m) are dropped.", lo=5.0, hi=300.0)
