@@ -94,8 +94,9 @@ def time_session(session, size: int, runs: int, provider: str) -> Latency:
     return Latency(provider, size, float(np.median(times)), float(np.percentile(times, 90)), runs)
 
 
-def onnx_cost(path: str | Path) -> tuple[int, float]:
-    """(parameters, GFLOPs) of an ONNX graph: initialiser elements; 2 x MACs of Conv, MatMul and Gemm."""
+def onnx_cost(path: str | Path) -> tuple[int, float, int]:
+    """(parameters, GFLOPs, uncounted nodes) of an ONNX graph: initialiser elements; 2 x MACs of Conv,
+    MatMul and Gemm. Nodes whose shapes shape inference cannot fix are not counted (a lower bound)."""
     import onnx
     from onnx import numpy_helper, shape_inference
 
@@ -108,19 +109,22 @@ def onnx_cost(path: str | Path) -> tuple[int, float]:
         dims = vi.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
             shapes[vi.name] = tuple(d.dim_value for d in dims)
-    macs = 0
+    macs = skipped = 0
     for node in g.node:
         out = shapes.get(node.output[0])
-        if out is None:
+        if node.op_type not in ("Conv", "MatMul", "Gemm"):
             continue
-        if node.op_type == "Conv" and node.input[1] in shapes:
+        if out is None or node.input[0] not in shapes or (node.op_type == "Conv" and node.input[1] not in shapes):
+            skipped += 1
+            continue
+        if node.op_type == "Conv":
             macs += int(np.prod(out)) * int(np.prod(shapes[node.input[1]][1:]))
-        elif node.op_type in ("MatMul", "Gemm") and node.input[0] in shapes:
+        elif node.op_type in ("MatMul", "Gemm"):
             k = shapes[node.input[0]][-1]
             if node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute):
                 k = shapes[node.input[0]][0]
             macs += int(np.prod(out)) * int(k)
-    return params, 2.0 * macs / 1e9
+    return params, 2.0 * macs / 1e9, skipped
 
 
 def _evaluate(detector, gt_path: str, max_images: int) -> tuple[float, float, int]:
@@ -172,7 +176,7 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
         info = read_model_info(make_session(path, "cpu", False, threads), str(path))
     except LkdError as exc:
         return BenchRow(target.name, "?", note=f"skipped: {exc}"), 0
-    params, gf = onnx_cost(path)
+    params, gf, uncounted = onnx_cost(path)
     lat = [time_session(make_session(path, p, False, threads), info.input_size, runs, p) for p in _providers()]
     cfg = from_dict(DetectorConfig, {"model": info.family, f"{info.family}_model_path": str(path),
                                      "conf_threshold": 0.001, "iou_threshold": 0.6, "threads": threads})
@@ -191,8 +195,10 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
                 times.append(sw.elapsed * 1e3)
         e2e = float(np.median(times))
         m1, m2, n_eval = _evaluate(det, gt, max_images)
+    notes = ([] if gt else ["no --gt: accuracy not measured"]) + (
+        [f"GFLOPs is a lower bound: {uncounted} Conv/MatMul nodes without static shapes"] if uncounted else [])
     return BenchRow(target.name, info.family, params, {str(info.input_size): round(gf, 4)}, lat, e2e, m1, m2,
-                    note="" if gt else "no --gt: accuracy not measured"), n_eval
+                    note="; ".join(notes)), n_eval
 
 
 def run_benchmark(leyolo_sizes: Sequence[str], sizes: Sequence[int], targets: Sequence[BenchTarget], gt: str | None,

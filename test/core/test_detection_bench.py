@@ -18,7 +18,8 @@ from lkd_perception.detection.toy_data import TOY_CLASSES, write_toy_coco
 def test_onnx_cost_agrees_with_the_pytorch_count(tmp_path):
     model = LeYOLO("n", nc=4)
     path = export_leyolo(model, tmp_path / "n.onnx", 96, list(TOY_CLASSES))
-    params, gflops = onnx_cost(path)
+    params, gflops, uncounted = onnx_cost(path)
+    assert uncounted == 0
     torch_cost = model_cost(model, 96)
     assert gflops == pytest.approx(torch_cost.gflops, rel=0.01)
     # BN folds into the convolutions in ONNX: fewer stored numbers, same order of magnitude
