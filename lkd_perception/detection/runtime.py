@@ -23,13 +23,18 @@ log = logging.getLogger(__name__)
 
 FAMILIES = ("leyolo", "detr")
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+_HERE = Path(__file__).resolve()
+_PACKAGE_ROOT = _HERE.parents[2]  # the source checkout (repository root)
+# an install puts this file in <prefix>/lib/pythonX.Y/site-packages/lkd_perception/detection/: colcon's
+# <prefix> is install/lkd_perception, not sys.prefix, so both are searched for share/lkd_perception
+_INSTALL_PREFIXES = tuple(dict.fromkeys([Path(sys.prefix)] + ([_HERE.parents[5]] if len(_HERE.parents) > 5 else [])))
 
 
 def resolve_model_path(path: str) -> Path:
-    """A model path as given, else relative to the source checkout, else to the installed share dir."""
+    """A model path as given, else relative to the source checkout, else to an installed share dir."""
     p = Path(path).expanduser()
-    candidates = [p] if p.is_absolute() else [p, _PACKAGE_ROOT / p, Path(sys.prefix) / "share" / "lkd_perception" / p]
+    candidates = [p] if p.is_absolute() else (
+        [p, _PACKAGE_ROOT / p] + [prefix / "share" / "lkd_perception" / p for prefix in _INSTALL_PREFIXES])
     for c in candidates:
         if c.is_file():
             return c
