@@ -37,7 +37,9 @@ fi
 touch "$VENV/COLCON_IGNORE"
 if ! is_done req "$req_stamp"; then
   log "installing pinned requirements"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
+  # (this machine's pip config lists local indexes that may be absent: drop those warnings)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$req_stamp" > "$VENV/.stamp_req"
 fi
 

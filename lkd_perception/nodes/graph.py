@@ -61,6 +61,25 @@ def select(capabilities: str | list[str] | tuple[str, ...] = "all") -> list[Node
     return [s for s in GRAPH if s.capability in wanted]
 
 
+def config_class(spec: NodeSpec) -> type:
+    """The config dataclass a node declares its parameters from (its ``declare_config`` call).
+
+    Read from the node's source and taken from its module, so the YAML tooling and the tests
+    follow the node code instead of a second list that could drift from it.
+    """
+    import ast
+    import importlib
+
+    module = importlib.import_module(spec.module)
+    tree = ast.parse(Path(module.__file__).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "declare_config":
+            return getattr(module, node.args[0].id)
+    from lkd_perception.common.errors import ConfigError
+
+    raise ConfigError(f"{spec.module} declares no config dataclass")
+
+
 def default_config_path() -> Path:
     """``config/vehicle.yaml`` of a source checkout or, when installed, of the package share."""
     here = Path(__file__).resolve().parents[2] / "config" / "vehicle.yaml"

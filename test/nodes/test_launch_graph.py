@@ -8,7 +8,6 @@ minimal stand-in of those two modules that records the Node actions it creates; 
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import sys
 import types
@@ -17,27 +16,16 @@ from pathlib import Path
 from lkd_perception.common.config import describe, from_dict, load_yaml, node_parameters
 from lkd_perception.nodes import run_all
 from lkd_perception.nodes.base import NodeIOConfig
-from lkd_perception.nodes.graph import GRAPH, default_config_path
+from lkd_perception.nodes.graph import GRAPH, config_class, default_config_path
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _config_class(spec) -> type:
-    import ast
-
-    src = Path(importlib.util.find_spec(spec.module).origin).read_text()
-    for node in ast.walk(ast.parse(src)):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "declare_config":
-            name = node.args[0].id
-            return getattr(importlib.import_module(spec.module), name)
-    raise AssertionError(f"{spec.module} declares no config")
 
 
 def test_vehicle_yaml_keys_are_config_fields():
     params = load_yaml(ROOT / "config" / "vehicle.yaml")
     common = {s.name for s in describe(NodeIOConfig)}
     for spec in GRAPH:
-        cls = _config_class(spec)
+        cls = config_class(spec)
         own = params[spec.name]["ros__parameters"]
         from_dict(cls, own)  # strict: an unknown or out-of-range key fails here
         assert set(own) == {s.name for s in describe(cls)}, f"{spec.name}: YAML and {cls.__name__} differ"
