@@ -46,3 +46,18 @@ def _spin_until(executor, predicate: Callable[[], bool], timeout_s: float = 10.0
 def spin_until():
     """``spin_until(executor, predicate, timeout_s=10) -> bool``: spin until predicate holds."""
     return _spin_until
+
+
+def _latest_status(diagnostics: list, name: str):
+    """The newest DiagnosticStatus called ``name`` among received DiagnosticArrays, or None."""
+    for arr in reversed(diagnostics):
+        for status in arr.status:
+            if status.name == name:
+                return status
+    return None
+
+
+@pytest.fixture
+def latest_status():
+    """``latest_status(received_arrays, "node: task") -> DiagnosticStatus | None``."""
+    return _latest_status
