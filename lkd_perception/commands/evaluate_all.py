@@ -1,4 +1,4 @@
-"""``lkd evaluate all OUT.mcap --gt DIR/gt --report DIR``: every metric of a recorded replay."""
+"""``lkd evaluate all REC --gt DIR/gt --report DIR``: every metric of a recorded replay."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from lkd_perception.commands import Command, emit_json
 
 
 def _add(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recording", help="the .mcap written by `lkd replay --record`")
+    p.add_argument("recording", help="the recording folder written by `lkd replay --record` (rosbag2, mcap storage)")
     p.add_argument("--gt", required=True, help="ground-truth folder (DIR/gt of `lkd simulate`)")
     p.add_argument("--bag", default=None, help="the replayed input bag (default: GT/../drive.mcap), for "
                                                  "processed fractions and sample frames")

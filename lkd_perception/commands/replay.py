@@ -12,7 +12,7 @@ from lkd_perception.commands import Command, emit_json
 def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="bag to replay (mcap or sqlite3 rosbag2 folder/file)")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
-    p.add_argument("--record", default=None, help="record the nodes' outputs to this new .mcap")
+    p.add_argument("--record", default=None, help="record the nodes' outputs into this new rosbag2 folder (mcap storage)")
     p.add_argument("--launch", action="store_true", help="also start the vehicle's nodes (on sim time)")
     p.add_argument("--config", default=None, help="parameter file for --launch (default config/vehicle.yaml)")
     p.add_argument("--capabilities", default="all", help="nodes to start with --launch (default all)")
