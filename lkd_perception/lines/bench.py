@@ -94,11 +94,11 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
     if method == "lsdnet_cpu":
         from lkd_perception.lines.runtime import LineDetector
 
-        return LineDetector(replace(cfg, providers="cpu"))
+        return LineDetector(replace(cfg, provider="cpu"))
     if method == "lsdnet_cuda":
         from lkd_perception.lines.runtime import LineDetector
 
-        det = LineDetector(replace(cfg, providers="cuda"))
+        det = LineDetector(replace(cfg, provider="cuda"))
         if "CUDAExecutionProvider" not in det.providers:
             raise ConfigError("CUDA execution provider not available")
         return det

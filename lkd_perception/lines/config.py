@@ -49,7 +49,7 @@ class LineConfig:
         True, "move each end to where the heat along the segment falls to half (recovers corners)"
     )
     score_threshold: float = param(0.5, "segments whose mean heat is lower are dropped", lo=0.0, hi=1.0)
-    providers: str = param(
+    provider: str = param(
         "cpu", "ONNX Runtime execution provider", choices=("cpu", "cuda", "tensorrt"), read_only=True
     )
     threads: int = param(2, "ONNX Runtime intra-op threads (0 = library default)", lo=0, hi=64, read_only=True)

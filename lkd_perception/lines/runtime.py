@@ -89,7 +89,7 @@ class LineDetector:
         for name, value in (("batch", 1), ("height", cfg.input_height), ("width", cfg.input_width)):
             opts.add_free_dimension_override_by_name(name, value)
         available = set(ort.get_available_providers())
-        providers = [p for p in _PROVIDERS[cfg.providers] if p in available]
+        providers = [p for p in _PROVIDERS[cfg.provider] if p in available]
         try:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types

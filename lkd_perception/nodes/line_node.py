@@ -66,7 +66,7 @@ class LineNode(LkdNode):
         self.cfg = cfg
         if self.detector is not None:
             self.detector.config = replace(
-                cfg, model_path=self.detector.config.model_path, providers=self.detector.config.providers
+                cfg, model_path=self.detector.config.model_path, provider=self.detector.config.provider
             )
 
     def _report_model_error(self) -> None:
