@@ -18,6 +18,8 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capabilities", default="all", help="nodes to start with --launch (default all)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="with --launch: set a parameter of every node (repeatable), e.g. sensor_qos_reliability=reliable")
+    p.add_argument("--wait-for", nargs="*", default=[], metavar="TOPIC",
+                   help="hold the first message until these bag topics have a subscriber")
     p.add_argument("--topics", nargs="*", default=None, help="only these bag topics (default all)")
     p.add_argument("--out", default=None, help="write the summary JSON here (default stdout)")
 
@@ -39,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         result = run_replay(
             args.bag, rate=args.rate, record=args.record, launch_config=args.config, launch_nodes=args.launch,
             capabilities=args.capabilities, topics=args.topics, on_progress=progress, overrides=parse_sets(args.set),
+            wait_for=args.wait_for,
         )
     finally:
         bar.close()

@@ -344,13 +344,15 @@ def run_replay(
     on_progress: Callable[[ReplayProgress], None] | None = None,
     nodes: NodeProcesses | None = None,
     overrides: dict[str, object] | None = None,
+    wait_for: Sequence[str] = (),
 ) -> ReplayResult:
     """Replay a bag; optionally start the vehicle's nodes (own process, sim time) and record.
 
     Each node runs in its own process, so everything crosses DDS exactly as on the vehicle.
     The player waits until every node input that the bag carries has a subscriber, so no frame
     is lost to start-up (loading models takes seconds). Pass ``nodes`` to control the node
-    processes yourself (the soak benchmark kills and restarts them from ``on_progress``).
+    processes yourself (the soak benchmark kills and restarts them from ``on_progress``), and
+    ``wait_for`` to hold the first message until those bag topics have a subscriber.
     """
     import rclpy
     from rclpy.context import Context
@@ -374,18 +376,18 @@ def run_replay(
         spin_thread = threading.Thread(target=executor.spin, daemon=True)
         spin_thread.start()
 
+        needed = set(wait_for)
         if nodes is not None:
             nodes.start()
-            needed = sorted({"/" + t for s in nodes.specs.values() for t in s.inputs} & set(player.topics))
+            needed |= {"/" + t for s in nodes.specs.values() for t in s.inputs} & set(player.topics)
+        if needed:
             deadline = time.monotonic() + startup_timeout_s
-            while time.monotonic() < deadline:
-                counts = player.subscriber_counts()
-                if all(counts.get(t, 0) > 0 for t in needed):
-                    break
-                nodes.check_started()
+            while not all(player.subscriber_counts().get(t, 0) > 0 for t in needed):
+                if nodes is not None:
+                    nodes.check_started()
+                if time.monotonic() > deadline:
+                    raise InputError(f"nothing subscribed to {sorted(needed)} within {startup_timeout_s:.0f} s")
                 time.sleep(0.2)
-            else:
-                raise InputError(f"nodes did not subscribe to {needed} within {startup_timeout_s:.0f} s")
             time.sleep(1.0)  # let discovery settle in both directions before the first message
 
         progress = player.progress

@@ -54,7 +54,7 @@ class Relay(Node):
         super().__init__("lkd_test_relay", **kw)
         self.images: list[np.ndarray] = []
         self.pub = self.create_publisher(Detection2DArray, "/lkd/detections", 10)
-        self.create_subscription(Image, "/camera/image_raw", self.on_image, sensor_qos("best_effort", 10))
+        self.create_subscription(Image, "/camera/image_raw", self.on_image, sensor_qos("reliable", 10))
 
     def on_image(self, msg: Image) -> None:
         self.images.append(image_to_numpy(msg))
@@ -75,14 +75,14 @@ def test_replay_publishes_and_records(tmp_path, ros_ctx, spin_until):
     t.start()
     try:
         out = tmp_path / "out.mcap"
-        result = run_replay(bag, rate=1.0, record=out, drain_s=1.5)
+        result = run_replay(bag, rate=1.0, record=out, drain_s=1.5, wait_for=["/camera/image_raw"])
     finally:
         stop.set()
         t.join()
         ex.shutdown()
         relay.destroy_node()
     assert result.published == {"/camera/image_raw": N_FRAMES}
-    assert len(relay.images) >= N_FRAMES - 1  # best effort: discovery may race the first frame
+    assert len(relay.images) == N_FRAMES  # the player waited for the relay to subscribe
     for got in relay.images:
         assert any(np.array_equal(got, f) for f in frames)
     with AnyReader([out]) as reader:
