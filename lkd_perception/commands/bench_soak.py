@@ -120,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
                 entry["kept_running_while_other_node_dead"] = in_window > 0
         per_node[name] = entry
     emit_json({"drive": {"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed}, "rate": args.rate,
-               "killed": args.kill or None, "events": events, "replay_wall_s": result.wall_s, "nodes": per_node,
+               "killed": args.kill or None, "events": events, "replay_wall_s": result.wall_s,
+               "publish_failed": result.publish_failed, "nodes": per_node,
                "accuracy": {k: metrics[k] for k in ("detection", "lines", "odometry")}}, args.out)
     return 0
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -82,6 +83,7 @@ class ReplayProgress:
     total: int = 0
     published: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)  # the middleware refused the sample
     bag_start_ns: int = 0
     bag_end_ns: int = 0
     done: bool = False
@@ -144,7 +146,13 @@ class BagPlayer(Node):
             if delay > 0:
                 self._stop_event.wait(delay)
             self._clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
-            self._topic_pubs[conn.topic].publish(bytes(raw))
+            try:
+                self._topic_pubs[conn.topic].publish(bytes(raw))
+            except RCLError as exc:
+                # e.g. FastDDS gives up on a reliable sample while readers lag: drop it, count it, go on
+                self.progress.failed[conn.topic] = self.progress.failed.get(conn.topic, 0) + 1
+                log.warning("could not publish on %s: %s", conn.topic, exc)
+                continue
             self.progress.published += 1
             self.progress.per_topic[conn.topic] = self.progress.per_topic.get(conn.topic, 0) + 1
         self.progress.done = True
@@ -250,6 +258,7 @@ class ReplayResult:
     bag: str
     record: str | None
     published: dict[str, int]
+    publish_failed: dict[str, int]
     recorded: dict[str, int]
     bag_duration_s: float
     wall_s: float
@@ -436,6 +445,7 @@ def run_replay(
         bag=str(bag),
         record=str(record) if record else None,
         published=dict(p.per_topic),
+        publish_failed=dict(p.failed),
         recorded=dict(recorder.counts) if recorder else {},
         bag_duration_s=(p.bag_end_ns - p.bag_start_ns) * 1e-9,
         wall_s=time.perf_counter() - t_start,
