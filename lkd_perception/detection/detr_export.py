@@ -17,7 +17,7 @@ import torch
 
 from lkd_perception.common.errors import ModelError
 from lkd_perception.detection.detr import Detr
-from lkd_perception.detection.export import OPSET, set_metadata
+from lkd_perception.detection.export import set_metadata, trace_to_onnx
 
 # Ops that break TensorRT export of DETRs (REFERENCE 1.7); the graph must not contain them.
 FORBIDDEN_OPS = frozenset({"GridSample", "NonMaxSuppression"})
@@ -30,13 +30,7 @@ def export_detr(model: Detr, out_path: str | Path, input_size: int, class_names:
         raise ModelError(f"input size {input_size} is not a multiple of the backbone's coarsest stride {coarsest}")
     if len(class_names) != model.num_classes:
         raise ModelError(f"{len(class_names)} class names for a model with {model.num_classes} classes")
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().float()
-    dummy = torch.zeros(1, 3, input_size, input_size)
-    with torch.no_grad():
-        torch.onnx.export(model, (dummy,), str(out), input_names=["images"], output_names=["boxes", "scores"],
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    out = trace_to_onnx(model, out_path, input_size, ["boxes", "scores"])
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     bad = sorted(ops & FORBIDDEN_OPS)
     if bad:

@@ -28,18 +28,25 @@ def set_metadata(path: str | Path, family: str, class_names: Sequence[str], inpu
     onnx.save(model, str(path))
 
 
+def trace_to_onnx(model: torch.nn.Module, out_path: str | Path, input_size: int,
+                  output_names: Sequence[str]) -> Path:
+    """Trace ``model`` in eval mode with a static [1,3,S,S] ``images`` input to an opset-17 ONNX file."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    with torch.no_grad():
+        torch.onnx.export(model, (dummy,), str(out), input_names=["images"], output_names=list(output_names),
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    return out
+
+
 def export_leyolo(model: torch.nn.Module, out_path: str | Path, input_size: int, class_names: Sequence[str]) -> Path:
     """Trace a LeYOLO module (eval mode, decode in-graph) to ONNX with a static [1,3,S,S] input."""
     if input_size % 32:
         raise ModelError(f"LeYOLO input size must be a multiple of 32 (strides up to 32), got {input_size}")
     if len(class_names) != model.nc:
         raise ModelError(f"{len(class_names)} class names for a model with {model.nc} classes")
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().float()
-    dummy = torch.zeros(1, 3, input_size, input_size)
-    with torch.no_grad():
-        torch.onnx.export(model, (dummy,), str(out), input_names=["images"], output_names=["output0"],
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    out = trace_to_onnx(model, out_path, input_size, ["output0"])
     set_metadata(out, "leyolo", class_names, input_size)
     return out

@@ -58,6 +58,16 @@ def _good_image(stamp_ns: int) -> Image:
     return numpy_to_image(img, "rgb8", ns_to_stamp(stamp_ns), "camera_optical")
 
 
+def _problems_seen_by(probe: Node) -> list[DiagnosticStatus]:
+    """A list that fills with every WARN/ERROR status the probe receives on /diagnostics."""
+    problems: list[DiagnosticStatus] = []
+    probe.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: problems.extend(s for s in m.status if s.level in (DiagnosticStatus.WARN, DiagnosticStatus.ERROR)),
+        10)
+    return problems
+
+
 IMAGE_NODES = [("lkd_perception.nodes.detector_node", "DetectorNode", "lkd/detections"),
                ("lkd_perception.nodes.line_node", "LineNode", "lkd/lines")]
 
@@ -72,11 +82,7 @@ def test_image_nodes_survive_fuzz(ros_ctx, spin_until, module, cls_name, out_top
     pub = probe.create_publisher(Image, "camera/image_raw", 10)
     outputs: list[Detection2DArray] = []
     probe.create_subscription(Detection2DArray, out_topic, outputs.append, 10)
-    problems: list[DiagnosticStatus] = []
-    probe.create_subscription(
-        DiagnosticArray, "/diagnostics",
-        lambda m: problems.extend(s for s in m.status if s.level in (DiagnosticStatus.WARN, DiagnosticStatus.ERROR)),
-        10)
+    problems = _problems_seen_by(probe)
     ex = SingleThreadedExecutor(context=ros_ctx)
     ex.add_node(node)
     ex.add_node(probe)
@@ -129,11 +135,7 @@ def test_odometry_node_survives_fuzz_and_time_going_backwards(ros_ctx, spin_unti
     pub = probe.create_publisher(PointCloud2, "lidar/points", 10)
     odom: list[Odometry] = []
     probe.create_subscription(Odometry, "lkd/odometry", odom.append, 10)
-    problems: list[DiagnosticStatus] = []
-    probe.create_subscription(
-        DiagnosticArray, "/diagnostics",
-        lambda m: problems.extend(s for s in m.status if s.level in (DiagnosticStatus.WARN, DiagnosticStatus.ERROR)),
-        10)
+    problems = _problems_seen_by(probe)
     ex = SingleThreadedExecutor(context=ros_ctx)
     ex.add_node(node)
     ex.add_node(probe)
