@@ -171,6 +171,10 @@ class LkdNode(Node):
                 self.diagnostics.warn(task, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - a node must survive its own bugs
+                if not self.context.ok():
+                    # shutdown (SIGINT) arrived while this callback ran: its publish fails
+                    # because the context is gone, which is the end of the node, not a bug
+                    return
                 self.get_logger().error(f"{task}: unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
                 self.diagnostics.error(task, f"{type(exc).__name__}: {exc}")
                 return
