@@ -105,7 +105,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="JSON file (default: stdout; the table goes to stderr)")
-    p.add_argument("--source", default="sim", choices=("sim", "synthetic"), help="held-out images")
+    p.add_argument("--source", default="sim", choices=("sim", "synthetic", "labelled"),
+                   help="held-out images: simulator frames, synthetic shapes, or the images of --gt")
+    p.add_argument("--gt", default="", help="labelled: line ground-truth JSON, images in its folder "
+                   "(e.g. test/fixtures/lines_real/gt.json, hand-labelled photographs)")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--sim-runs", default="urban:1001,loop:1002", help="held-out drives scenario:seed,...")
@@ -115,7 +118,7 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1000, help="synthetic held-out seed (training uses others)")
     p.add_argument("--augment", type=float, default=1.0, help="synthetic: photometric degradation 0..1")
     p.add_argument("--repeats", type=int, default=1, help="timing passes over the images per size")
-    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,lsdnet_cpu@160x120,opencv_lsd,opencv_fld",
+    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,lsdnet_cpu@320x240,opencv_lsd,opencv_fld",
                    help="comma list; lsdnet_*@WxH runs LSDNet at another input size")
     p.add_argument("--save-data", default=None,
                    help="also write the held-out images and gt.json here (for lkd evaluate lines)")
@@ -130,7 +133,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     cfg = _line_config(args)
     spec = HeldOut(source=args.source, width=args.width, height=args.height, sim_runs=args.sim_runs,
                    sim_seconds=args.sim_seconds, sim_rate_hz=args.sim_rate, seed=args.seed, count=args.count,
-                   augment_strength=args.augment)
+                   augment_strength=args.augment, gt=args.gt)
     images = heldout_images(spec)
     log.info("%d held-out images (%s)", len(images), spec.source)
     if args.save_data:
@@ -159,16 +162,21 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/lines/train", help="folder for checkpoint.pt and log.json")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=12)
-    p.add_argument("--crop", type=int, default=128, help="square training image size (multiple of 8)")
+    p.add_argument("--crop", type=int, default=128, help="square training image size (multiple of 8 x the stride)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--stride", type=int, default=2, choices=(1, 2),
+                   help="output stride: 2 = maps at half the input size (the shipped model), 1 = the reference U-Net")
+    p.add_argument("--decoder", default="add", choices=("add", "concat"),
+                   help="decoder stages: add = the light one (the shipped model), concat = the reference U-Net's")
+    p.add_argument("--widths", default="16,32,64,160", help="channel widths of the four levels")
     p.add_argument("--sim-fraction", type=float, default=0.0,
                    help="share of each batch cropped from simulator frames (0 = synthetic shapes only)")
     p.add_argument("--sim-runs", default="loop:11,urban:12,corridor:13,urban:14",
                    help="simulator drives scenario:seed,... rendered for training (1 frame/s)")
     p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each simulator drive")
-    p.add_argument("--sim-size", default="320x240", help="simulator frame size WxH")
+    p.add_argument("--sim-size", default="480x360", help="simulator frame size WxH")
     p.add_argument("--sim-cache", default=None,
                    help="npz of rendered simulator frames (default OUT/sim_frames.npz; reused when present)")
     p.add_argument("--init", default=None, help="checkpoint to start from")
@@ -179,7 +187,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from lkd_perception.lines.train import TrainSettings, train
 
     settings = TrainSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                             seed=args.seed, threads=args.threads)
+                             seed=args.seed, threads=args.threads, stride=args.stride,
+                             decoder=args.decoder, widths=_parse_widths(args.widths))
     out = Path(args.out)
     extra = _sim_crops(args, out) if args.sim_fraction > 0 else None
     net = load_checkpoint(args.init) if args.init else None
@@ -210,6 +219,15 @@ def _parse_runs(text: str) -> list[tuple[str, int]]:
             raise ConfigError(f"simulator run must be scenario:seed, got {item!r}")
         runs.append((scenario, int(seed)))
     return runs
+
+
+def _parse_widths(text: str) -> tuple[int, int, int, int]:
+    from lkd_perception.common.errors import ConfigError
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"widths must be four positive integers like 16,32,64,160, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
 def _parse_size(text: str) -> tuple[int, int]:

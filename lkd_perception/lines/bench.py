@@ -11,16 +11,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from lkd_perception.common.config import from_dict, to_dict
-from lkd_perception.common.errors import ConfigError
+from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
 from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.json_format import read_ground_truth
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
 METHODS = ("lsdnet_cpu", "lsdnet_cuda", "opencv_lsd", "opencv_fld")
@@ -34,6 +36,8 @@ class HeldOut:
     ``source="sim"``: frames of the simulator drives ``sim_runs`` ("scenario:seed,..."), one
     every ``1/sim_rate_hz`` s of a ``sim_seconds`` drive. ``source="synthetic"``: ``count``
     synthetic-shape scenes from ``seed``, photometrically degraded with ``augment_strength``.
+    ``source="labelled"``: the images of a line ground-truth file ``gt`` (e.g. the hand-labelled
+    photographs in ``test/fixtures/lines_real/gt.json``), read from the file's folder.
     """
 
     source: str = "sim"
@@ -45,6 +49,7 @@ class HeldOut:
     seed: int = 1000
     count: int = 30
     augment_strength: float = 1.0
+    gt: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,13 +75,32 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
             scenario, _, seed = item.strip().partition(":")
             runs.append((scenario, int(seed)))
         return render_sim_frames(runs, spec.width, spec.height, spec.sim_seconds, spec.sim_rate_hz)
+    if spec.source == "labelled":
+        return labelled_images(spec.gt)
     if spec.source != "synthetic":
-        raise ConfigError(f"held-out source must be 'sim' or 'synthetic', got {spec.source!r}")
+        raise ConfigError(f"held-out source must be 'sim', 'synthetic' or 'labelled', got {spec.source!r}")
     rng = np.random.default_rng(spec.seed)
     out = []
     for _ in range(spec.count):
         scene = render_scene(rng, spec.height, spec.width)
         out.append(replace(scene, rgb=augment(scene.rgb, rng, spec.augment_strength)))
+    return out
+
+
+def labelled_images(gt_path: str) -> list[SyntheticImage]:
+    """Images named in a line ground-truth file, as RGB (grey ones repeated to 3 channels)."""
+    if not gt_path:
+        raise ConfigError("source 'labelled' needs the ground-truth file (--gt)")
+    folder = Path(gt_path).parent
+    out = []
+    for name, gt in sorted(read_ground_truth(gt_path).items()):
+        bgr = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"cannot read image {folder / name} named in {gt_path}")
+        if (bgr.shape[1], bgr.shape[0]) != (gt.width, gt.height):
+            raise InputError(f"{name}: image is {bgr.shape[1]}x{bgr.shape[0]}, ground truth says {gt.width}x{gt.height}")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        out.append(SyntheticImage(rgb, gt.lines.astype(np.float32), np.zeros((0, 2), np.float32)))
     return out
 
 

@@ -26,9 +26,12 @@ class LineConfig:
         read_only=True,
     )
     input_width: int = param(
-        320, "network input width in pixels (multiple of 8); cost grows with the area", lo=32, hi=2048, read_only=True
+        320, "network input width in pixels (multiple of 8 x the model's output stride); cost grows with the area",
+        lo=32, hi=2048, read_only=True,
     )
-    input_height: int = param(240, "network input height in pixels (multiple of 8)", lo=32, hi=2048, read_only=True)
+    input_height: int = param(
+        240, "network input height in pixels (multiple of 8 x the model's output stride)", lo=32, hi=2048, read_only=True
+    )
     heat_threshold: float = param(0.4, "support mask: minimum line heat", lo=0.0, hi=1.0)
     adaptive_block: int = param(
         11, "support mask: block size of the Gaussian adaptive threshold on heat*255 (odd; 0 disables it)",
@@ -44,7 +47,7 @@ class LineConfig:
         lo=0.0, hi=1.0,
     )
     min_region_size: int = param(11, "regions with fewer support pixels are dropped", lo=1, hi=10000)
-    min_length: float = param(4.0, "segments shorter than this (network pixels) are dropped", lo=0.0, hi=1000.0)
+    min_length: float = param(4.0, "segments shorter than this (pixels of the network's output maps) are dropped", lo=0.0, hi=1000.0)
     refine_endpoints: bool = param(
         True, "move each end to where the heat along the segment falls to half (recovers corners)"
     )

@@ -75,8 +75,6 @@ class LineDetector:
 
         self.config = config or LineConfig()
         cfg = self.config
-        if cfg.input_width % 8 or cfg.input_height % 8:
-            raise ModelError(f"input size must be a multiple of 8, got {cfg.input_width}x{cfg.input_height}")
         self.model_path = resolve_model_path(cfg.model_path)
         opts = ort.SessionOptions()
         if cfg.threads > 0:
@@ -102,9 +100,17 @@ class LineDetector:
             raise ModelError(f"{self.model_path}: expected one input and one output")
         self._input_name = inputs[0].name
         self.providers = self.session.get_providers()
+        #: the maps are this many times smaller than the network input (1 = the reference U-Net)
+        self.output_stride = int(meta.get("output_stride", "1"))
+        multiple = 8 * self.output_stride
+        if cfg.input_width % multiple or cfg.input_height % multiple:
+            raise ModelError(
+                f"input size must be a multiple of {multiple} for this model, got {cfg.input_width}x{cfg.input_height}"
+            )
 
     def heat_and_angle(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Network maps at the input size: heat (h,w) in [0,1] and direction θ (h,w) in radians [0,π)."""
+        """Network maps: heat (h,w) in [0,1] and direction θ (h,w) in radians [0,π), at the network
+        input size divided by the model's output stride."""
         arr = _checked_rgb(rgb)
         w, h = self.config.input_width, self.config.input_height
         if arr.shape[:2] != (h, w):
@@ -118,8 +124,8 @@ class LineDetector:
         arr = _checked_rgb(rgb)
         heat, theta = self.heat_and_angle(arr)
         found = group_lines(heat, theta, self.config)
-        sx = arr.shape[1] / self.config.input_width
-        sy = arr.shape[0] / self.config.input_height
+        sx = arr.shape[1] / heat.shape[1]
+        sy = arr.shape[0] / heat.shape[0]
         seg = found.segments.copy()
         seg[:, 0::2] = (seg[:, 0::2] + 0.5) * sx - 0.5
         seg[:, 1::2] = (seg[:, 1::2] + 0.5) * sy - 0.5

@@ -246,7 +246,7 @@ def render_scene(
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-    """Photometric degradation toward real photographs: lighting, blur, noise, JPEG (geometry unchanged)."""
+    """Photometric degradation toward real photographs: lighting, blur, noise, grey, JPEG (geometry unchanged)."""
     img = rgb.astype(np.float32)
     if rng.random() < 0.7 * strength:  # lighting: gain, offset, gamma, smooth shading
         h, w = img.shape[:2]
@@ -259,6 +259,8 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) ->
     if rng.random() < 0.6 * strength:
         img = img + rng.normal(0, rng.uniform(1, 10), size=img.shape).astype(np.float32)
     out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < 0.15 * strength:  # monochrome cameras and grey photographs
+        out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     if rng.random() < 0.5 * strength:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 95))])
         if ok:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lkd_perception.lines.lsdnet import LSDNet
+from lkd_perception.lines.lsdnet import DEFAULT_WIDTHS, LSDNet
 from lkd_perception.lines.synthetic import SyntheticImage, augment, line_targets, render_scene
 
 #: A callable returning one labelled image of the requested (height, width); used to mix in
@@ -43,6 +43,9 @@ class TrainSettings:
     pos_weight: float = 4.0
     angle_weight: float = 1.0
     augment_strength: float = 1.0
+    stride: int = 1
+    decoder: str = "concat"
+    widths: tuple[int, int, int, int] = DEFAULT_WIDTHS
     seed: int = 0
     threads: int = 1
 
@@ -64,8 +67,15 @@ def make_batch(
     augment_strength: float = 1.0,
     extra_source: ImageSource | None = None,
     extra_fraction: float = 0.0,
+    stride: int = 1,
 ) -> Batch:
-    """Render ``size`` fresh scenes of crop x crop pixels (a share from ``extra_source`` if given)."""
+    """Render ``size`` fresh scenes of crop x crop pixels (a share from ``extra_source`` if given).
+
+    Targets are drawn at the network's output size, crop/stride, from the exact segments moved to
+    that grid (pixel centres at integers: x_out = (x + 0.5) / stride - 0.5), so they stay sharp
+    instead of being a downsampled full-size map.
+    """
+    out = crop // stride
     imgs, heats, c2s, s2s = [], [], [], []
     for _ in range(size):
         if extra_source is not None and rng.random() < extra_fraction:
@@ -73,7 +83,7 @@ def make_batch(
         else:
             scene = render_scene(rng, crop, crop)
         rgb = augment(scene.rgb, rng, augment_strength) if augment_strength > 0 else scene.rgb
-        tg = line_targets(scene.segments, crop, crop, scene.crossings)
+        tg = line_targets(_to_output_grid(scene.segments, stride), out, out, _to_output_grid(scene.crossings, stride))
         imgs.append(rgb)
         heats.append(tg.heat)
         c2s.append(tg.cos2)
@@ -85,6 +95,12 @@ def make_batch(
         cos2=torch.from_numpy(np.stack(c2s)),
         sin2=torch.from_numpy(np.stack(s2s)),
     )
+
+
+def _to_output_grid(points: np.ndarray | None, stride: int) -> np.ndarray | None:
+    if points is None or stride == 1:
+        return points
+    return (np.asarray(points, np.float64) + 0.5) / stride - 0.5
 
 
 def line_loss(out: torch.Tensor, batch: Batch, pos_weight: float = 4.0, angle_weight: float = 1.0) -> torch.Tensor:
@@ -139,7 +155,11 @@ def train(
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    net = net if net is not None else LSDNet()
+    net = net if net is not None else LSDNet(settings.widths, settings.stride, settings.decoder)
+    if net.stride != settings.stride:
+        raise ValueError(f"network output stride {net.stride} differs from the settings' {settings.stride}")
+    if settings.crop % (8 * net.stride):
+        raise ValueError(f"crop {settings.crop} must be a multiple of {8 * net.stride}")
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     start = time.monotonic()
     for step in range(settings.steps):
@@ -148,6 +168,8 @@ def train(
         lr = settings.lr * warm * cosine
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = make_batch(rng, settings.batch, settings.crop, settings.augment_strength, extra_source, extra_fraction)
+        batch = make_batch(
+            rng, settings.batch, settings.crop, settings.augment_strength, extra_source, extra_fraction, net.stride
+        )
         loss = train_step(net, opt, batch, settings.pos_weight, settings.angle_weight)
         yield net, TrainLog(step=step, lr=lr, train_loss=loss, seconds=time.monotonic() - start)

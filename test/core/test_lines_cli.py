@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ def test_lines_writes_the_contract_format(scenes):
     folder, gt = scenes
     out = folder / "pred.json"
     rc = main(["lines", str(folder / "img0.png"), str(folder / "img1.png"), "--out", str(out),
-               "--set", "input_width=160", "--set", "input_height=120", "--set", "threads=1"])
+               "--set", "input_width=160", "--set", "input_height=128", "--set", "threads=1"])
     assert rc == 0
     pred = json.loads(out.read_text())
     assert set(pred) == {"img0.png", "img1.png"}
@@ -68,7 +69,7 @@ def test_bench_runs_every_method_on_the_same_images(tmp_path):
     out = tmp_path / "bench.json"
     rc = main(["bench", "lines", "--source", "synthetic", "--count", "2", "--width", "160", "--height", "120",
                "--methods", "lsdnet_cpu,opencv_lsd,opencv_fld", "--out", str(out),
-               "--set", "input_width=160", "--set", "input_height=120", "--set", "threads=1"])
+               "--set", "input_width=160", "--set", "input_height=128", "--set", "threads=1"])
     assert rc == 0
     result = json.loads(out.read_text())
     rows = {r["method"]: r for r in result["methods"]}
@@ -79,11 +80,25 @@ def test_bench_runs_every_method_on_the_same_images(tmp_path):
         assert r["metrics"]["images"] == 2
 
 
+def test_bench_on_the_hand_labelled_photographs(tmp_path):
+    gt = Path(__file__).resolve().parents[1] / "fixtures" / "lines_real" / "gt.json"
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "lines", "--source", "labelled", "--gt", str(gt), "--methods", "lsdnet_cpu,opencv_lsd",
+               "--out", str(out), "--set", "threads=1"])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["heldout"]["images"] == 5
+    for r in result["methods"]:
+        assert r["available"], r["note"]
+        assert r["metrics"]["images"] == 5 and r["metrics"]["ground_truth"] == 127
+    assert main(["bench", "lines", "--source", "labelled", "--methods", "opencv_lsd"]) == 2  # no --gt
+
+
 def test_config_from_a_ros_parameter_file(scenes):
     folder, _ = scenes
     params = folder / "vehicle.yaml"
     params.write_text("/**:\n  ros__parameters:\n    sensor_qos_depth: 1\n"
-                      "line_node:\n  ros__parameters:\n    input_width: 160\n    input_height: 120\n"
+                      "line_node:\n  ros__parameters:\n    input_width: 160\n    input_height: 128\n"
                       "    threads: 1\n    heat_threshold: 1.0\n")
     out = folder / "pred.json"
     assert main(["lines", str(folder / "img0.png"), "--config", str(params), "--out", str(out)]) == 0

@@ -24,17 +24,48 @@ def test_default_network_size_matches_the_reference():
     assert 400_000 < count_parameters(LSDNet()) < 600_000
 
 
-def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
+def test_shipped_design_is_lighter_but_about_the_same_size():
+    # stride 2, light decoder, wider bottom (models/MODEL_CARD.md): still about 0.5 M parameters
+    shipped = LSDNet((16, 32, 64, 160), stride=2, decoder="add")
+    assert 400_000 < count_parameters(shipped) < 600_000
+    with pytest.raises(ValueError):
+        LSDNet(TINY, decoder="sum")
+
+
+@pytest.mark.parametrize("stride,decoder", [(1, "concat"), (2, "add")])
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(stride, decoder):
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    net = LSDNet(TINY)
-    batch = make_batch(np.random.default_rng(0), 2, 32)
+    net = LSDNet(TINY, stride, decoder)
+    batch = make_batch(np.random.default_rng(0), 2, 32, stride=stride)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     before = evaluate_loss(net, [batch])
     reported = train_step(net, opt, batch)
     after = evaluate_loss(net, [batch])
     assert reported == pytest.approx(before, rel=1e-4)
     assert after < before
+
+
+def test_stride_two_network_has_the_same_parameters_and_half_size_maps():
+    net = LSDNet(TINY, stride=2)
+    assert count_parameters(net) == count_parameters(LSDNet(TINY))
+    assert net(torch.zeros(1, 3, 48, 64)).shape == (1, 3, 24, 32)
+    with pytest.raises(ValueError):
+        LSDNet(TINY, stride=3)
+
+
+def test_stride_two_targets_are_drawn_on_the_output_grid():
+    # the same scenes (same seed) at stride 1 and 2: the half-size heat is the full-size one's
+    # lines moved to the coarse grid, so its line pixels sit where the full-size ones average to
+    full = make_batch(np.random.default_rng(3), 2, 64, augment_strength=0.0)
+    half = make_batch(np.random.default_rng(3), 2, 64, augment_strength=0.0, stride=2)
+    assert half.image.shape == (2, 3, 64, 64) and half.heat.shape == (2, 32, 32)
+    torch.testing.assert_close(half.image, full.image)
+    pooled = torch.nn.functional.avg_pool2d(full.heat[:, None], 2)[:, 0]
+    # where the fine map has a line the coarse one has one too (pooled heat is at least ~0.3 there)
+    on_line = pooled > 0.4
+    assert float(half.heat[on_line].mean()) > 0.6
+    assert float(half.heat[pooled < 0.01].mean()) < 0.05
 
 
 def test_batch_targets_are_consistent():
@@ -65,6 +96,32 @@ def test_export_matches_torch_and_loads_in_the_runtime(tmp_path):
     det = LineDetector(LineConfig(model_path=str(path), input_width=32, input_height=24, threads=1))
     out = det.detect(np.zeros((50, 70, 3), np.uint8))
     assert out.segments.shape[1] == 4 and len(out.scores) == len(out.segments)
+
+
+def test_stride_two_export_matches_torch_and_runs_at_half_size(tmp_path):
+    torch.manual_seed(0)
+    net = LSDNet(TINY, stride=2, decoder="add").eval()
+    save_checkpoint(net, tmp_path / "c.pt")
+    net = load_checkpoint(tmp_path / "c.pt")
+    assert net.stride == 2 and net.decoder == "add"
+    path = export_onnx(net, tmp_path / "m.onnx", 64, 48)
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
+    with torch.no_grad():
+        ref = ExportHead(net)(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"image": x})[0]
+    assert got.shape == (1, 2, 24, 32)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["output_stride"] == "2" and meta["decoder"] == "add"
+    with pytest.raises(ModelError, match="multiple of 16"):
+        export_onnx(net, tmp_path / "bad.onnx", 40, 48)
+    with pytest.raises(ModelError, match="multiple of 16"):
+        LineDetector(LineConfig(model_path=str(path), input_width=40, input_height=24, threads=1))
+    det = LineDetector(LineConfig(model_path=str(path), input_width=32, input_height=32, threads=1))
+    assert det.output_stride == 2
+    heat, theta = det.heat_and_angle(np.zeros((50, 70, 3), np.uint8))
+    assert heat.shape == theta.shape == (16, 16)
 
 
 def test_doubled_angle_head_is_continuous_across_zero():
