@@ -3,7 +3,8 @@
 ``odometry`` runs :class:`LioPipeline` over a bag and writes the loop-corrected (map-frame)
 trajectory as TUM. ``evaluate odometry`` compares two TUM files (APE after SE(3) alignment,
 RPE, KITTI-style drift) and can draw both. ``bench odometry`` simulates the ``loop``, ``urban``
-and ``corridor`` drives and runs ours and KISS-ICP on the same scans in one process.
+and ``corridor`` drives and runs ours and KISS-ICP on the same scans in one process
+(``--drop-fraction``: the same subset of scans, as a live node that cannot keep up sees them).
 """
 
 from __future__ import annotations
@@ -159,10 +160,14 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per scenario")
     p.add_argument("--scenarios", default="loop,urban,corridor")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--drop-fraction", type=float, default=0.0,
+                   help="skip about this fraction of scans, as a busy live node does (IMU kept); both methods see the same scans")
+    p.add_argument("--drop-seed", type=int, default=0, help="seed of the skipped-scan pattern")
+    p.add_argument("--drop-burst", type=int, default=5, help="skipped scans come in runs of 1..N consecutive scans")
     p.add_argument("--out", help="JSON file (default stdout)")
 
 
-def _bench_method(method: str, drive, conn) -> None:
+def _bench_method(method: str, drive, keep, conn) -> None:
     """Child process body: run one method on the drive, send back poses, timings and peak RSS.
 
     Each method runs in its own forked process so that its peak memory and timing are its own
@@ -175,7 +180,7 @@ def _bench_method(method: str, drive, conn) -> None:
     from lkd_perception.odometry.pipeline import LioPipeline
 
     rss0 = current_rss_mb()
-    scans = [(s.stamp_ns, s.cloud) for s in drive.scans]
+    scans = [(s.stamp_ns, s.cloud) for s, k in zip(drive.scans, keep) if k]
     t0, c0 = time.perf_counter(), time.process_time()
     extra: dict[str, Any] = {}
     if method == "lkd":
@@ -199,6 +204,7 @@ def _bench_run(args: argparse.Namespace) -> int:
     import sys
 
     from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
+    from lkd_perception.odometry.dropout import scan_drop_mask
     from lkd_perception.sim.drive import simulate_drive
 
     ctx = mp.get_context("fork")
@@ -206,15 +212,17 @@ def _bench_run(args: argparse.Namespace) -> int:
     for scenario in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
         drive = simulate_drive(scenario, args.seconds, args.seed)
         gt = Trajectory(drive.gt_stamps_ns, drive.gt_poses)
+        keep = scan_drop_mask(len(drive.scans), args.drop_fraction, args.drop_seed, args.drop_burst)
         for method in ("lkd", "kiss_icp"):
             parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_bench_method, args=(method, drive, child))
+            proc = ctx.Process(target=_bench_method, args=(method, drive, keep, child))
             proc.start()
             stamps, poses, info = parent.recv()
             proc.join()
             m = evaluate_trajectory(Trajectory(stamps, poses), gt)
             rows.append({
-                "scenario": scenario, "method": method, "scans": len(drive.scans), "gt_length_m": m.gt_length_m,
+                "scenario": scenario, "method": method, "scans": len(drive.scans), "kept_scans": int(keep.sum()),
+                "gt_length_m": m.gt_length_m,
                 "ape_rmse_m": m.ape_translation_m.rmse,
                 "drift_pct": None if m.drift is None else m.drift.translation_pct,
                 "drift_deg_per_100m": None if m.drift is None else m.drift.rotation_deg_per_100m,
@@ -223,12 +231,13 @@ def _bench_run(args: argparse.Namespace) -> int:
                 "rpe_100m_m": None if m.rpe_100m_translation_m is None else m.rpe_100m_translation_m.rmse,
                 **info,
             })
-    emit_json({"seconds": args.seconds, "seed": args.seed, "results": rows}, args.out)
-    print(f"{'scenario':9} {'method':8} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
+    emit_json({"seconds": args.seconds, "seed": args.seed, "drop_fraction": args.drop_fraction, "drop_seed": args.drop_seed,
+               "drop_burst": args.drop_burst, "results": rows}, args.out)
+    print(f"{'scenario':9} {'method':8} {'kept':>5} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
           f"{'scans/s':>7} {'/cpu-s':>7} {'+RSS MB':>7}", file=sys.stderr)
     for r in rows:
         nan = float("nan")
-        print(f"{r['scenario']:9} {r['method']:8} {r['gt_length_m']:6.0f} {r['ape_rmse_m']:7.3f} "
+        print(f"{r['scenario']:9} {r['method']:8} {r['kept_scans']:5d} {r['gt_length_m']:6.0f} {r['ape_rmse_m']:7.3f} "
               f"{r['drift_pct'] if r['drift_pct'] is not None else nan:8.3f} "
               f"{r['drift_deg_per_100m'] if r['drift_deg_per_100m'] is not None else nan:8.3f} "
               f"{r['scans_per_s']:7.1f} {r['scans_per_cpu_s']:7.1f} {r['rss_growth_mb']:7.0f}", file=sys.stderr)

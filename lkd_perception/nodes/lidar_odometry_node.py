@@ -4,9 +4,10 @@ Subscribes ``lidar/points`` (sensor QoS) and ``imu/data`` (sensor reliability, d
 slow scan does not drop gyro samples) and publishes
 
 * ``lkd/odometry`` (``nav_msgs/Odometry``): odom -> base_link, twist in base_link;
-* ``lkd/path`` (``nav_msgs/Path``, frame map): every scan's corrected pose, re-published at each
-  keyframe (so right after every loop closure, which only keyframes trigger); not per scan,
-  since the message grows with the drive;
+* ``lkd/path`` (``nav_msgs/Path``, frame map): the loop-corrected keyframe poses (every
+  ``keyframe_distance``) plus the latest scan's, re-published after every loop closure and
+  otherwise at a keyframe at most every ``path_period_s``: a path of every scan, rebuilt at each
+  keyframe, cost 160 ms a message after 10 minutes (6000 poses) and grew without bound;
 * ``/tf``: ``odom -> base_link`` (odometry) and ``map -> odom`` (loop-closure correction), the
   REP-105 split;
 * ``lkd/loop_closures`` (``visualization_msgs/MarkerArray``): a line between the two keyframes
@@ -23,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import Imu, PointCloud2
 from std_msgs.msg import ColorRGBA, Header
 from tf2_msgs.msg import TFMessage
@@ -59,9 +61,14 @@ class LidarOdometryNode(LkdNode):
         self.pub_loops = self.create_publisher(MarkerArray, "lkd/loop_closures", self.output_qos(depth=1))
         self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
         imu_qos = qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE))
-        self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos)
+        # the IMU has its own callback group: on a multi-threaded executor (lkd launch) its 200 Hz
+        # samples are taken while a scan is registered; in the node's default group they would be
+        # taken one per scan callback, fall seconds behind, and leave the scans without IMU
+        self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
         self._scans = 0
+        self._last_path_ns: int | None = None
         self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
@@ -101,9 +108,11 @@ class LidarOdometryNode(LkdNode):
                 ]
             )
         )
-        if r.keyframe:
-            stamps, poses = self.pipeline.map_trajectory()
+        due = self._last_path_ns is None or r.stamp_ns - self._last_path_ns >= c.path_period_s * 1e9
+        if r.loop_closures or (r.keyframe and due):
+            stamps, poses = self.pipeline.map_path()
             self.pub_path.publish(path_msg(stamp, c.map_frame, [ns_to_stamp(int(s)) for s in stamps], list(poses)))
+            self._last_path_ns = r.stamp_ns
         if r.loop_closures:
             for lc in r.loop_closures:
                 self.get_logger().info(f"loop closed: keyframe {lc.to_id} -> {lc.from_id}, rmse {lc.rmse:.3f} m")

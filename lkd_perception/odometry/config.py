@@ -64,6 +64,13 @@ class OdometryConfig:
     ransac_iterations: int = param(200, "2-D RANSAC trials.", lo=10, hi=10000)
     bev_min_matches: int = param(10, "Below this many RANSAC inliers the BEV rows are skipped.", lo=3, hi=1000)
     bev_weight: float = param(0.05, "lambda: scale of the BEV pixel rows against the point-to-plane rows.", lo=0.0, hi=100.0)
+    bev_guess_distance: float = param(
+        0.3,
+        "When the BEV RANSAC puts the scan this far (m) from the motion prediction, registration also starts from the BEV pose and the better fit wins.",
+        lo=0.01,
+        hi=100.0,
+    )
+    bev_guess_angle: float = param(0.02, "The same trigger for the BEV RANSAC's yaw difference (rad).", lo=0.001, hi=3.2)
     # --- keyframes and loop closure -----------------------------------------------------------
     keyframe_distance: float = param(2.0, "A new keyframe after this much travel (m).", lo=0.1, hi=100.0)
     keyframe_angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
@@ -78,6 +85,12 @@ class OdometryConfig:
     loop_robust_kernel: str = param(
         "cauchy", "Robust kernel of loop factors; 'none' also exempts loops from GNC outlier rejection.",
         choices=["cauchy", "geman_mcclure", "huber", "none"],
+    )
+    path_period_s: float = param(
+        2.0,
+        "The node re-publishes the Path (keyframes + latest pose) at a keyframe at most this often (s of scan time); always after a loop closure.",
+        lo=0.0,
+        hi=600.0,
     )
     odom_sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
     odom_sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)

@@ -11,6 +11,7 @@ against a submap around the candidate; only a loop that passes the ICP fitness g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,17 +26,57 @@ RINGS = 20
 SECTORS = 60
 
 
+CLOUD_QUANTUM_M = 0.01  # keyframe clouds are stored as int16 centimetres (+-327 m)
+
+
+def pack_cloud(points: np.ndarray) -> np.ndarray:
+    """Body-frame points (N, 3) -> int16 centimetres: 6 bytes a point instead of 12 (float32).
+
+    A long drive keeps every keyframe's cloud for loop verification, so this is the bulk of the
+    odometry's memory; 5 mm of rounding is far below the 0.5 m map voxels the clouds are
+    sampled at. Points beyond the int16 range are dropped (the scans end at ``max_range``).
+    """
+    q = np.round(np.asarray(points, dtype=np.float64) / CLOUD_QUANTUM_M)
+    lim = np.iinfo(np.int16).max
+    return q[np.all(np.abs(q) <= lim, axis=1)].astype(np.int16)
+
+
+def unpack_cloud(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_cloud` (float64 metres)."""
+    return packed.astype(np.float64) * CLOUD_QUANTUM_M
+
+
+def compact_features(f: BevFeatures) -> BevFeatures:
+    """The keyframe's copy of its BEV features: float32 positions (loops only need metres to
+    RANSAC precision), descriptors as they are."""
+    return BevFeatures(f.uv.astype(np.float32), f.xy.astype(np.float32), f.descriptors, f.binary)
+
+
 @dataclass(frozen=True)
 class Keyframe:
-    """What the back end keeps of a keyframe: body-frame points, BEV features and descriptors."""
+    """What the back end keeps of a keyframe, compactly (about 45 kB on a 32-beam urban scan):
+    only what loop detection and verification read."""
 
     id: int
     stamp_ns: int
-    points: np.ndarray  # registration subsample (body frame), the loop-ICP source
-    map_points: np.ndarray  # float32 at the map voxel size (body frame), for loop submaps
-    features: BevFeatures
-    polar: np.ndarray  # (RINGS, SECTORS)
+    cloud: np.ndarray  # int16 cm (pack_cloud), map-voxel sample of the deskewed scan, body frame
+    features: BevFeatures  # compact_features
+    polar: np.ndarray  # (RINGS, SECTORS) float32
     ring_key: np.ndarray  # (RINGS,)
+
+    @staticmethod
+    def create(kid: int, stamp_ns: int, map_points: np.ndarray, features: BevFeatures, polar: np.ndarray) -> "Keyframe":
+        return Keyframe(kid, stamp_ns, pack_cloud(map_points), compact_features(features), polar.astype(np.float32), ring_key(polar))
+
+    @property
+    def map_points(self) -> np.ndarray:
+        """The keyframe cloud (body frame, float64 metres): loop-ICP source and submap part."""
+        return unpack_cloud(self.cloud)
+
+    @property
+    def nbytes(self) -> int:
+        f = self.features
+        return int(self.cloud.nbytes + f.uv.nbytes + f.xy.nbytes + f.descriptors.nbytes + self.polar.nbytes + self.ring_key.nbytes)
 
 
 @dataclass(frozen=True)
@@ -119,9 +160,12 @@ class LoopDetector:
         self._tree_size = 0
 
     def add(self, kf: Keyframe) -> None:
+        """Keyframe ids are their index in :attr:`keyframes` (0, 1, 2, ...)."""
+        if kf.id != len(self.keyframes):
+            raise ValueError(f"keyframe id {kf.id} out of sequence (expected {len(self.keyframes)})")
         self.keyframes.append(kf)
 
-    def detect(self, current: Keyframe, map_poses: dict[int, np.ndarray]) -> LoopClosure | None:
+    def detect(self, current: Keyframe, map_poses: Mapping[int, np.ndarray]) -> LoopClosure | None:
         """A verified loop from ``current`` to an old keyframe, or None.
 
         ``map_poses`` are the latest pose-graph estimates, used for the radius gate and to
@@ -154,7 +198,7 @@ class LoopDetector:
                 return loop
         return None
 
-    def _verify(self, cur: Keyframe, cand: Keyframe, map_poses: dict[int, np.ndarray]) -> LoopClosure | None:
+    def _verify(self, cur: Keyframe, cand: Keyframe, map_poses: Mapping[int, np.ndarray]) -> LoopClosure | None:
         p = self.p
         pairs = match_mutual(cur.features, cand.features)
         if len(pairs) < p.min_inliers:
@@ -165,16 +209,15 @@ class LoopDetector:
         # planar guess of T_cand_cur; the height and tilt come from the pose graph
         guess_graph = pose_inverse(map_poses[cand.id]) @ map_poses[cur.id]
         guess = make_pose(yaw_pitch_roll_matrix(fit.yaw), [fit.translation[0], fit.translation[1], guess_graph[2, 3]])
-        by_id = {k.id: k for k in self.keyframes}
         T_cand_inv = pose_inverse(map_poses[cand.id])
         parts = []
-        for kid in range(cand.id - p.submap_keyframes, cand.id + p.submap_keyframes + 1):
-            kf = by_id.get(kid)
-            if kf is not None and kid in map_poses and abs(kid - cur.id) > p.submap_keyframes:
-                parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.map_points.astype(np.float64)))
+        for kid in range(max(cand.id - p.submap_keyframes, 0), min(cand.id + p.submap_keyframes + 1, len(self.keyframes))):
+            kf = self.keyframes[kid]
+            if kid in map_poses and abs(kid - cur.id) > p.submap_keyframes:
+                parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.map_points))
         submap = LocalMap(p.map_voxel, np.inf, p.normal_neighbors)
         submap.update(np.concatenate(parts), np.zeros(3))
-        reg = register(cur.map_points.astype(np.float64), submap, guess, p.max_correspondence, 30, 1e-5)
+        reg = register(cur.map_points, submap, guess, p.max_correspondence, 30, 1e-5)
         if reg.rmse > p.max_rmse or reg.overlap < p.min_overlap:
             return None
         return LoopClosure(cand.id, cur.id, reg.pose, reg.rmse, reg.overlap, int(fit.inliers.sum()))

@@ -10,6 +10,7 @@ an unaided double integration never runs away.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,9 @@ class ImuBuffer:
     """
 
     def __init__(self, R_base_imu: np.ndarray, horizon_s: float = 5.0) -> None:
+        # a node may add samples from its own callback thread while a scan is registered: every
+        # method holds the lock, so a reader never sees stamps and samples of different lengths
+        self._lock = threading.Lock()
         self._R = R_base_imu
         self._horizon_ns = int(horizon_s * 1e9)
         self._stamps: list[int] = []
@@ -82,25 +86,35 @@ class ImuBuffer:
         a = np.asarray(accel, dtype=float).reshape(3)
         if not (np.all(np.isfinite(g)) and np.all(np.isfinite(a))):
             raise InputError("IMU sample has non-finite gyro/accel values")
-        if self._stamps and stamp_ns <= self._stamps[-1]:
-            raise InputError(f"IMU stamp {stamp_ns} is not after the previous {self._stamps[-1]}")
-        self._stamps.append(int(stamp_ns))
-        self._gyro.append(self._R @ g)
-        self._accel.append(self._R @ a)
-        cut = 0
-        while cut < len(self._stamps) and self._stamps[cut] < stamp_ns - self._horizon_ns:
-            cut += 1
-        if cut:
-            del self._stamps[:cut], self._gyro[:cut], self._accel[:cut]
+        with self._lock:
+            if self._stamps and stamp_ns <= self._stamps[-1]:
+                raise InputError(f"IMU stamp {stamp_ns} is not after the previous {self._stamps[-1]}")
+            self._stamps.append(int(stamp_ns))
+            self._gyro.append(self._R @ g)
+            self._accel.append(self._R @ a)
+            cut = 0
+            while cut < len(self._stamps) and self._stamps[cut] < stamp_ns - self._horizon_ns:
+                cut += 1
+            if cut:
+                del self._stamps[:cut], self._gyro[:cut], self._accel[:cut]
 
-    def covers(self, t0_ns: int, t1_ns: int) -> bool:
-        return bool(self._stamps) and self._stamps[0] <= t0_ns and self._stamps[-1] >= t1_ns
+    def covers(self, t0_ns: int, t1_ns: int, max_gap_s: float = 0.05) -> bool:
+        """Samples span [t0, t1] with no hole longer than ``max_gap_s`` (a lost burst of IMU
+        messages would otherwise be integrated as constant rate across the hole)."""
+        with self._lock:
+            if not self._stamps or self._stamps[0] > t0_ns or self._stamps[-1] < t1_ns:
+                return False
+            st = np.asarray(self._stamps, dtype=np.int64)
+        lo = max(int(np.searchsorted(st, t0_ns, side="right")) - 1, 0)
+        hi = int(np.searchsorted(st, t1_ns, side="left"))
+        return bool(np.all(np.diff(st[lo : hi + 1]) <= max_gap_s * 1e9))
 
     def preintegrate(self, t0_ns: int, t1_ns: int) -> Preintegrated:
         """Integrate gyro and specific force from t0 to t1 (midpoint rule between samples)."""
-        st = np.asarray(self._stamps, dtype=np.int64)
-        gy = np.asarray(self._gyro)
-        ac = np.asarray(self._accel)
+        with self._lock:
+            st = np.asarray(self._stamps, dtype=np.int64)
+            gy = np.asarray(self._gyro)
+            ac = np.asarray(self._accel)
         # integration knots: t0, the samples strictly inside, t1
         inside = (st > t0_ns) & (st < t1_ns)
         knots = np.concatenate([[t0_ns], st[inside], [t1_ns]])

@@ -12,10 +12,17 @@ square). After a loop, :meth:`PoseGraph.optimize` therefore runs graduated non-c
 (GTSAM's GNC with a truncated quadratic, odometry and priors as known inliers), which starts from the
 convex problem and decides which loops agree with the rest of the graph; rejected loops are left
 out of the restarted iSAM2 and the accepted ones keep their robust kernel.
+
+That global solve costs time in proportion to the whole graph (about a second at a thousand
+keyframes), and a revisit yields a loop at almost every keyframe. Only a loop that *disagrees*
+with the current estimate needs it: a loop whose whitened error there is within the
+chi-square gate (99 %, 6 dof) is already what the graph believes, so it is added to iSAM2
+incrementally with its robust kernel, and the next global solve re-judges it with the rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import gtsam
@@ -24,6 +31,7 @@ import numpy as np
 from lkd_perception.common.errors import ConfigError, InputError
 
 ROBUST_KERNELS = ("cauchy", "geman_mcclure", "huber", "none")
+CHI2_6DOF_99 = 16.81  # 99 % quantile of chi-square with 6 degrees of freedom
 
 
 def _sigmas(sigma_rot: float, sigma_trans: float) -> gtsam.noiseModel.Diagonal:
@@ -82,6 +90,8 @@ class PoseGraph:
         self._rejected: set[int] = set()  # indices into _betweens
         self._estimate: gtsam.Values | None = None
         self._keys: set[int] = set()
+        self._pending_loops: list[_Between] = []  # loop factors added since the last optimize()
+        self.global_solves = 0  # GNC runs (for diagnostics and tests)
 
     def __contains__(self, key: int) -> bool:
         return key in self._keys
@@ -110,18 +120,25 @@ class PoseGraph:
         b = _Between(key_from, key_to, np.asarray(T_from_to, dtype=float).copy(), sigma_rot, sigma_trans, robust)
         self._betweens.append(b)
         self._new_factors.add(b.factor(with_kernel=True))
+        if robust != "none":
+            self._pending_loops.append(b)
 
     def optimize(self, relinearize_all: bool = False) -> None:
         """Add the new factors/values to iSAM2 and update the estimate.
 
         ``relinearize_all`` (after a loop closure) re-solves the whole graph with GNC (see the
-        module doc) and restarts iSAM2 from the result without the rejected loops.
+        module doc) and restarts iSAM2 from the result without the rejected loops, unless every
+        loop added since the last call agrees with the current estimate (then the incremental
+        update is exact enough and costs milliseconds instead of a global solve).
         """
+        consistent = all(self._agrees(b) for b in self._pending_loops)
+        self._pending_loops = []
         self._isam.update(self._new_factors, self._new_values)
         self._new_factors = gtsam.NonlinearFactorGraph()
         self._new_values = gtsam.Values()
         estimate = self._isam.calculateEstimate()
-        if relinearize_all and any(b.robust != "none" for b in self._betweens):
+        if relinearize_all and not consistent and any(b.robust != "none" for b in self._betweens):
+            self.global_solves += 1
             estimate = self._solve_gnc(estimate)
             graph = gtsam.NonlinearFactorGraph()
             for f in self._priors:
@@ -133,6 +150,17 @@ class PoseGraph:
             self._isam.update(graph, estimate)
             estimate = self._isam.calculateEstimate()
         self._estimate = estimate
+
+    def _agrees(self, b: _Between) -> bool:
+        """Whether a factor's whitened error at the current estimate is within the chi-square gate."""
+        est = self._estimate
+        kf, kt = gtsam.symbol_shorthand.X(b.key_from), gtsam.symbol_shorthand.X(b.key_to)
+        if est is None or not (est.exists(kf) and est.exists(kt)):
+            return False
+        rel = est.atPose3(kf).between(est.atPose3(kt))
+        err = gtsam.Pose3.Logmap(gtsam.Pose3(b.T).between(rel))  # rotation then translation
+        w = err / np.array([b.sigma_rot] * 3 + [b.sigma_trans] * 3)
+        return bool(w @ w <= CHI2_6DOF_99)
 
     def _solve_gnc(self, initial: gtsam.Values) -> gtsam.Values:
         graph = gtsam.NonlinearFactorGraph()
@@ -168,6 +196,11 @@ class PoseGraph:
             raise InputError(f"variable {key} has not been optimised yet; call optimize()")
         return self._estimate.atPose3(gtsam.symbol_shorthand.X(key)).matrix()
 
+    def estimates_view(self) -> Mapping[int, np.ndarray]:
+        """The current estimates as a lazy mapping: a lookup converts one pose, so a caller that
+        needs a few poses of a long graph does not pay for all of them (see :meth:`estimates`)."""
+        return _EstimateView(self)
+
     def estimates(self) -> dict[int, np.ndarray]:
         """All optimised poses by id."""
         if self._estimate is None:
@@ -177,3 +210,28 @@ class PoseGraph:
     def _require(self, key: int) -> None:
         if key not in self:
             raise InputError(f"pose graph variable {key} does not exist")
+
+
+class _EstimateView(Mapping[int, np.ndarray]):
+    """Read-only id -> T_map_body view of a :class:`PoseGraph`'s current estimate."""
+
+    def __init__(self, graph: PoseGraph) -> None:
+        self._graph = graph
+
+    def __getitem__(self, key: int) -> np.ndarray:
+        est = self._graph._estimate
+        if est is None or not est.exists(gtsam.symbol_shorthand.X(key)):
+            raise KeyError(key)
+        return est.atPose3(gtsam.symbol_shorthand.X(key)).matrix()
+
+    def __contains__(self, key: object) -> bool:
+        est = self._graph._estimate
+        return isinstance(key, (int, np.integer)) and est is not None and est.exists(gtsam.symbol_shorthand.X(int(key)))
+
+    def __iter__(self) -> Iterator[int]:
+        est = self._graph._estimate
+        return iter(() if est is None else [int(gtsam.Symbol(k).index()) for k in est.keys()])
+
+    def __len__(self) -> int:
+        est = self._graph._estimate
+        return 0 if est is None else int(est.size())

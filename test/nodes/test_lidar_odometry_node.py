@@ -12,6 +12,7 @@ from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
@@ -27,7 +28,8 @@ import scene  # noqa: E402
 
 def test_node_publishes_consistent_odometry_path_and_tf(ros_ctx, spin_until):
     seq = scene.make_sequence(seconds=0.6, seed=0)
-    node = LidarOdometryNode(context=ros_ctx)
+    # path_period_s 0: the Path at every keyframe (the default throttles it to one per 2 s)
+    node = LidarOdometryNode(context=ros_ctx, parameter_overrides=[Parameter("path_period_s", value=0.0)])
     probe = Node("probe", context=ros_ctx)
     odoms, paths, tfs, diags = [], [], [], []
     probe.create_subscription(Odometry, "lkd/odometry", odoms.append, qos.output_qos(10))
@@ -74,13 +76,18 @@ def test_node_publishes_consistent_odometry_path_and_tf(ros_ctx, spin_until):
     x_last = odoms[-1].pose.pose.position.x
     gt_last = seq.gt_poses[5][0, 3]
     assert abs(x_last - gt_last) < 0.3
-    # the path is re-published at keyframes (the first scan and every 2 m): all scans so far
+    # the path is re-published at keyframes (the first scan and every 2 m): the keyframes so far,
+    # the last of them the scan that published it
     last_path = paths[-1]
-    n = len(last_path.poses)
-    assert last_path.header.frame_id == "map" and n >= 2
-    assert [stamp_to_ns(p.header.stamp) for p in last_path.poses] == stamps[:n]
-    assert stamp_to_ns(last_path.header.stamp) == stamps[n - 1]
+    path_stamps = [stamp_to_ns(p.header.stamp) for p in last_path.poses]
+    assert last_path.header.frame_id == "map" and len(path_stamps) >= 2
+    assert path_stamps[0] == stamps[0] and path_stamps[-1] == stamp_to_ns(last_path.header.stamp)
+    assert set(path_stamps) <= set(stamps) and path_stamps == sorted(set(path_stamps))
     assert all(p.header.frame_id == "map" for p in last_path.poses)
+    # no loop closure yet: the map path is the odometry at the same stamps
+    odom_x = {stamp_to_ns(o.header.stamp): o.pose.pose.position.x for o in odoms}
+    for ps in last_path.poses:
+        assert abs(ps.pose.position.x - odom_x[stamp_to_ns(ps.header.stamp)]) < 1e-6
     pairs = {(t.header.frame_id, t.child_frame_id) for m in tfs for t in m.transforms}
     assert pairs == {("map", "odom"), ("odom", "base_link")}
     for m in tfs:
