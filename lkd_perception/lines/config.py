@@ -1,11 +1,14 @@
 """Settings of the LSDNet line-segment detector (CNN + LSD-style grouping).
 
 One flat dataclass: field name = YAML key = ROS parameter of ``line_node``. Defaults follow the
-reference grouping of LSDNet (heat > 0.4, adaptive threshold block 11 / C 2, regions of <= 10 px
-dropped) except where our grouping differs (it compares with the seed, not the running mean):
-the angle tolerance (10 deg, chosen on validation simulator drives, see models/MODEL_CARD.md)
-and the heat tolerance (documented on the field). The score threshold is 0.5, not the demo's 0.7,
-because sAP and F^H sweep scores themselves.
+reference grouping of LSDNet (heat > 0.4, adaptive threshold C 2) except where our model or
+grouping differs. The shipped model's maps are half its input size (output stride 2), so the
+pixel-sized settings are smaller than the reference's, which counts full-size pixels: adaptive
+block 5 (reference 11), regions of >= 5 px (reference > 10), segments >= 2 px. Those and the angle
+tolerance (10 deg; our grouping compares with the seed, not the running mean) were chosen on
+validation simulator drives (see models/MODEL_CARD.md); the heat tolerance is documented on its
+field. The score threshold is 0.5, not the demo's 0.7, because sAP and F^H sweep scores
+themselves.
 """
 
 from __future__ import annotations
@@ -26,15 +29,15 @@ class LineConfig:
         read_only=True,
     )
     input_width: int = param(
-        320, "network input width in pixels (multiple of 8 x the model's output stride); cost grows with the area",
+        480, "network input width in pixels (multiple of 8 x the model's output stride); cost grows with the area",
         lo=32, hi=2048, read_only=True,
     )
     input_height: int = param(
-        240, "network input height in pixels (multiple of 8 x the model's output stride)", lo=32, hi=2048, read_only=True
+        352, "network input height in pixels (multiple of 8 x the model's output stride)", lo=32, hi=2048, read_only=True
     )
     heat_threshold: float = param(0.4, "support mask: minimum line heat", lo=0.0, hi=1.0)
     adaptive_block: int = param(
-        11, "support mask: block size of the Gaussian adaptive threshold on heat*255 (odd; 0 disables it)",
+        5, "support mask: block size of the Gaussian adaptive threshold on heat*255 (odd; 0 disables it)",
         lo=0, hi=99,
     )
     adaptive_c: float = param(2.0, "support mask: constant subtracted in the adaptive threshold", lo=-50.0, hi=50.0)
@@ -42,12 +45,15 @@ class LineConfig:
         10.0, "region growing: largest line-direction difference from the seed, degrees", lo=0.5, hi=45.0
     )
     heat_tolerance: float = param(
-        0.6, "region growing: largest heat difference from the seed (the reference's 0.3 is relative to the "
-        "running mean; against the seed it would cut the flanks of diagonal lines into parallel regions)",
+        0.8, "region growing: largest heat difference from the seed (the reference's 0.3 is relative to the "
+        "running mean; against the seed, the hottest pixel, it would cut the flanks of diagonal lines into "
+        "parallel regions and break lines where they fall between two pixels of the maps)",
         lo=0.0, hi=1.0,
     )
-    min_region_size: int = param(11, "regions with fewer support pixels are dropped", lo=1, hi=10000)
-    min_length: float = param(4.0, "segments shorter than this (pixels of the network's output maps) are dropped", lo=0.0, hi=1000.0)
+    min_region_size: int = param(5, "regions with fewer support pixels are dropped", lo=1, hi=10000)
+    min_length: float = param(
+        2.0, "segments shorter than this (pixels of the network's output maps) are dropped", lo=0.0, hi=1000.0
+    )
     refine_endpoints: bool = param(
         True, "move each end to where the heat along the segment falls to half (recovers corners)"
     )
