@@ -118,7 +118,7 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1000, help="synthetic held-out seed (training uses others)")
     p.add_argument("--augment", type=float, default=1.0, help="synthetic: photometric degradation 0..1")
     p.add_argument("--repeats", type=int, default=1, help="timing passes over the images per size")
-    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_cuda,lsdnet_cpu@320x240,opencv_lsd,opencv_fld",
+    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_int8,lsdnet_cuda,lsdnet_cpu@320x240,opencv_lsd,opencv_fld",
                    help="comma list; lsdnet_*@WxH runs LSDNet at another input size")
     p.add_argument("--save-data", default=None,
                    help="also write the held-out images and gt.json here (for lkd evaluate lines)")
@@ -273,11 +273,46 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_quantize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="models/lsdnet.onnx", help="FP32 LSDNet export")
+    p.add_argument("--out", default="models/lsdnet_int8.onnx")
+    p.add_argument("--calibration", nargs="+", required=True,
+                   help="training images: an .npz of simulator frames (lkd train lines caches one) or image files")
+    p.add_argument("--count", type=int, default=64, help="calibration images drawn from them")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.lines.quantize import quantize_int8
+    from lkd_perception.lines.sim_source import load_frames
+
+    images = []
+    for item in args.calibration:
+        if item.endswith(".npz"):
+            images += [f.rgb for f in load_frames(item)]
+        else:
+            bgr = cv2.imread(item, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise InputError(f"cannot read calibration image {item}")
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    rng = np.random.default_rng(args.seed)
+    pick = rng.choice(len(images), min(args.count, len(images)), replace=False)
+    path = quantize_int8(args.model, args.out, [images[i] for i in sorted(pick)])
+    emit_json({"onnx": str(path), "bytes": path.stat().st_size, "calibration_images": len(pick)}, None)
+    return 0
+
+
 COMMANDS = [
     Command(("lines",), "detect line segments in images (LSDNet)", _add_detect, _run_detect),
     Command(("evaluate", "lines"), "sAP5/10/15 and F^H of line predictions against ground truth",
             _add_evaluate, _run_evaluate),
     Command(("bench", "lines"), "LSDNet vs OpenCV LSD and FLD: accuracy, fps, memory", _add_bench, _run_bench),
+    Command(("quantize", "lines"), "INT8 line model for CPUs (static, calibrated on training images)",
+            _add_quantize, _run_quantize),
     Command(("train", "lines"), "train the LSDNet line detector on synthetic scenes", _add_train, _run_train),
     Command(("export", "lines"), "export a trained LSDNet checkpoint to ONNX", _add_export, _run_export),
 ]

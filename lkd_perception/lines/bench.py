@@ -25,7 +25,8 @@ from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.json_format import read_ground_truth
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
-METHODS = ("lsdnet_cpu", "lsdnet_cuda", "opencv_lsd", "opencv_fld")
+METHODS = ("lsdnet_cpu", "lsdnet_int8", "lsdnet_cuda", "opencv_lsd", "opencv_fld")
+INT8_MODEL = "models/lsdnet_int8.onnx"
 SPEED_SIZES = ((320, 240), (640, 480))
 
 
@@ -107,7 +108,8 @@ def labelled_images(gt_path: str) -> list[SyntheticImage]:
 def make_detector(method: str, cfg: LineConfig) -> Any:
     """A detector with ``.detect(rgb) -> LineSegments`` for a method name of :data:`METHODS`.
 
-    ``lsdnet_*@WxH`` runs LSDNet at another network input size (the speed/accuracy trade-off).
+    ``lsdnet_*@WxH`` runs LSDNet at another network input size (the speed/accuracy trade-off);
+    ``lsdnet_int8`` is the INT8 model on the CPU.
     """
     method, _, size = method.partition("@")
     if size:
@@ -119,6 +121,10 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
         from lkd_perception.lines.runtime import LineDetector
 
         return LineDetector(replace(cfg, provider="cpu"))
+    if method == "lsdnet_int8":
+        from lkd_perception.lines.runtime import LineDetector
+
+        return LineDetector(replace(cfg, provider="cpu", model_path=INT8_MODEL))
     if method == "lsdnet_cuda":
         from lkd_perception.lines.runtime import LineDetector
 

@@ -24,7 +24,8 @@ class LineConfig:
 
     model_path: str = param(
         "models/lsdnet.onnx",
-        "ONNX model file; a relative path is looked up in the current folder, the package share dir, "
+        "ONNX model file (models/lsdnet.onnx: FP32; models/lsdnet_int8.onnx: INT8, about 2x faster network on "
+        "CPUs with VNNI, lower sAP); a relative path is looked up in the current folder, the package share dir, "
         "then the repository",
         read_only=True,
     )

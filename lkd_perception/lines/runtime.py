@@ -67,6 +67,18 @@ def _checked_rgb(rgb: np.ndarray) -> np.ndarray:
     return arr
 
 
+def network_input(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H,W,3) uint8 RGB -> the network's (1,3,height,width) float32 RGB/255 (also what the INT8
+    calibration feeds, so calibration sees exactly the run-time input)."""
+    if rgb.shape[:2] != (height, width):
+        # Bilinear down to half size (a 640x480 camera to the 480x352 default costs 5x less than
+        # area averaging, same sAP on the validation drives); area averaging below that, where
+        # bilinear would alias.
+        mild = width >= rgb.shape[1] / 2 and height >= rgb.shape[0] / 2
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
 class LineDetector:
     """LSDNet: CNN heat/direction maps (ONNX Runtime), then LSD-style grouping, rescaled to the input."""
 
@@ -111,15 +123,7 @@ class LineDetector:
     def heat_and_angle(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Network maps: heat (h,w) in [0,1] and direction θ (h,w) in radians [0,π), at the network
         input size divided by the model's output stride."""
-        arr = _checked_rgb(rgb)
-        w, h = self.config.input_width, self.config.input_height
-        if arr.shape[:2] != (h, w):
-            # Bilinear down to half size (a 640x480 camera to the 480x352 default costs 5x less
-            # than area averaging, same sAP on the validation drives); area averaging below that,
-            # where bilinear would alias.
-            mild = w >= arr.shape[1] / 2 and h >= arr.shape[0] / 2
-            arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
-        x = np.ascontiguousarray(arr.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1.0 / 255.0)
+        x = network_input(_checked_rgb(rgb), self.config.input_width, self.config.input_height)
         out = self.session.run(None, {self._input_name: x})[0]
         return out[0, 0], out[0, 1] * np.float32(np.pi)
 

@@ -1,0 +1,58 @@
+"""INT8 quantisation of the line model: the INT8 graph agrees with FP32 and the runtime takes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from lkd_perception.common.errors import InputError, ModelError
+from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.export import export_onnx
+from lkd_perception.lines.lsdnet import LSDNet
+from lkd_perception.lines.quantize import quantize_int8
+from lkd_perception.lines.runtime import LineDetector, network_input
+from lkd_perception.lines.synthetic import render_scene
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def _scenes(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [render_scene(rng, 96, 128).rgb for _ in range(n)]
+
+
+def _heat(path: Path, rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"image": network_input(rgb, w, h)})[0][0, 0]
+
+
+def test_int8_graph_follows_the_fp32_one(tmp_path):
+    # the shipped FP32 model quantised again here, on a few scenes (a random network's output is
+    # flat, which would make any comparison meaningless)
+    int8 = quantize_int8(MODELS / "lsdnet.onnx", tmp_path / "m_int8.onnx", _scenes(3, 0))
+    probe = render_scene(np.random.default_rng(99), 352, 480).rgb  # not a calibration image
+    a, b = _heat(MODELS / "lsdnet.onnx", probe, 480, 352), _heat(int8, probe, 480, 352)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    assert ort.InferenceSession(str(int8)).get_modelmeta().custom_metadata_map["precision"] == "int8"
+    det = LineDetector(LineConfig(model_path=str(int8), threads=1))
+    assert det.output_stride == 2 and len(det.detect(probe)) > 0
+
+
+def test_shipped_int8_model_matches_the_shipped_fp32_model():
+    probe = render_scene(np.random.default_rng(5), 352, 480).rgb
+    a = _heat(MODELS / "lsdnet.onnx", probe, 480, 352)
+    b = _heat(MODELS / "lsdnet_int8.onnx", probe, 480, 352)
+    # same lines: the maps agree closely where either sees a line
+    on = (a > 0.5) | (b > 0.5)
+    assert on.sum() > 100 and np.abs(a - b)[on].mean() < 0.1
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        quantize_int8(tmp_path / "none.onnx", tmp_path / "o.onnx", _scenes(1, 0))
+    fp32 = export_onnx(LSDNet((4, 8, 8, 16), stride=2, decoder="add"), tmp_path / "m.onnx", 64, 48)
+    with pytest.raises(InputError):
+        quantize_int8(fp32, tmp_path / "o.onnx", [])
