@@ -76,6 +76,11 @@ class OdometryConfig:
     keyframe_angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
     loop_closure: bool = param(True, "Detect loops and correct map->odom with the pose graph.")
     loop_min_age_s: float = param(20.0, "Loop candidates must be at least this much older (s).", lo=0.0, hi=3600.0)
+    loop_cooldown_keyframes: int = param(
+        5, "After an accepted loop, skip loop search for this many keyframes: on a revisited street one loop "
+        "factor per few keyframes holds the map as well as one per keyframe, at a fraction of the CPU and "
+        "graph memory (0 = search at every keyframe).", lo=0, hi=1000,
+    )
     loop_search_radius: float = param(10.0, "Loop candidates must lie within this distance (m) in the map.", lo=0.5, hi=200.0)
     loop_candidates: int = param(10, "Nearest global descriptors examined per keyframe.", lo=1, hi=100)
     loop_descriptor_distance: float = param(0.35, "Max ring-sector descriptor distance (1 - cosine) of a candidate.", lo=0.0, hi=2.0)

@@ -397,7 +397,8 @@ class LioPipeline:
         self.loops.add(kf)
         self.graph.optimize()
         loops: tuple[LoopClosure, ...] = ()
-        if c.loop_closure and kid > 0:
+        cooling = self.loop_closures and kid - self.loop_closures[-1].to_id <= c.loop_cooldown_keyframes
+        if c.loop_closure and kid > 0 and not cooling:
             loop = self.loops.detect(kf, self.graph.estimates_view())
             if loop is not None:
                 self.graph.add_factor(loop.from_id, loop.to_id, loop.T_from_to, c.loop_sigma_rot, c.loop_sigma_trans, c.loop_robust_kernel)

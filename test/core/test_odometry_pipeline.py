@@ -80,6 +80,9 @@ def test_loop_is_closed_on_a_revisit():
     loops = [lc for r in res for lc in r.loop_closures]
     assert loops, "no loop closed on a second pass over the start"
     assert all(lc.from_id < lc.to_id and lc.rmse <= cfg.loop_max_rmse for lc in loops)
+    # after an accepted loop the search rests for loop_cooldown_keyframes keyframes
+    assert cfg.loop_cooldown_keyframes > 0
+    assert all(b.to_id - a.to_id > cfg.loop_cooldown_keyframes for a, b in zip(loops, loops[1:]))
     assert not np.allclose(res[-1].map_T_odom, np.eye(4))
     # each loop's relative pose agrees with the ground truth between its two keyframes
     stamp_of = {k.id: k.stamp_ns for k in p.loops.keyframes}
