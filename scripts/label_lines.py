@@ -185,28 +185,27 @@ def refine_segment(gx: np.ndarray, gy: np.ndarray, rough: np.ndarray, prm: Refin
     idx = np.flatnonzero(bins)
     start = int(idx[np.argmin(np.abs(idx - mid))])
     gap = int(np.ceil(prm.max_gap))
-    hi_i = start
-    miss = 0
-    for i in range(start + 1, len(bins)):
-        if bins[i]:
-            hi_i, miss = i, 0
-        else:
-            miss += 1
-            if miss > gap:
-                break
-    lo_i = start
-    miss = 0
-    for i in range(start - 1, -1, -1):
-        if bins[i]:
-            lo_i, miss = i, 0
-        else:
-            miss += 1
-            if miss > gap:
-                break
+    lo_i = _last_supported(bins, start, -1, gap)
+    hi_i = _last_supported(bins, start, +1, gap)
     t0, t1 = lo_i + lo, hi_i + lo
     seg = np.concatenate([a + t0 * u, a + t1 * u])
     flagged = support < prm.min_support or (t1 - t0) < 10
     return Refined(rough if flagged else seg, support, flagged)
+
+
+def _last_supported(bins: np.ndarray, start: int, step: int, gap: int) -> int:
+    """Walk from ``start`` in direction ``step``: the last supported bin before a run of more
+    than ``gap`` unsupported ones (where the edge stops)."""
+    last, miss, i = start, 0, start + step
+    while 0 <= i < len(bins):
+        if bins[i]:
+            last, miss = i, 0
+        else:
+            miss += 1
+            if miss > gap:
+                break
+        i += step
+    return last
 
 
 def write_labels(path: Path, labels: dict[str, dict]) -> None:
