@@ -433,12 +433,17 @@ def run_replay(
             nodes.stop()
         if recorder is not None:
             recorder.close()
-        executor.shutdown()
+        executor.shutdown(timeout_sec=10.0)
         if spin_thread is not None:
-            spin_thread.join(timeout=5)
-        for n in (player, recorder):
-            if n is not None:
-                n.destroy_node()
+            spin_thread.join(timeout=10.0)
+        # Destroying a node while the executor thread may still hold its handles in a wait set
+        # crashed librcl once at the end of a 10-minute soak; if that thread has not stopped,
+        # leave the handles to process exit instead.
+        if spin_thread is None or not spin_thread.is_alive():
+            for n in (player, recorder):
+                if n is not None:
+                    executor.remove_node(n)
+                    n.destroy_node()
         rclpy.try_shutdown(context=ctx)
     p = player.progress
     return ReplayResult(
