@@ -37,6 +37,12 @@ class OdometryConfig:
     min_points: int = param(100, "Scans with fewer valid points are rejected as bad input.", lo=3, hi=100000)
     deskew: bool = param(True, "Undo motion within a scan using the per-point time field.")
     use_imu: bool = param(True, "Use IMU preintegration (gyro + accelerometer) as the motion prior when samples cover the interval.")
+    imu_max_gap_s: float = param(
+        0.3, "Largest hole between IMU samples (s) bridged by interpolating the gyro and accelerometer; a longer "
+        "one makes the prediction fall back to constant velocity. A busy live node loses IMU messages in bursts, "
+        "and across a second of skipped scans in a turn the interpolated IMU is far better than constant velocity.",
+        lo=0.0, hi=10.0,
+    )
     # --- registration -------------------------------------------------------------------------
     voxel_size: float = param(0.8, "Voxel (m) of the scan used for registration.", lo=0.05, hi=5.0)
     max_source_points: int = param(1500, "Registration uses at most this many scan points.", lo=100, hi=100000)

@@ -171,7 +171,7 @@ class LioPipeline:
 
         # 1. prediction: IMU preintegration if samples cover the interval, else constant velocity
         twist, pre = self._twist, None
-        if not first and c.use_imu and self.imu.covers(self._last_stamp, stamp_ns):  # type: ignore[arg-type]
+        if not first and c.use_imu and self.imu.covers(self._last_stamp, stamp_ns, c.imu_max_gap_s):  # type: ignore[arg-type]
             pre = self.imu.preintegrate(self._last_stamp, stamp_ns)  # type: ignore[arg-type]
             twist = Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt)
         predicted = self._pose @ twist.delta(dt)

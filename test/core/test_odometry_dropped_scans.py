@@ -56,3 +56,38 @@ def test_turn_with_dropped_scans_and_no_imu_stays_on_ground_truth():
     assert m.ape_translation_m.rmse < 0.1
     assert m.rpe_frame_translation_m.max < 0.4
     assert sum(s.startswith("ok") for s in statuses) >= 0.9 * len(statuses)
+
+
+def test_turn_with_skipped_scans_and_lost_imu_bursts_stays_on_ground_truth():
+    # What the live node saw in the 10-minute soak: half of the scans skipped in runs of up to 1.5 s
+    # and a quarter of the IMU messages lost in bursts of up to 150 ms. Refusing any IMU window with
+    # a hole over 50 ms fell back to constant velocity through the turn and lost track (APE 2.9 m
+    # on this segment); bridging holes up to imu_max_gap_s (0.3 s) keeps it at about 6 cm.
+    sim = DriveSimulator(make_config("urban", 600.0, 0))
+    ext = sim.extrinsics()
+    cfg = OdometryConfig(base_T_lidar=_xyzrpy(ext.T_base_lidar), base_T_imu=_xyzrpy(ext.T_base_imu),
+                         loop_closure=False)
+    assert cfg.imu_max_gap_s >= 0.15
+    times = sim.scan_times()
+    i0, i1 = 260, 420  # 26-42 s, through the turn at 32 s
+    keep = scan_drop_mask(len(times), 0.5, seed=2, max_burst=15)[i0:i1]
+    assert np.diff(np.flatnonzero(keep)).max() >= 10  # a second or more without a scan
+    imu = sim.imu().series
+    ikeep = scan_drop_mask(len(imu.stamps_ns), 0.25, seed=5, max_burst=30)
+    stamps_i, gyro, accel = imu.stamps_ns[ikeep], imu.gyro[ikeep], imu.accel[ikeep]
+    p = LioPipeline(cfg)
+    k, stamps, poses = 0, [], []
+    for t, kept in zip(times[i0:i1], keep):
+        if not kept:
+            continue
+        scan = sim.scan(t)
+        while k < len(stamps_i) and stamps_i[k] <= scan.stamp_ns + 110_000_000:
+            p.add_imu(int(stamps_i[k]), gyro[k], accel[k])
+            k += 1
+        r = p.add_scan(scan.stamp_ns, scan.cloud)
+        stamps.append(r.stamp_ns)
+        poses.append(r.pose)
+    gt_stamps, gt_poses = sim.gt()
+    m = evaluate_trajectory(Trajectory(np.array(stamps), np.stack(poses)), Trajectory(gt_stamps, gt_poses))
+    assert m.ape_translation_m.rmse < 0.15
+    assert m.rpe_frame_translation_m.max < 0.5
