@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lkd_perception.common.errors import ModelError
+from lkd_perception.common.paths import resolve_model_path
 from lkd_perception.detection.config import DetectorConfig
 from lkd_perception.detection.postprocess import Detections, decode_detr, decode_yolo
 from lkd_perception.detection.preprocess import check_rgb, letterbox, plain_resize, to_tensor
@@ -23,24 +23,6 @@ log = logging.getLogger(__name__)
 
 FAMILIES = ("leyolo", "detr")
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-_HERE = Path(__file__).resolve()
-_PACKAGE_ROOT = _HERE.parents[2]  # the source checkout (repository root)
-# an install puts this file in <prefix>/lib/pythonX.Y/site-packages/lkd_perception/detection/: colcon's
-# <prefix> is install/lkd_perception, not sys.prefix, so both are searched for share/lkd_perception
-_INSTALL_PREFIXES = tuple(dict.fromkeys([Path(sys.prefix)] + ([_HERE.parents[5]] if len(_HERE.parents) > 5 else [])))
-
-
-def resolve_model_path(path: str) -> Path:
-    """A model path as given, else relative to the source checkout, else to an installed share dir."""
-    p = Path(path).expanduser()
-    candidates = [p] if p.is_absolute() else (
-        [p, _PACKAGE_ROOT / p] + [prefix / "share" / "lkd_perception" / p for prefix in _INSTALL_PREFIXES])
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ModelError(f"model file not found: {path} (looked in: {', '.join(str(c) for c in candidates)})")
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """What the ONNX metadata says about a detector model."""

@@ -6,14 +6,13 @@ command both call it. No torch here (DESIGN: runtime needs numpy, opencv, onnxru
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError, ModelError
+from lkd_perception.common.paths import resolve_model_path
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.grouping import group_lines
 
@@ -22,7 +21,6 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-_PACKAGE = "lkd_perception"
 
 
 @dataclass(frozen=True)
@@ -39,21 +37,6 @@ class LineSegments:
 
     def __len__(self) -> int:
         return len(self.segments)
-
-
-def resolve_model_path(path: str) -> Path:
-    """An absolute path as is; a relative one in the current folder, the installed package share
-    folder (``<prefix>/share/lkd_perception``), then the source repository."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        candidates = [p]
-    else:
-        repo = Path(__file__).resolve().parents[2]
-        candidates = [Path.cwd() / p, Path(sys.prefix) / "share" / _PACKAGE / p, repo / p]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ModelError(f"line model {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
 
 
 def _checked_rgb(rgb: np.ndarray) -> np.ndarray:

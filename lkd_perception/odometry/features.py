@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 
 from lkd_perception.common.errors import ConfigError, ModelError
+from lkd_perception.common.paths import SOURCE_ROOT, resolve_model_path
 from lkd_perception.odometry.bev import BevImage
 
-DEFAULT_CNN_MODEL = Path(__file__).resolve().parents[2] / "models" / "bev_descriptor.onnx"
+DEFAULT_CNN_NAME = "models/bev_descriptor.onnx"  # found like every model (common.paths)
+DEFAULT_CNN_MODEL = SOURCE_ROOT / DEFAULT_CNN_NAME  # the shipped file in a source checkout
 DESCRIPTOR_DIM = 32  # output channels of the CNN descriptor
 
 
@@ -97,7 +99,7 @@ class FeatureExtractor:
             )
         elif descriptor == "cnn":
             self._fast = cv2.FastFeatureDetector_create(threshold=fast_threshold, nonmaxSuppression=True, type=cv2.FAST_FEATURE_DETECTOR_TYPE_9_16)
-            self._cnn = CnnDescriptor(Path(model_path) if model_path else DEFAULT_CNN_MODEL)
+            self._cnn = CnnDescriptor(resolve_model_path(model_path or DEFAULT_CNN_NAME))
         else:
             raise ConfigError(f"descriptor must be 'orb' or 'cnn', got {descriptor!r}")
 

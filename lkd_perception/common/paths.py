@@ -1,0 +1,32 @@
+"""Where the shipped files are: a relative model path works from a source checkout and from an
+install (pip or colcon) alike, so a parameter file can say ``models/leyolo_n.onnx`` anywhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lkd_perception.common.errors import ModelError
+
+PACKAGE = "lkd_perception"
+_HERE = Path(__file__).resolve()
+#: the source checkout (repository root) when running from one
+SOURCE_ROOT = _HERE.parents[2]
+# An install puts this file in <prefix>/lib/pythonX.Y/site-packages/lkd_perception/common/; colcon's
+# <prefix> is install/lkd_perception, not sys.prefix, so both are searched for share/lkd_perception.
+_INSTALL_PREFIXES = tuple(dict.fromkeys([Path(sys.prefix)] + ([_HERE.parents[5]] if len(_HERE.parents) > 5 else [])))
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """An absolute path as is; a relative one in the current folder, the source checkout, then
+    each install prefix's ``share/lkd_perception``. A missing file is a :class:`ModelError`
+    that lists where it looked."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        candidates = [Path.cwd() / p, SOURCE_ROOT / p] + [prefix / "share" / PACKAGE / p for prefix in _INSTALL_PREFIXES]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ModelError(f"model file {str(path)!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
