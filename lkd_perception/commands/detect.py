@@ -47,7 +47,8 @@ def _detector_config(args: argparse.Namespace):
 
 def _run_detect(args: argparse.Namespace) -> int:
     from lkd_perception.common.errors import InputError
-    from lkd_perception.detection.data import load_coco, read_rgb
+    from lkd_perception.detection.data import load_coco
+    from lkd_perception.io.formats import read_rgb
     from lkd_perception.detection.runtime import Detector
     from lkd_perception.detection.postprocess import detections_to_coco
 

@@ -52,19 +52,14 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
 
 
 def _run_detect(args: argparse.Namespace) -> int:
-    import cv2
-
-    from lkd_perception.common.errors import InputError
+    from lkd_perception.io.formats import read_rgb
     from lkd_perception.lines.json_format import predictions_to_json
     from lkd_perception.lines.runtime import LineDetector
 
     det = LineDetector(_line_config(args))
     result = {}
     for path in args.images:
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"cannot read image {path}")
-        found = det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        found = det.detect(read_rgb(path))
         result[Path(path).name] = predictions_to_json(found.segments, found.scores)
         log.info("%s: %d segments", path, len(found))
     emit_json(result, args.out)
@@ -283,10 +278,9 @@ def _add_quantize(p: argparse.ArgumentParser) -> None:
 
 
 def _run_quantize(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
 
-    from lkd_perception.common.errors import InputError
+    from lkd_perception.io.formats import read_rgb
     from lkd_perception.lines.quantize import quantize_int8
     from lkd_perception.lines.sim_source import load_frames
 
@@ -295,10 +289,7 @@ def _run_quantize(args: argparse.Namespace) -> int:
         if item.endswith(".npz"):
             images += [f.rgb for f in load_frames(item)]
         else:
-            bgr = cv2.imread(item, cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise InputError(f"cannot read calibration image {item}")
-            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            images.append(read_rgb(item))
     rng = np.random.default_rng(args.seed)
     pick = rng.choice(len(images), min(args.count, len(images)), replace=False)
     path = quantize_int8(args.model, args.out, [images[i] for i in sorted(pick)])

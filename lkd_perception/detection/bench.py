@@ -128,7 +128,8 @@ def onnx_cost(path: str | Path) -> tuple[int, float, int]:
 
 
 def _evaluate(detector, gt_path: str, max_images: int) -> tuple[float, float, int]:
-    from lkd_perception.detection.data import load_coco, read_rgb
+    from lkd_perception.detection.data import load_coco
+    from lkd_perception.io.formats import read_rgb
     from lkd_perception.detection.postprocess import detections_to_coco
     from lkd_perception.eval.detection import evaluate_detections, load_json
 
@@ -168,7 +169,8 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
     from lkd_perception.common.config import from_dict
     from lkd_perception.common.errors import LkdError
     from lkd_perception.detection.config import DetectorConfig
-    from lkd_perception.detection.data import load_coco, read_rgb
+    from lkd_perception.detection.data import load_coco
+    from lkd_perception.io.formats import read_rgb
     from lkd_perception.detection.runtime import Detector, make_session, read_model_info, resolve_model_path
 
     try:

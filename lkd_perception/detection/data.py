@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError
@@ -79,11 +78,3 @@ def load_coco(annotation_file: str | Path, image_dir: str | Path | None = None) 
         images.append(CocoImage(int(im["id"]), path, int(im["width"]), int(im["height"]),
                                 rows[:, :4].copy(), rows[:, 4].astype(np.int64)))
     return CocoSet(ann, tuple(images), tuple(c["name"] for c in cats), tuple(int(c["id"]) for c in cats))
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; unreadable files are an :class:`InputError`."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"cannot read image: {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

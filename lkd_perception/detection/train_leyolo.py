@@ -25,12 +25,13 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
 from lkd_perception.detection.augment import AugmentSettings, prepare_sample
 from lkd_perception.detection.config import LeyoloTrainConfig
-from lkd_perception.detection.data import CocoSet, load_coco, read_rgb
+from lkd_perception.detection.data import CocoSet, load_coco
 from lkd_perception.detection.ema import ModelEMA
 from lkd_perception.detection.leyolo import LeYOLO
 from lkd_perception.detection.losses import DetectionLoss
 from lkd_perception.detection.postprocess import decode_yolo, detections_to_coco
 from lkd_perception.detection.preprocess import letterbox
+from lkd_perception.io.formats import read_rgb
 
 log = logging.getLogger(__name__)
 

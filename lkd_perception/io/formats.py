@@ -4,6 +4,7 @@
   ``#`` comments allowed.
 * COCO: the standard ``images`` / ``annotations`` / ``categories`` document; boxes ``[x, y, w, h]``.
 * Line JSON: ``{"<image file name>": [[x1, y1, x2, y2(, score)], ...]}``.
+* Image files (any format OpenCV reads) as RGB arrays.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError
@@ -143,3 +145,11 @@ def read_lines(path: str | Path) -> dict[str, np.ndarray]:
             raise InputError(f"{path}: segments of {name!r} must be [x1, y1, x2, y2(, score)], got shape {arr.shape}")
         out[name] = arr
     return out
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; unreadable files are an :class:`InputError`."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"cannot read image: {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -21,6 +21,7 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
+from lkd_perception.io.formats import read_rgb
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.json_format import read_ground_truth
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
@@ -95,12 +96,9 @@ def labelled_images(gt_path: str) -> list[SyntheticImage]:
     folder = Path(gt_path).parent
     out = []
     for name, gt in sorted(read_ground_truth(gt_path).items()):
-        bgr = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"cannot read image {folder / name} named in {gt_path}")
-        if (bgr.shape[1], bgr.shape[0]) != (gt.width, gt.height):
-            raise InputError(f"{name}: image is {bgr.shape[1]}x{bgr.shape[0]}, ground truth says {gt.width}x{gt.height}")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = read_rgb(folder / name)
+        if (rgb.shape[1], rgb.shape[0]) != (gt.width, gt.height):
+            raise InputError(f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]}, ground truth says {gt.width}x{gt.height}")
         out.append(SyntheticImage(rgb, gt.lines.astype(np.float32), np.zeros((0, 2), np.float32)))
     return out
 
