@@ -67,7 +67,6 @@ class LidarOdometryNode(LkdNode):
         self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
-        self._scans = 0
         self._last_path_ns: int | None = None
         self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
         self.get_logger().info(
@@ -88,11 +87,10 @@ class LidarOdometryNode(LkdNode):
 
     def _on_scan(self, msg: PointCloud2) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        if self._scans == 0 and msg.header.frame_id in self._static:
+        if not self.pipeline.started and msg.header.frame_id in self._static:
             self.pipeline.set_lidar_extrinsic(self._static[msg.header.frame_id])
             self.get_logger().info(f"LiDAR extrinsic {self.cfg.base_frame} <- {msg.header.frame_id} from /tf_static")
         result = self.pipeline.add_scan(stamp_ns, pointcloud2_to_cloud(msg))
-        self._scans += 1
         self._publish(result, msg.header.stamp)
         if result.status.startswith("degraded"):
             self.diagnostics.warn("scan", result.status)

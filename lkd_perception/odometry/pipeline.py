@@ -147,6 +147,11 @@ class LioPipeline:
         self._poor_streak = 0
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """Whether a scan has been accepted (the mounting and the map are fixed from then on)."""
+        return self._last_stamp is not None
+
     def set_lidar_extrinsic(self, T_base_lidar: np.ndarray) -> None:
         """Replace base_link<-lidar (e.g. from /tf_static); only before the first scan, because
         the map and poses already built would silently disagree with a new mounting."""
@@ -246,14 +251,13 @@ class LioPipeline:
     def map_path(self) -> tuple[np.ndarray, np.ndarray]:
         """Stamps and T_map_base of the keyframes plus the latest scan: the loop-corrected path
         at keyframe spacing, for a live Path message whose cost must not grow with every scan."""
-        stamps, _, _ = self._anchors.arrays()
-        if len(stamps) == 0:
-            return stamps, np.zeros((0, 4, 4))
+        if self._last_stamp is None:
+            return np.zeros(0, np.int64), np.zeros((0, 4, 4))
         kfs = self.graph.estimates()
         kf_stamps = np.array([kf.stamp_ns for kf in self.loops.keyframes], dtype=np.int64)
         poses = [kfs[k] for k in range(len(kf_stamps))]
-        if stamps[-1] != kf_stamps[-1]:
-            kf_stamps = np.append(kf_stamps, stamps[-1])
+        if self._last_stamp != kf_stamps[-1]:
+            kf_stamps = np.append(kf_stamps, self._last_stamp)
             poses.append(self._map_T_odom @ self._pose)
         return kf_stamps, np.stack(poses)
 
@@ -286,30 +290,27 @@ class LioPipeline:
                 bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight, motion=motion,
             )
 
-        def better(a: RegistrationResult, b: RegistrationResult) -> bool:
-            return a.overlap > b.overlap + 0.01 or (a.overlap >= b.overlap - 0.01 and a.rmse < b.rmse)
+        def better(a: RegistrationResult, b: RegistrationResult, overlap_gain: float, rmse_ratio: float) -> bool:
+            return a.overlap > b.overlap + overlap_gain or (a.overlap >= b.overlap - 0.01 and a.rmse < rmse_ratio * b.rmse)
 
         if len(source) < MIN_STRUCTURE_VOXELS:
             # e.g. the sensor blocked by an object beside it: a handful of voxels cannot hold six
             # degrees of freedom (measured: 18 voxels within 1.3 m, registration turned by 93 deg)
             return predicted, 0.0, f"degraded: only {len(source)} voxels of structure; pose from the motion prediction", False
-        def clearly_better(a: RegistrationResult, b: RegistrationResult) -> bool:
-            # In a self-similar scene (a corridor) a fit from the BEV guess can be an aliased copy
-            # of the right one, as good to within noise; only a clear win replaces the prediction's
-            # fit (measured: corridor APE 15.5 m when any small win counted, 0.5 m with this).
-            return a.overlap > b.overlap + 0.05 or (a.overlap >= b.overlap - 0.01 and a.rmse < 0.8 * b.rmse)
-
         starts = [("", predicted)] + ([(", from the BEV guess", bev_guess)] if bev_guess is not None else [])
         best, how = run(predicted), ""
         for label, initial in starts[1:]:
+            # In a self-similar scene (a corridor) a fit from the BEV guess can be an aliased copy of
+            # the right one, as good to within noise; only a clear win replaces the prediction's fit
+            # (measured: corridor APE 15.5 m when any small win counted, 0.5 m with this).
             alt = run(initial)
-            if clearly_better(alt, best):
+            if better(alt, best, overlap_gain=0.05, rmse_ratio=0.8):
                 best, how = alt, label
         if self._poor_fit(best):
             for label, initial in starts:
                 coarse = run(initial, widen=COARSE_WIDEN)
                 alt = run(coarse.pose)
-                if better(alt, best):
+                if better(alt, best, overlap_gain=0.01, rmse_ratio=1.0):
                     best, how = alt, label + ", coarse-to-fine"
         if self._poor_fit(best):
             self._poor_streak += 1
