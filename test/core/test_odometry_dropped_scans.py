@@ -33,26 +33,41 @@ def test_drop_mask_fraction_and_bursts():
         scan_drop_mask(10, 1.0)
 
 
-def test_turn_with_dropped_scans_and_no_imu_stays_on_ground_truth():
+def _urban(**overrides) -> tuple[DriveSimulator, OdometryConfig]:
+    """The urban drive and an odometry config with its extrinsics, loop closure off."""
     sim = DriveSimulator(make_config("urban", 600.0, 0))
     ext = sim.extrinsics()
     cfg = OdometryConfig(base_T_lidar=_xyzrpy(ext.T_base_lidar), base_T_imu=_xyzrpy(ext.T_base_imu),
-                         use_imu=False, loop_closure=False)
+                         loop_closure=False, **overrides)
+    return sim, cfg
+
+
+def _run(sim: DriveSimulator, cfg: OdometryConfig, times: np.ndarray, keep: np.ndarray, imu=None):
+    """The kept scans (and IMU samples ``(stamps, gyro, accel)`` up to each scan's end) through the
+    pipeline: trajectory metrics against ground truth and the per-scan statuses."""
+    p = LioPipeline(cfg)
+    k, stamps, poses, statuses = 0, [], [], []
+    for t in times[keep]:
+        scan = sim.scan(t)
+        while imu is not None and k < len(imu[0]) and imu[0][k] <= scan.stamp_ns + 110_000_000:
+            p.add_imu(int(imu[0][k]), imu[1][k], imu[2][k])
+            k += 1
+        r = p.add_scan(scan.stamp_ns, scan.cloud)
+        stamps.append(r.stamp_ns)
+        poses.append(r.pose)
+        statuses.append(r.status)
+    gt_stamps, gt_poses = sim.gt()
+    m = evaluate_trajectory(Trajectory(np.array(stamps), np.stack(poses)), Trajectory(gt_stamps, gt_poses))
+    return m, statuses
+
+
+def test_turn_with_dropped_scans_and_no_imu_stays_on_ground_truth():
+    sim, cfg = _urban(use_imu=False)
     times = sim.scan_times()
     i0, i1 = int(T0_S * 10), int(T1_S * 10)
     keep = scan_drop_mask(len(times), 0.4, seed=1, max_burst=5)[i0:i1]
     assert np.diff(np.flatnonzero(keep)).max() == 6  # a burst of 5 skipped scans is in the segment
-    p = LioPipeline(cfg)
-    stamps, poses, statuses = [], [], []
-    for t, k in zip(times[i0:i1], keep):
-        if k:
-            scan = sim.scan(t)
-            r = p.add_scan(scan.stamp_ns, scan.cloud)
-            stamps.append(r.stamp_ns)
-            poses.append(r.pose)
-            statuses.append(r.status)
-    gt_stamps, gt_poses = sim.gt()
-    m = evaluate_trajectory(Trajectory(np.array(stamps), np.stack(poses)), Trajectory(gt_stamps, gt_poses))
+    m, statuses = _run(sim, cfg, times[i0:i1], keep)
     assert m.ape_translation_m.rmse < 0.1
     assert m.rpe_frame_translation_m.max < 0.4
     assert sum(s.startswith("ok") for s in statuses) >= 0.9 * len(statuses)
@@ -63,10 +78,7 @@ def test_turn_with_skipped_scans_and_lost_imu_bursts_stays_on_ground_truth():
     # and a quarter of the IMU messages lost in bursts of up to 150 ms. Refusing any IMU window with
     # a hole over 50 ms fell back to constant velocity through the turn and lost track (APE 2.9 m
     # on this segment); bridging holes up to imu_max_gap_s (0.3 s) keeps it at about 6 cm.
-    sim = DriveSimulator(make_config("urban", 600.0, 0))
-    ext = sim.extrinsics()
-    cfg = OdometryConfig(base_T_lidar=_xyzrpy(ext.T_base_lidar), base_T_imu=_xyzrpy(ext.T_base_imu),
-                         loop_closure=False)
+    sim, cfg = _urban()
     assert cfg.imu_max_gap_s >= 0.15
     times = sim.scan_times()
     i0, i1 = 260, 420  # 26-42 s, through the turn at 32 s
@@ -74,20 +86,6 @@ def test_turn_with_skipped_scans_and_lost_imu_bursts_stays_on_ground_truth():
     assert np.diff(np.flatnonzero(keep)).max() >= 10  # a second or more without a scan
     imu = sim.imu().series
     ikeep = scan_drop_mask(len(imu.stamps_ns), 0.25, seed=5, max_burst=30)
-    stamps_i, gyro, accel = imu.stamps_ns[ikeep], imu.gyro[ikeep], imu.accel[ikeep]
-    p = LioPipeline(cfg)
-    k, stamps, poses = 0, [], []
-    for t, kept in zip(times[i0:i1], keep):
-        if not kept:
-            continue
-        scan = sim.scan(t)
-        while k < len(stamps_i) and stamps_i[k] <= scan.stamp_ns + 110_000_000:
-            p.add_imu(int(stamps_i[k]), gyro[k], accel[k])
-            k += 1
-        r = p.add_scan(scan.stamp_ns, scan.cloud)
-        stamps.append(r.stamp_ns)
-        poses.append(r.pose)
-    gt_stamps, gt_poses = sim.gt()
-    m = evaluate_trajectory(Trajectory(np.array(stamps), np.stack(poses)), Trajectory(gt_stamps, gt_poses))
+    m, _ = _run(sim, cfg, times[i0:i1], keep, (imu.stamps_ns[ikeep], imu.gyro[ikeep], imu.accel[ikeep]))
     assert m.ape_translation_m.rmse < 0.15
     assert m.rpe_frame_translation_m.max < 0.5
