@@ -270,7 +270,9 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _add_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="models/lsdnet.onnx", help="FP32 LSDNet export")
-    p.add_argument("--out", default="models/lsdnet_int8.onnx")
+    from lkd_perception.lines.config import INT8_MODEL_PATH
+
+    p.add_argument("--out", default=INT8_MODEL_PATH)
     p.add_argument("--calibration", nargs="+", required=True,
                    help="training images: an .npz of simulator frames (lkd train lines caches one) or image files")
     p.add_argument("--count", type=int, default=64, help="calibration images drawn from them")

@@ -22,12 +22,17 @@ from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
 from lkd_perception.io.formats import read_rgb
-from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.config import INT8_MODEL_PATH, LineConfig
 from lkd_perception.lines.json_format import read_ground_truth
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
-METHODS = ("lsdnet_cpu", "lsdnet_int8", "lsdnet_cuda", "opencv_lsd", "opencv_fld")
-INT8_MODEL = "models/lsdnet_int8.onnx"
+#: the LSDNet methods: LineConfig fields each one sets
+_LSDNET_VARIANTS: dict[str, dict[str, str]] = {
+    "lsdnet_cpu": {"provider": "cpu"},
+    "lsdnet_int8": {"provider": "cpu", "model_path": INT8_MODEL_PATH},
+    "lsdnet_cuda": {"provider": "cuda"},
+}
+METHODS = (*_LSDNET_VARIANTS, "opencv_lsd", "opencv_fld")
 SPEED_SIZES = ((320, 240), (640, 480))
 
 
@@ -115,19 +120,11 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
         if not method.startswith("lsdnet") or not w.isdigit() or not h.isdigit():
             raise ConfigError(f"'@WxH' applies to lsdnet methods only, got {method}@{size}")
         cfg = replace(cfg, input_width=int(w), input_height=int(h))
-    if method == "lsdnet_cpu":
+    if method in _LSDNET_VARIANTS:
         from lkd_perception.lines.runtime import LineDetector
 
-        return LineDetector(replace(cfg, provider="cpu"))
-    if method == "lsdnet_int8":
-        from lkd_perception.lines.runtime import LineDetector
-
-        return LineDetector(replace(cfg, provider="cpu", model_path=INT8_MODEL))
-    if method == "lsdnet_cuda":
-        from lkd_perception.lines.runtime import LineDetector
-
-        det = LineDetector(replace(cfg, provider="cuda"))
-        if "CUDAExecutionProvider" not in det.providers:
+        det = LineDetector(replace(cfg, **_LSDNET_VARIANTS[method]))
+        if method == "lsdnet_cuda" and "CUDAExecutionProvider" not in det.providers:
             raise ConfigError("CUDA execution provider not available")
         return det
     from lkd_perception.lines.baselines import OpenCvFld, OpenCvLsd

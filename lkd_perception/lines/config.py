@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from lkd_perception.common.config import param
 
 
+#: where ``lkd quantize lines`` writes the INT8 model by default, and where the bench looks for it
+INT8_MODEL_PATH = "models/lsdnet_int8.onnx"
+
+
 @dataclass(frozen=True)
 class LineConfig:
     """Everything :class:`lkd_perception.lines.runtime.LineDetector` needs."""
