@@ -106,14 +106,17 @@ class LineDetector:
     def heat_and_angle(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Network maps: heat (h,w) in [0,1] and direction θ (h,w) in radians [0,π), at the network
         input size divided by the model's output stride."""
-        x = network_input(_checked_rgb(rgb), self.config.input_width, self.config.input_height)
+        return self._maps(_checked_rgb(rgb))
+
+    def _maps(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = network_input(arr, self.config.input_width, self.config.input_height)
         out = self.session.run(None, {self._input_name: x})[0]
         return out[0, 0], out[0, 1] * np.float32(np.pi)
 
     def detect(self, rgb: np.ndarray) -> LineSegments:
         """Segments of an (H,W,3) uint8 RGB image, in its own pixel coordinates."""
         arr = _checked_rgb(rgb)
-        heat, theta = self.heat_and_angle(arr)
+        heat, theta = self._maps(arr)
         found = group_lines(heat, theta, self.config)
         sx = arr.shape[1] / heat.shape[1]
         sy = arr.shape[0] / heat.shape[0]
