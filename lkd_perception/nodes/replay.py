@@ -365,7 +365,7 @@ def run_replay(
     """
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     ctx = Context()
@@ -373,7 +373,9 @@ def run_replay(
     if nodes is None and launch_nodes:
         nodes = NodeProcesses(capabilities, launch_config, overrides)
     player = recorder = None
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    # single-threaded: rclpy's MultiThreadedExecutor busy-polls while a callback runs and took
+    # the GIL from the player, which then published late and in bursts
+    executor = SingleThreadedExecutor(context=ctx)
     spin_thread = None
     t_start = time.perf_counter()
     try:

@@ -2,9 +2,12 @@
 
 The nodes, their names and remappings come from :mod:`lkd_perception.nodes.graph` and their
 parameters from the same YAML parameter file the launch file passes, applied with the ROS 2
-rules (``/**`` for all nodes, a node's own section over it). One multi-threaded executor spins
-them all; each node's callbacks stay mutually exclusive, so a node sees one message at a time
-while a slow node does not hold back the others (ONNX Runtime, open3d and GTSAM release the GIL).
+rules (``/**`` for all nodes, a node's own section over it). Each node gets its own
+single-threaded executor on its own thread: a node sees one message at a time, a slow node does
+not hold back the others (ONNX Runtime, open3d and GTSAM release the GIL), and an idle node
+sleeps in its wait set. rclpy's MultiThreadedExecutor was measured to busy-poll while a callback
+runs on one of its workers; in the replay process that starved the player of the GIL and
+delivered frames late and in bursts, which depth-1 subscribers then dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Any, Sequence
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+import threading
+
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -79,17 +84,36 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
     """Start every planned node and spin them until Ctrl-C or shutdown."""
     rclpy.init(args=args)
     nodes: list[Node] = []
-    executor = MultiThreadedExecutor(num_threads=max(2, len(launch.nodes) + 1))
+    executors: list[SingleThreadedExecutor] = []
+    threads: list[threading.Thread] = []
     try:
         nodes = instantiate(launch)
         for n in nodes:
-            executor.add_node(n)
+            ex = SingleThreadedExecutor()
+            ex.add_node(n)
+            executors.append(ex)
             log.info("started %s", n.get_fully_qualified_name())
-        executor.spin()
+        # the last node spins on this thread (so Ctrl-C lands here), the others on their own
+        for ex, n in zip(executors[:-1], nodes[:-1]):
+            t = threading.Thread(target=_spin, args=(ex,), name=n.get_name(), daemon=True)
+            t.start()
+            threads.append(t)
+        if executors:
+            executors[-1].spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
+        for ex in executors:
+            ex.shutdown()
+        for t in threads:
+            t.join(timeout=10.0)
         for n in nodes:
             n.destroy_node()
         rclpy.try_shutdown()
+
+
+def _spin(executor: SingleThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
