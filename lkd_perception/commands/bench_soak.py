@@ -9,6 +9,7 @@ by the test suite (test/nodes/test_node_fuzz.py) on the same nodes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,13 +43,25 @@ def _growth_pct(samples: list[tuple[float, float]], warmup_frac: float = 0.2) ->
     return 100.0 * (last - first) / first
 
 
+def _cpu_cores_by_fifth(samples: list[tuple[float, float, float]]) -> list[float | None]:
+    """Mean CPU use (cores) of a process in each fifth of the replay, from (fraction, wall, cpu)
+    samples; a restart (CPU time going down) or a fifth without samples contributes nothing."""
+    used, wall = [0.0] * 5, [0.0] * 5
+    for (f0, w0, c0), (_, w1, c1) in zip(samples, samples[1:]):
+        if c1 >= c0 and w1 > w0:
+            k = min(4, int(f0 * 5))
+            used[k] += c1 - c0
+            wall[k] += w1 - w0
+    return [round(u / w, 3) if w > 0 else None for u, w in zip(used, wall)]
+
+
 def _run(args: argparse.Namespace) -> int:
     import shutil
 
     from lkd_perception.eval.outputs import read_recorded_run
     from lkd_perception.eval.report import NODE_IO, evaluate_run
     from lkd_perception.io.bag import bag_info
-    from lkd_perception.nodes.replay import NodeProcesses, run_replay
+    from lkd_perception.nodes.replay import NodeProcesses, lateness_warning, run_replay
     from lkd_perception.sim.drive import make_config
     from lkd_perception.sim.recording import write_drive
 
@@ -68,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"lkd: --kill must be one of {sorted(nodes.specs)}", file=sys.stderr)
         return 2
     rss: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes.specs}
+    cpu: dict[str, list[tuple[float, float, float]]] = {n: [] for n in [*nodes.specs, "replay"]}  # frac, wall, cpu
     events: dict[str, float] = {}
     state = {"last_sample": 0.0}
 
@@ -80,6 +94,11 @@ def _run(args: argparse.Namespace) -> int:
                 v = nodes.rss_mb(name)
                 if v is not None:
                     rss[name].append((frac, v))
+                c = nodes.cpu_s(name)
+                if c is not None:
+                    cpu[name].append((frac, now, c))
+            t = os.times()
+            cpu["replay"].append((frac, now, t.user + t.system))  # player and recorder (this process)
         if args.kill and frac >= 0.40 and "kill_frac" not in events:
             nodes.kill(args.kill)
             events["kill_frac"] = frac
@@ -106,22 +125,35 @@ def _run(args: argparse.Namespace) -> int:
         entry["rss_growth_after_warmup_pct"] = growth
         entry["rss_flat_within_10pct"] = None if growth is None else abs(growth) <= 10.0
         frac = entry.get("processed_fraction")
-        entry["keeps_up"] = None if frac is None else frac >= 0.9
         if args.kill and "kill_frac" in events:
             stamps = _stamps(run, out_topic)
             k0 = t0 + events["kill_frac"] * span
             k1 = t0 + events.get("restart_frac", 1.0) * span
             in_window = sum(1 for s in stamps if k0 <= s < k1)
             if name == args.kill:
-                entry["outputs_after_restart"] = sum(1 for s in stamps if s >= k1)
-                entry["resumed_after_restart"] = entry["outputs_after_restart"] > 0
+                after = [s for s in stamps if s >= k1]
+                entry["outputs_after_restart"] = len(after)
+                entry["resumed_after_restart"] = bool(after)
+                # keeping up is judged while the process was up and serving: before the kill and
+                # from its first output after the restart (inputs spread evenly over the bag)
+                alive_ns = (k0 - t0) + ((t0 + span - after[0]) if after else 0)
+                expected = entry.get("inputs", 0) * alive_ns / span
+                served = sum(1 for s in stamps if s < k0) + len(after)
+                frac = round(served / expected, 4) if expected else None
+                entry["processed_fraction_while_up"] = frac
             else:
                 entry["outputs_while_other_node_dead"] = in_window
                 entry["kept_running_while_other_node_dead"] = in_window > 0
+        entry["keeps_up"] = None if frac is None else frac >= 0.9
+        entry["cpu_cores_by_fifth"] = _cpu_cores_by_fifth(cpu[name])
         per_node[name] = entry
+    if warning := lateness_warning(result):
+        print(f"warning: {warning}", file=sys.stderr)
     emit_json({"drive": {"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed}, "rate": args.rate,
                "killed": args.kill or None, "events": events, "replay_wall_s": result.wall_s,
-               "publish_failed": result.publish_failed, "nodes": per_node,
+               "publish_failed": result.publish_failed,
+               "player_publish_late_ms": result.publish_late_ms,
+               "replay_process_cpu_cores_by_fifth": _cpu_cores_by_fifth(cpu["replay"]), "nodes": per_node,
                "accuracy": {k: metrics[k] for k in ("detection", "lines", "odometry")}}, args.out)
     return 0
 

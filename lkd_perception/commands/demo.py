@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     from lkd_perception.eval.outputs import read_recorded_run
     from lkd_perception.eval.report import evaluate_run, write_report
     from lkd_perception.io.bag import bag_info
-    from lkd_perception.nodes.replay import run_replay
+    from lkd_perception.nodes.replay import lateness_warning, run_replay
     from lkd_perception.sim.drive import make_config
     from lkd_perception.sim.recording import write_drive
 
@@ -59,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
                             overrides={"sensor_qos_reliability": "reliable"})
     finally:
         bar.close()
+    if warning := lateness_warning(replay):
+        print(f"warning: {warning}", file=sys.stderr)
 
     print("[3/3] evaluating against ground truth", file=sys.stderr)
     run = read_recorded_run(out / "outputs")

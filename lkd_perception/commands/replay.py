@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lkd_perception.commands.launch import parse_sets
-    from lkd_perception.nodes.replay import run_replay
+    from lkd_perception.nodes.replay import lateness_warning, run_replay
 
     bar = tqdm(total=0, unit="msg", file=sys.stderr, desc="replay", dynamic_ncols=True)
 
@@ -45,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    if warning := lateness_warning(result):
+        print(f"warning: {warning}", file=sys.stderr)
     emit_json(dataclasses.asdict(result), args.out)
     return 0
 

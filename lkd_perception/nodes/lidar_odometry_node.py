@@ -59,13 +59,14 @@ class LidarOdometryNode(LkdNode):
         self.pub_path = self.create_publisher(Path, "lkd/path", self.output_qos(depth=1))
         self.pub_tf = self.create_publisher(TFMessage, "/tf", self.output_qos(depth=100))
         self.pub_loops = self.create_publisher(MarkerArray, "lkd/loop_closures", self.output_qos(depth=1))
-        self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
         imu_qos = qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE))
-        # the IMU has its own callback group: on a multi-threaded executor (lkd launch) its 200 Hz
-        # samples are taken while a scan is registered; in the node's default group they would be
-        # taken one per scan callback, fall seconds behind, and leave the scans without IMU
+        # The IMU queue holds the samples that arrive while a scan is registered (tens of ms at
+        # 200 Hz), and the IMU subscription is created first, so a single-threaded executor (how
+        # our nodes spin) takes a ready IMU sample before a ready scan. Its own callback group lets
+        # a multi-threaded component container take IMU samples during a registration.
         self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos,
                                  callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
         self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
         self._last_path_ns: int | None = None
         self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))

@@ -18,10 +18,12 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -87,6 +89,18 @@ class ReplayProgress:
     bag_start_ns: int = 0
     bag_end_ns: int = 0
     done: bool = False
+    # how late each message left the player against its scaled recorded time (ms): a player
+    # that falls behind publishes in bursts, and depth-1 subscribers then drop frames, so a
+    # replay's processed fractions only mean something while this stays small
+    late_ms: array = field(default_factory=lambda: array("f"))
+
+    def lateness(self) -> dict[str, float]:
+        """p50 / p95 / max of the publish lateness (ms); empty before the first message."""
+        if not self.late_ms:
+            return {}
+        a = np.frombuffer(self.late_ms, dtype=np.float32)
+        return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2),
+                "max": round(float(a.max()), 2)}
 
 
 class BagPlayer(Node):
@@ -145,6 +159,7 @@ class BagPlayer(Node):
             delay = due - time.perf_counter()
             if delay > 0:
                 self._stop_event.wait(delay)
+            self.progress.late_ms.append(max(0.0, (time.perf_counter() - due) * 1e3))
             self._clock_pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
             try:
                 self._topic_pubs[conn.topic].publish(bytes(raw))
@@ -263,6 +278,20 @@ class ReplayResult:
     bag_duration_s: float
     wall_s: float
     rate: float
+    publish_late_ms: dict[str, float] = field(default_factory=dict)  # see ReplayProgress.late_ms
+
+
+LATE_WARN_MS = 50.0  # half a 10 Hz camera period
+
+
+def lateness_warning(result: ReplayResult) -> str | None:
+    """A warning when the player itself fell behind, so the nodes' processed fractions are suspect."""
+    p95 = result.publish_late_ms.get("p95", 0.0)
+    if p95 <= LATE_WARN_MS:
+        return None
+    return (f"the player fell behind its schedule (publish lateness p95 {p95:.0f} ms, max "
+            f"{result.publish_late_ms['max']:.0f} ms): messages left in bursts and depth-1 subscribers "
+            f"may have dropped some; replay at a lower --rate")
 
 
 def _die_with_parent() -> None:
@@ -321,6 +350,17 @@ class NodeProcesses:
         except OSError:
             return None
         return None
+
+    def cpu_s(self, name: str) -> float | None:
+        """CPU time (user + system, all threads) a node's process has used so far, seconds."""
+        if not self.alive(name):
+            return None
+        try:
+            with open(f"/proc/{self.procs[name].pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
     def check_started(self) -> None:
         dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
@@ -457,4 +497,5 @@ def run_replay(
         bag_duration_s=(p.bag_end_ns - p.bag_start_ns) * 1e-9,
         wall_s=time.perf_counter() - t_start,
         rate=rate,
+        publish_late_ms=p.lateness(),
     )

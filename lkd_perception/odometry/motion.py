@@ -98,16 +98,24 @@ class ImuBuffer:
             if cut:
                 del self._stamps[:cut], self._gyro[:cut], self._accel[:cut]
 
-    def covers(self, t0_ns: int, t1_ns: int, max_gap_s: float = 0.05) -> bool:
+    def covers(self, t0_ns: int, t1_ns: int, max_gap_s: float) -> bool:
         """Samples span [t0, t1] with no hole longer than ``max_gap_s`` (a lost burst of IMU
-        messages would otherwise be integrated as constant rate across the hole)."""
+        messages would otherwise be integrated as constant rate across the hole).
+
+        The newest sample may end up to ``max_gap_s`` before t1 (its rate is held to t1, as across
+        any hole): a node that takes a scan before the IMU sample stamped with it (both arrive
+        together) must not lose the IMU prediction for the whole interval.
+        """
+        max_gap_ns = max_gap_s * 1e9
         with self._lock:
-            if not self._stamps or self._stamps[0] > t0_ns or self._stamps[-1] < t1_ns:
+            if not self._stamps or self._stamps[0] > t0_ns or t1_ns - self._stamps[-1] > max_gap_ns:
                 return False
             st = np.asarray(self._stamps, dtype=np.int64)
         lo = max(int(np.searchsorted(st, t0_ns, side="right")) - 1, 0)
         hi = int(np.searchsorted(st, t1_ns, side="left"))
-        return bool(np.all(np.diff(st[lo : hi + 1]) <= max_gap_s * 1e9))
+        # the holes between the samples from t0 on, and from the last of them before t1 to t1
+        knots = np.append(st[lo:hi], t1_ns)
+        return bool(np.all(np.diff(knots) <= max_gap_ns))
 
     def preintegrate(self, t0_ns: int, t1_ns: int) -> Preintegrated:
         """Integrate gyro and specific force from t0 to t1 (midpoint rule between samples)."""

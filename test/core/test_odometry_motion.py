@@ -61,4 +61,16 @@ def test_imu_buffer_rejects_bad_samples():
     with pytest.raises(InputError, match="non-finite"):
         buf.add(20, np.array([np.inf, 0, 0]), np.zeros(3))
     assert len(buf) == 1
-    assert buf.covers(10, 10) and not buf.covers(5, 10)
+    assert buf.covers(10, 10, 0.05) and not buf.covers(5, 10, 0.05)
+
+
+def test_imu_buffer_coverage_holds_the_newest_sample_up_to_the_gap_limit():
+    buf = ImuBuffer(np.eye(3))
+    ms = 1_000_000
+    for t in (0, 5, 10, 15, 20, 80, 85):  # 200 Hz with a 60 ms hole after 20 ms
+        buf.add(t * ms, np.zeros(3), np.zeros(3))
+    assert buf.covers(0, 20 * ms, 0.01)
+    assert buf.covers(0, 28 * ms, 0.01)  # the newest sample is 8 ms before the end: held
+    assert not buf.covers(0, 35 * ms, 0.01)  # 15 ms: too long to hold
+    assert not buf.covers(0, 85 * ms, 0.05)  # the 60 ms hole
+    assert buf.covers(0, 85 * ms, 0.06) and buf.covers(0, 100 * ms, 0.06)

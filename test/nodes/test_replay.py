@@ -15,7 +15,7 @@ from vision_msgs.msg import Detection2DArray
 from lkd_perception.common.errors import InputError
 from lkd_perception.nodes.conversions import detection2d_array, image_to_numpy
 from lkd_perception.nodes.qos import sensor_qos
-from lkd_perception.nodes.replay import run_replay
+from lkd_perception.nodes.replay import LATE_WARN_MS, ReplayProgress, ReplayResult, lateness_warning, run_replay
 
 N_FRAMES = 6
 T0_NS = 1_700_000_000_000_000_000
@@ -82,6 +82,8 @@ def test_replay_publishes_and_records(tmp_path, ros_ctx, spin_until):
         ex.shutdown()
         relay.destroy_node()
     assert result.published == {"/camera/image_raw": N_FRAMES}
+    late = result.publish_late_ms
+    assert set(late) == {"p50", "p95", "max"} and 0.0 <= late["p50"] <= late["p95"] <= late["max"]
     assert len(relay.images) == N_FRAMES  # the player waited for the relay to subscribe
     for got in relay.images:
         assert any(np.array_equal(got, f) for f in frames)
@@ -100,3 +102,21 @@ def test_replay_missing_topic_is_a_clear_error(tmp_path):
     _write_bag(bag)
     with pytest.raises(InputError, match=r"not in .* it has \['/camera/image_raw'\]"):
         run_replay(bag, topics=["/lidar/points"])
+
+
+def test_player_lateness_statistics_and_warning():
+    progress = ReplayProgress()
+    assert progress.lateness() == {}
+    for ms in range(1, 101):  # 1..100 ms
+        progress.late_ms.append(float(ms))
+    late = progress.lateness()
+    assert late["p50"] == pytest.approx(50.5) and late["p95"] == pytest.approx(95.05) and late["max"] == 100.0
+
+    def result(late_ms):
+        return ReplayResult(bag="b", record=None, published={}, publish_failed={}, recorded={}, bag_duration_s=1.0,
+                            wall_s=1.0, rate=1.0, publish_late_ms=late_ms)
+
+    assert lateness_warning(result({})) is None
+    assert lateness_warning(result({"p50": 1.0, "p95": LATE_WARN_MS, "max": 400.0})) is None
+    warning = lateness_warning(result(late))
+    assert warning is not None and "p95 95 ms" in warning and "--rate" in warning
