@@ -88,8 +88,8 @@ def _odometry_run(args: argparse.Namespace) -> int:
     stamps, poses = pipeline.map_trajectory()
     write_tum(args.out, stamps, poses)
     if args.loops:
-        kf_stamp = {k.id: k.stamp_ns for k in pipeline.loops.keyframes}
-        emit_json([{"from_stamp_ns": kf_stamp[lc.from_id], "to_stamp_ns": kf_stamp[lc.to_id], "rmse_m": lc.rmse,
+        kf_stamp = pipeline.loops.keyframes.stamps
+        emit_json([{"from_stamp_ns": int(kf_stamp[lc.from_id]), "to_stamp_ns": int(kf_stamp[lc.to_id]), "rmse_m": lc.rmse,
                     "overlap": lc.overlap, "bev_inliers": lc.bev_inliers} for lc in pipeline.loop_closures], args.loops)
     emit_json({"poses": int(len(stamps)), "skipped_scans": skipped, "loop_closures": len(pipeline.loop_closures),
                "out": args.out}, None)

@@ -80,6 +80,14 @@ class OdometryConfig:
     # --- keyframes and loop closure -----------------------------------------------------------
     keyframe_distance: float = param(2.0, "A new keyframe after this much travel (m).", lo=0.1, hi=100.0)
     keyframe_angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
+    keyframes_in_memory: int = param(
+        200,
+        "Newest keyframes kept whole in memory; older ones' clouds and BEV features move to a temporary "
+        "file and are read back for loop verification (keeps memory flat on long drives).",
+        lo=1,
+        hi=10_000_000,
+        read_only=True,
+    )
     loop_closure: bool = param(True, "Detect loops and correct map->odom with the pose graph.")
     loop_min_age_s: float = param(20.0, "Loop candidates must be at least this much older (s).", lo=0.0, hi=3600.0)
     loop_cooldown_keyframes: int = param(

@@ -19,64 +19,12 @@ from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.odometry.bev import BevImage
-from lkd_perception.odometry.features import BevFeatures, match_mutual, ransac_rigid_2d
+from lkd_perception.odometry.features import match_mutual, ransac_rigid_2d
+from lkd_perception.odometry.keyframes import Keyframe, KeyframeStore
 from lkd_perception.odometry.registration import LocalMap, register
 
 RINGS = 20
 SECTORS = 60
-
-
-CLOUD_QUANTUM_M = 0.01  # keyframe clouds are stored as int16 centimetres (+-327 m)
-
-
-def pack_cloud(points: np.ndarray) -> np.ndarray:
-    """Body-frame points (N, 3) -> int16 centimetres: 6 bytes a point instead of 12 (float32).
-
-    A long drive keeps every keyframe's cloud for loop verification, so this is the bulk of the
-    odometry's memory; 5 mm of rounding is far below the 0.5 m map voxels the clouds are
-    sampled at. Points beyond the int16 range are dropped (the scans end at ``max_range``).
-    """
-    q = np.round(np.asarray(points, dtype=np.float64) / CLOUD_QUANTUM_M)
-    lim = np.iinfo(np.int16).max
-    return q[np.all(np.abs(q) <= lim, axis=1)].astype(np.int16)
-
-
-def unpack_cloud(packed: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pack_cloud` (float64 metres)."""
-    return packed.astype(np.float64) * CLOUD_QUANTUM_M
-
-
-def compact_features(f: BevFeatures) -> BevFeatures:
-    """The keyframe's copy of its BEV features: float32 positions (loops only need metres to
-    RANSAC precision), descriptors as they are."""
-    return BevFeatures(f.uv.astype(np.float32), f.xy.astype(np.float32), f.descriptors, f.binary)
-
-
-@dataclass(frozen=True)
-class Keyframe:
-    """What the back end keeps of a keyframe, compactly (about 45 kB on a 32-beam urban scan):
-    only what loop detection and verification read."""
-
-    id: int
-    stamp_ns: int
-    cloud: np.ndarray  # int16 cm (pack_cloud), map-voxel sample of the deskewed scan, body frame
-    features: BevFeatures  # compact_features
-    polar: np.ndarray  # (RINGS, SECTORS) float32
-    ring_key: np.ndarray  # (RINGS,)
-
-    @staticmethod
-    def create(kid: int, stamp_ns: int, map_points: np.ndarray, features: BevFeatures, polar: np.ndarray) -> "Keyframe":
-        return Keyframe(kid, stamp_ns, pack_cloud(map_points), compact_features(features), polar.astype(np.float32), ring_key(polar))
-
-    @property
-    def map_points(self) -> np.ndarray:
-        """The keyframe cloud (body frame, float64 metres): loop-ICP source and submap part."""
-        return unpack_cloud(self.cloud)
-
-    @property
-    def nbytes(self) -> int:
-        f = self.features
-        return int(self.cloud.nbytes + f.uv.nbytes + f.xy.nbytes + f.descriptors.nbytes + self.polar.nbytes + self.ring_key.nbytes)
 
 
 @dataclass(frozen=True)
@@ -105,11 +53,6 @@ def polar_descriptor(bev: BevImage, max_range: float) -> np.ndarray:
     desc = np.zeros(RINGS * SECTORS)
     np.maximum.at(desc, ring * SECTORS + sector, bev.counts[v[ok], u[ok]].astype(float))
     return desc.reshape(RINGS, SECTORS) / max(float(bev.counts.max()), 1.0)
-
-
-def ring_key(polar: np.ndarray) -> np.ndarray:
-    """Rotation-invariant summary: the mean of each ring."""
-    return polar.mean(axis=1)
 
 
 def polar_distance(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
@@ -147,6 +90,7 @@ class LoopParams:
     map_voxel: float
     normal_neighbors: int
     max_correspondence: float
+    resident_keyframes: int = 200
 
 
 class LoopDetector:
@@ -154,15 +98,13 @@ class LoopDetector:
 
     def __init__(self, params: LoopParams, seed: int = 0) -> None:
         self.p = params
-        self.keyframes: list[Keyframe] = []
+        self.keyframes = KeyframeStore(params.resident_keyframes)
         self._rng = np.random.default_rng(seed)
         self._tree: cKDTree | None = None
         self._tree_size = 0
 
     def add(self, kf: Keyframe) -> None:
         """Keyframe ids are their index in :attr:`keyframes` (0, 1, 2, ...)."""
-        if kf.id != len(self.keyframes):
-            raise ValueError(f"keyframe id {kf.id} out of sequence (expected {len(self.keyframes)})")
         self.keyframes.append(kf)
 
     def detect(self, current: Keyframe, map_poses: Mapping[int, np.ndarray]) -> LoopClosure | None:
@@ -172,28 +114,26 @@ class LoopDetector:
         assemble the candidate's submap.
         """
         p = self.p
-        eligible = [k for k in self.keyframes if k.id != current.id and (current.stamp_ns - k.stamp_ns) * 1e-9 >= p.min_age_s]
-        if not eligible:
+        # stamps increase with ids, so the keyframes old enough are a prefix of them
+        n = int(np.searchsorted(self.keyframes.stamps, current.stamp_ns - p.min_age_s * 1e9, side="right"))
+        n = min(n, current.id)
+        if n <= 0:
             return None
-        n = len(eligible)
         if self._tree is None or self._tree_size != n:
-            # eligibility only grows with time, so the eligible set is a prefix of the keyframes
-            self._tree = cKDTree(np.stack([k.ring_key for k in eligible]))
+            self._tree = cKDTree(self.keyframes.ring_keys(n))
             self._tree_size = n
         k = min(p.candidates, n)
         _, idx = self._tree.query(current.ring_key, k=k)
-        idx = np.atleast_1d(idx)
         here = map_poses[current.id][:3, 3]
         scored = []
-        for i in idx:
-            cand = eligible[int(i)]
-            if np.linalg.norm(map_poses[cand.id][:3, 3] - here) > p.search_radius:
+        for cid in (int(i) for i in np.atleast_1d(idx)):
+            if np.linalg.norm(map_poses[cid][:3, 3] - here) > p.search_radius:
                 continue
-            d, _ = polar_distance(current.polar, cand.polar)
+            d, _ = polar_distance(current.polar, self.keyframes.polar(cid))
             if d <= p.descriptor_distance:
-                scored.append((d, cand))
-        for _, cand in sorted(scored, key=lambda s: s[0]):
-            loop = self._verify(current, cand, map_poses)
+                scored.append((d, cid))
+        for _, cid in sorted(scored):
+            loop = self._verify(current, self.keyframes[cid], map_poses)
             if loop is not None:
                 return loop
         return None
@@ -212,8 +152,8 @@ class LoopDetector:
         T_cand_inv = pose_inverse(map_poses[cand.id])
         parts = []
         for kid in range(max(cand.id - p.submap_keyframes, 0), min(cand.id + p.submap_keyframes + 1, len(self.keyframes))):
-            kf = self.keyframes[kid]
             if kid in map_poses and abs(kid - cur.id) > p.submap_keyframes:
+                kf = cand if kid == cand.id else self.keyframes[kid]
                 parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.map_points))
         submap = LocalMap(p.map_voxel, np.inf, p.normal_neighbors)
         submap.update(np.concatenate(parts), np.zeros(3))

@@ -19,7 +19,8 @@ from lkd_perception.io.codecs import Cloud
 from lkd_perception.odometry.bev import BevGrid, BevImage, bev_image
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.features import BevFeatures, FeatureExtractor, match_mutual, ransac_rigid_2d
-from lkd_perception.odometry.loop_closure import Keyframe, LoopClosure, LoopDetector, LoopParams, pack_cloud, polar_descriptor
+from lkd_perception.odometry.keyframes import Keyframe, pack_cloud
+from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, LoopParams, polar_descriptor
 from lkd_perception.odometry.motion import ImuBuffer, InertialState, Twist, deskew
 from lkd_perception.odometry.pose_graph import PoseGraph
 from lkd_perception.odometry.registration import (
@@ -129,6 +130,7 @@ class LioPipeline:
                 map_voxel=c.map_voxel_size,
                 normal_neighbors=c.normal_neighbors,
                 max_correspondence=c.max_correspondence_distance,
+                resident_keyframes=c.keyframes_in_memory,
             )
         )
         self._rng = np.random.default_rng(0)
@@ -254,7 +256,7 @@ class LioPipeline:
         if self._last_stamp is None:
             return np.zeros(0, np.int64), np.zeros((0, 4, 4))
         kfs = self.graph.estimates()
-        kf_stamps = np.array([kf.stamp_ns for kf in self.loops.keyframes], dtype=np.int64)
+        kf_stamps = self.loops.keyframes.stamps
         poses = [kfs[k] for k in range(len(kf_stamps))]
         if self._last_stamp != kf_stamps[-1]:
             kf_stamps = np.append(kf_stamps, self._last_stamp)

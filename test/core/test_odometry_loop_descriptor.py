@@ -8,7 +8,8 @@ import numpy as np
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.odometry.bev import BevGrid, bev_image
-from lkd_perception.odometry.loop_closure import SECTORS, polar_descriptor, polar_distance, ring_key
+from lkd_perception.odometry.keyframes import ring_key
+from lkd_perception.odometry.loop_closure import SECTORS, polar_descriptor, polar_distance
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "odometry" / "fr079_scan.npz"
 

@@ -72,11 +72,14 @@ def test_bad_scans_are_reported_and_skipped(short_seq):
     assert r1.status.startswith("ok")
 
 
-def test_loop_is_closed_on_a_revisit():
+@pytest.mark.parametrize("in_memory", [200, 3])  # 3: all but the newest keyframes read back from disk
+def test_loop_is_closed_on_a_revisit(in_memory):
     seq = scene.make_sequence(seconds=33.0, seed=0)  # one lap of the 25 m circle is 31.4 s
-    cfg = OdometryConfig()
+    cfg = OdometryConfig(keyframes_in_memory=in_memory)
     p = LioPipeline(cfg)
     res = _run(p, seq)
+    if in_memory < len(p.loops.keyframes):
+        assert p.loops.keyframes.spilled_bytes > 0
     loops = [lc for r in res for lc in r.loop_closures]
     assert loops, "no loop closed on a second pass over the start"
     assert all(lc.from_id < lc.to_id and lc.rmse <= cfg.loop_max_rmse for lc in loops)
@@ -85,7 +88,7 @@ def test_loop_is_closed_on_a_revisit():
     assert all(b.to_id - a.to_id > cfg.loop_cooldown_keyframes for a, b in zip(loops, loops[1:]))
     assert not np.allclose(res[-1].map_T_odom, np.eye(4))
     # each loop's relative pose agrees with the ground truth between its two keyframes
-    stamp_of = {k.id: k.stamp_ns for k in p.loops.keyframes}
+    stamp_of = p.loops.keyframes.stamps
     index_of = {int(s): i for i, s in enumerate(seq.gt_stamps_ns)}
     for lc in loops:
         G_from, G_to = seq.gt_poses[index_of[stamp_of[lc.from_id]]], seq.gt_poses[index_of[stamp_of[lc.to_id]]]

@@ -28,7 +28,8 @@ from lkd_perception.common.se3 import make_pose, pose_inverse, rotation_angle, t
 from lkd_perception.odometry.bev import BevGrid, bev_image
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.features import FeatureExtractor
-from lkd_perception.odometry.loop_closure import Keyframe, LoopClosure, LoopDetector, LoopParams, polar_descriptor
+from lkd_perception.odometry.keyframes import Keyframe
+from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, LoopParams, polar_descriptor
 from lkd_perception.odometry.pose_graph import PoseGraph
 from lkd_perception.odometry.registration import LocalMap, RegistrationResult, register, voxel_downsample
 
