@@ -12,6 +12,8 @@ from lkd_perception.commands import Command, emit_json
 def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="bag to replay (mcap or sqlite3 rosbag2 folder/file)")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="skip the first S seconds of the bag")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="play only S seconds (from --start)")
     p.add_argument("--record", default=None, help="record the nodes' outputs into this new rosbag2 folder (mcap storage)")
     p.add_argument("--launch", action="store_true", help="also start the vehicle's nodes (on sim time)")
     p.add_argument("--config", default=None, help="parameter file for --launch (default config/vehicle.yaml)")
@@ -41,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         result = run_replay(
             args.bag, rate=args.rate, record=args.record, launch_config=args.config, launch_nodes=args.launch,
             capabilities=args.capabilities, topics=args.topics, on_progress=progress, overrides=parse_sets(args.set),
-            wait_for=args.wait_for,
+            wait_for=args.wait_for, start_s=args.start, duration_s=args.duration,
         )
     finally:
         bar.close()

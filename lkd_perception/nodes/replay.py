@@ -106,7 +106,15 @@ class ReplayProgress:
 class BagPlayer(Node):
     """Publishes a bag's topics with ``/clock``; call :meth:`play` (blocking) from a thread."""
 
-    def __init__(self, bag: str | Path, topics: Iterable[str] | None = None, rate: float = 1.0, **kw) -> None:
+    def __init__(
+        self,
+        bag: str | Path,
+        topics: Iterable[str] | None = None,
+        rate: float = 1.0,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
+        **kw,
+    ) -> None:
         super().__init__("lkd_replay", **kw)
         from rosbags.highlevel import AnyReader
 
@@ -129,10 +137,18 @@ class BagPlayer(Node):
             profiles = getattr(c.ext, "offered_qos_profiles", ()) or ()
             self._topic_pubs[c.topic] = self.create_publisher(message_class(c.msgtype), c.topic, qos_from_bag(profiles))
         self._clock_pub = self.create_publisher(Clock, "/clock", 10)
+        if start_s < 0 or (duration_s is not None and duration_s <= 0):
+            raise InputError(f"start must be >= 0 and duration > 0, got {start_s} and {duration_s}")
+        begin = self._reader.start_time + int(start_s * 1e9)
+        end = self._reader.end_time if duration_s is None else min(self._reader.end_time, begin + int(duration_s * 1e9))
+        if begin > self._reader.end_time:
+            raise InputError(f"start {start_s} s is past the end of the bag ({(self._reader.end_time - self._reader.start_time) * 1e-9:.1f} s)")
+        self._window = (begin, end + 1)  # rosbags' stop is exclusive
+        share = (end - begin) / max(1, self._reader.end_time - self._reader.start_time)
         self.progress = ReplayProgress(
-            total=sum(c.msgcount for c in self._connections),
-            bag_start_ns=self._reader.start_time,
-            bag_end_ns=self._reader.end_time,
+            total=int(round(sum(c.msgcount for c in self._connections) * min(1.0, share))),  # exact for the whole bag
+            bag_start_ns=begin,
+            bag_end_ns=end,
         )
         self._stop_event = threading.Event()
 
@@ -148,9 +164,11 @@ class BagPlayer(Node):
 
     def play(self) -> ReplayProgress:
         """Publish every message at its recorded time (scaled by rate); returns the counts."""
+        begin, stop = self._window
+        self._publish_latched_before(begin)
         t0_wall = time.perf_counter()
         t0_bag = None
-        for conn, stamp_ns, raw in self._reader.messages(connections=self._connections):
+        for conn, stamp_ns, raw in self._reader.messages(connections=self._connections, start=begin, stop=stop):
             if self._stop_event.is_set():
                 break
             if t0_bag is None:
@@ -172,6 +190,20 @@ class BagPlayer(Node):
             self.progress.per_topic[conn.topic] = self.progress.per_topic.get(conn.topic, 0) + 1
         self.progress.done = True
         return self.progress
+
+    def _publish_latched_before(self, begin_ns: int) -> None:
+        """Playing from --start: the latest message before it on each latched (transient-local)
+        topic, e.g. /tf_static, which late joiners would otherwise never get."""
+        if begin_ns <= self._reader.start_time:
+            return
+        latched = [c for c in self._connections
+                   if self._topic_pubs[c.topic].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
+        last: dict[str, bytes] = {}
+        if latched:
+            for conn, _, raw in self._reader.messages(connections=latched, stop=begin_ns):
+                last[conn.topic] = bytes(raw)
+        for topic, raw in last.items():
+            self._topic_pubs[topic].publish(raw)
 
     def publish_clock(self, stamp_ns: int) -> None:
         """Keep sim time moving after the last message so nodes can finish and report."""
@@ -388,6 +420,8 @@ def run_replay(
     launch_nodes: bool = False,
     capabilities: str = "all",
     topics: Sequence[str] | None = None,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
     startup_timeout_s: float = 180.0,
     drain_s: float = 3.0,
     on_progress: Callable[[ReplayProgress], None] | None = None,
@@ -419,7 +453,7 @@ def run_replay(
     spin_thread = None
     t_start = time.perf_counter()
     try:
-        player = BagPlayer(bag, topics=topics, rate=rate, context=ctx)
+        player = BagPlayer(bag, topics=topics, rate=rate, start_s=start_s, duration_s=duration_s, context=ctx)
         executor.add_node(player)
         if record is not None:
             recorder = BagRecorder(record, context=ctx, parameter_overrides=[Parameter("use_sim_time", value=True)])

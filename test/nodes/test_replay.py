@@ -120,3 +120,18 @@ def test_player_lateness_statistics_and_warning():
     assert lateness_warning(result({"p50": 1.0, "p95": LATE_WARN_MS, "max": 400.0})) is None
     warning = lateness_warning(result(late))
     assert warning is not None and "p95 95 ms" in warning and "--rate" in warning
+
+
+def test_player_window_plays_only_start_to_start_plus_duration(tmp_path, ros_ctx):
+    from lkd_perception.nodes.replay import BagPlayer
+
+    bag = tmp_path / "in.mcap"
+    _write_bag(bag)  # frames every 50 ms
+    player = BagPlayer(bag, rate=10.0, start_s=0.1, duration_s=0.1, context=ros_ctx)
+    try:
+        assert player.progress.bag_start_ns == T0_NS + 100_000_000
+        assert player.play().per_topic == {"/camera/image_raw": 3}  # 100, 150 and 200 ms
+        with pytest.raises(InputError, match="past the end"):
+            BagPlayer(bag, start_s=5.0, context=ros_ctx)
+    finally:
+        player.destroy_node()
