@@ -14,4 +14,7 @@ export CMAKE_PREFIX_PATH="$_lkd_root/.venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PA
 . "$_lkd_root/.overlay/install/local_setup.sh"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# Fast DDS with a shared-memory segment that holds camera frames (see config/fastdds.xml); the
+# sender's segment is what counts, so run your camera driver from this shell (or with this variable) too
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE-$_lkd_root/config/fastdds.xml}"
 unset _lkd_root

@@ -16,6 +16,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from lkd_perception.nodes.dds import dds_environment
 from lkd_perception.nodes.graph import CAPABILITIES, PACKAGE, select
 
 
@@ -24,6 +25,8 @@ def _nodes(context):
     namespace = LaunchConfiguration("namespace").perform(context)
     use_sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1", "yes")
     specs = select(LaunchConfiguration("capabilities").perform(context))
+    # the shipped Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set
+    env = dds_environment()
     return [
         Node(
             package=PACKAGE,
@@ -32,6 +35,7 @@ def _nodes(context):
             namespace=namespace,
             parameters=[config, {"use_sim_time": use_sim_time}],
             remappings=list(spec.remappings),
+            additional_env=env,
             output="screen",
             emulate_tty=True,
         )

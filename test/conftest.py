@@ -17,6 +17,10 @@ import pytest
 os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(20, 160))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+# the transport profile the product runs with (config/fastdds.xml), before any participant exists
+from lkd_perception.nodes.dds import use_dds_profile  # noqa: E402
+
+use_dds_profile()
 
 
 @pytest.fixture

@@ -17,6 +17,11 @@ SOURCE_ROOT = _HERE.parents[2]
 _INSTALL_PREFIXES = tuple(dict.fromkeys([Path(sys.prefix)] + ([_HERE.parents[5]] if len(_HERE.parents) > 5 else [])))
 
 
+def install_share_dirs() -> list[Path]:
+    """``share/lkd_perception`` of each install prefix this package may have come from."""
+    return [prefix / "share" / PACKAGE for prefix in _INSTALL_PREFIXES]
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """An absolute path as is; a relative one in the current folder, the source checkout, then
     each install prefix's ``share/lkd_perception``. A missing file is a :class:`ModelError`
@@ -25,7 +30,7 @@ def resolve_model_path(path: str | Path) -> Path:
     if p.is_absolute():
         candidates = [p]
     else:
-        candidates = [Path.cwd() / p, SOURCE_ROOT / p] + [prefix / "share" / PACKAGE / p for prefix in _INSTALL_PREFIXES]
+        candidates = [Path.cwd() / p, SOURCE_ROOT / p] + [share / p for share in install_share_dirs()]
     for c in candidates:
         if c.is_file():
             return c

@@ -23,6 +23,7 @@ from rclpy.parameter import Parameter
 from lkd_perception.common.config import ParamSpec, coerce_value, describe, param
 from lkd_perception.common.errors import ConfigError, LkdError
 from lkd_perception.nodes import qos as qos_profiles
+from lkd_perception.nodes.dds import use_dds_profile
 from lkd_perception.nodes.diagnostics import DiagnosticsReporter
 
 C = TypeVar("C")
@@ -185,6 +186,7 @@ class LkdNode(Node):
 
 def run_node(node_cls: Callable[..., Node], args: Sequence[str] | None = None) -> None:
     """Entry point body of a node executable: init, spin until shutdown, clean up."""
+    use_dds_profile()
     rclpy.init(args=args)
     node = None
     try:

@@ -31,6 +31,7 @@ from rosgraph_msgs.msg import Clock
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.nodes.conversions import ns_to_stamp
+from lkd_perception.nodes.dds import use_dds_profile
 from lkd_perception.nodes.qos import output_qos
 
 log = logging.getLogger(__name__)
@@ -442,6 +443,7 @@ def run_replay(
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    use_dds_profile()  # before the first participant; the node processes inherit it
     ctx = Context()
     rclpy.init(context=ctx)
     if nodes is None and launch_nodes:

@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from lkd_perception.common.config import load_yaml, node_parameters
+from lkd_perception.nodes.dds import use_dds_profile
 from lkd_perception.nodes.graph import NodeSpec, default_config_path, select
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def instantiate(launch: LaunchPlan, context: Context | None = None) -> list[Node
 
 def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
     """Start every planned node and spin them until Ctrl-C or shutdown."""
+    profile = use_dds_profile()
+    log.info("Fast DDS profile: %s", profile or "middleware defaults")
     rclpy.init(args=args)
     nodes: list[Node] = []
     executors: list[SingleThreadedExecutor] = []

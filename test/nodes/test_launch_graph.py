@@ -16,6 +16,7 @@ from pathlib import Path
 from lkd_perception.common.config import describe, from_dict, load_yaml, node_parameters
 from lkd_perception.nodes import run_all
 from lkd_perception.nodes.base import NodeIOConfig
+from lkd_perception.nodes.dds import dds_environment
 from lkd_perception.nodes.graph import GRAPH, config_class, default_config_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,6 +116,7 @@ def test_launch_file_and_lkd_launch_start_the_same_nodes(ros_ctx):
         assert action["executable"] == spec.executable and action["namespace"] == "car1"
         assert action["parameters"] == [args["config"], {"use_sim_time": True}]
         assert action["remappings"] == list(spec.remappings)
+        assert action["additional_env"] == dds_environment()  # the Fast DDS profile lkd launch uses
         # what the launch file hands ROS (file + use_sim_time) resolves to what lkd launch applies
         assert {**node_parameters(file_params, spec.name), "use_sim_time": True} == params
 
