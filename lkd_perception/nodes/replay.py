@@ -373,16 +373,26 @@ class NodeProcesses:
 
     def rss_mb(self, name: str) -> float | None:
         """Resident memory of a node's process, MiB (None when it is not running)."""
+        mem = self.memory_mb(name)
+        return mem["rss"] if mem else None
+
+    def memory_mb(self, name: str) -> dict[str, float] | None:
+        """A node process's resident memory, MiB: ``rss`` (all), ``anon`` (heap, stacks),
+        ``file`` (mapped files and code) and ``shmem`` (shared memory it touched, mostly the
+        DDS transport's segments, whose size the Fast DDS profile bounds). None when not running."""
         if not self.alive(name):
             return None
+        keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+        out: dict[str, float] = {}
         try:
             with open(f"/proc/{self.procs[name].pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024.0
+                    key = keys.get(line.split(":", 1)[0] + ":")
+                    if key:
+                        out[key] = int(line.split()[1]) / 1024.0
         except OSError:
             return None
-        return None
+        return out if "rss" in out else None
 
     def cpu_s(self, name: str) -> float | None:
         """CPU time (user + system, all threads) a node's process has used so far, seconds."""

@@ -17,8 +17,7 @@ def test_short_replay_through_all_nodes_gives_all_outputs_and_a_report(tmp_path)
     cfg = make_config("loop", 3.0, 3, camera=True, camera_width=320, camera_height=240, lidar_azimuths=512)
     write_drive(tmp_path, cfg)
     bag = tmp_path / "drive.mcap"
-    result = run_replay(bag, rate=0.5, record=tmp_path / "outputs", launch_nodes=True,
-                        overrides={"sensor_qos_reliability": "reliable"})
+    result = run_replay(bag, rate=0.5, record=tmp_path / "outputs", launch_nodes=True)  # nodes as shipped
     assert result.published["/camera/image_raw"] == 31 and result.published["/lidar/points"] == 30
     for topic in ("/lkd/detections", "/lkd/lines", "/lkd/lines/markers", "/lkd/odometry", "/lkd/path", "/tf",
                   "/diagnostics"):

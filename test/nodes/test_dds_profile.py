@@ -70,5 +70,9 @@ def test_a_node_process_maps_a_segment_of_the_profiles_size(monkeypatch):
             segments = _fastdds_segments(pid)
             time.sleep(0.5)
         assert profile_segment(), segments
+        # the soak's memory breakdown of the same process: the parts add up to the resident total
+        mem = nodes.memory_mb("detector_node")
+        assert mem is not None and mem["anon"] > 0 and mem["file"] > 0
+        assert abs(mem["rss"] - (mem["anon"] + mem["file"] + mem["shmem"])) < 1.0, mem
     finally:
         nodes.stop()
