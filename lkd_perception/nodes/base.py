@@ -16,12 +16,14 @@ from typing import Any, Callable, Sequence, TypeVar
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rcl_interfaces.msg import ParameterType as PT
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from lkd_perception.common.config import ParamSpec, coerce_value, describe, param
 from lkd_perception.common.errors import ConfigError, LkdError
+from lkd_perception.common.heap import can_release_free_heap, release_free_heap
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.dds import use_dds_profile
 from lkd_perception.nodes.diagnostics import DiagnosticsReporter
@@ -41,6 +43,10 @@ class NodeIOConfig:
     )
     sensor_qos_depth: int = param(1, "Queue depth of sensor subscriptions", lo=1, hi=1000, read_only=True)
     diagnostics_period_s: float = param(1.0, "Period of /diagnostics reports (s)", lo=0.05, hi=60.0, read_only=True)
+    heap_trim_period_s: float = param(
+        10.0, "Period of giving freed heap memory back to the OS (s, glibc only; 0 = never)",
+        lo=0.0, hi=3600.0, read_only=True,
+    )
 
 
 def _ros_type(spec: ParamSpec) -> int:
@@ -97,6 +103,13 @@ class LkdNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.io_config = self.declare_config(NodeIOConfig)
         self.diagnostics = DiagnosticsReporter(self, period_s=self.io_config.diagnostics_period_s)
+        # freed memory stays in glibc's arenas otherwise and resident memory creeps up (common/heap.py);
+        # on the steady clock, so it runs whether or not sim time advances
+        self._heap_timer = None
+        if self.io_config.heap_trim_period_s > 0 and can_release_free_heap():
+            self._heap_timer = self.create_timer(
+                self.io_config.heap_trim_period_s, release_free_heap, clock=Clock(clock_type=ClockType.STEADY_TIME)
+            )
 
     # -- parameters ---------------------------------------------------------------------------
     def declare_config(self, cls: type[C], on_change: Callable[[C], None] | None = None) -> C:

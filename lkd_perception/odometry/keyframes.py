@@ -5,11 +5,12 @@ The store keeps the newest keyframes whole in RAM and the bulk of older ones on 
 Loop verification may need any old keyframe's cloud and BEV features (any place may be
 revisited), so keeping them all in RAM is the odometry's one cost that grows with distance
 (about 45 kB a keyframe, a keyframe every couple of metres: +100 MB of resident memory over the
-10-minute urban soak). Candidate search reads only the stamps and global descriptors (ring keys
-and ring-sector images, about 3 kB), which stay in memory. The clouds and features of keyframes
-older than the newest ``resident`` are written to an unnamed temporary file (the OS removes it
-when the process ends, however it ends) and read back only for the few candidates a keyframe
-verifies: one read of about 45 kB, from the page cache while the machine has memory to spare.
+10-minute urban soak). Candidate search needs the stamps and ring keys of all keyframes (80
+bytes each, kept in memory) and the ring-sector images (4.8 kB) of the few candidates the ring
+keys rank first. The clouds, features and ring-sector images of keyframes older than the newest
+``resident`` are written to an unnamed temporary file (the OS removes it when the process ends,
+however it ends) and read back only when needed: from the page cache while the machine has
+memory to spare. (Keeping the ring-sector images in RAM cost 6.8 MB over the 10-minute soak.)
 """
 
 from __future__ import annotations
@@ -95,13 +96,14 @@ class _Part:
 
 @dataclass(frozen=True)
 class _Spilled:
-    """Where a keyframe's cloud, uv, xy and descriptors lie in the spill file."""
+    """Where a keyframe's cloud, uv, xy, descriptors and polar descriptor lie in the spill file."""
 
     cloud: _Part
     uv: _Part
     xy: _Part
     descriptors: _Part
     binary: bool
+    polar: _Part
 
 
 class KeyframeStore:
@@ -116,7 +118,7 @@ class KeyframeStore:
         self._whole: dict[int, Keyframe] = {}
         self._spilled: dict[int, _Spilled] = {}
         self._stamps: list[int] = []
-        self._polar: list[np.ndarray] = []
+        self._polar: list[np.ndarray | None] = []  # None once spilled
         self._ring_key: list[np.ndarray] = []
         self._file: BinaryIO | None = None
         self._end = 0
@@ -135,8 +137,10 @@ class KeyframeStore:
         return np.stack(self._ring_key[:n])
 
     def polar(self, kid: int) -> np.ndarray:
-        """Ring-sector descriptor of a keyframe, without reading its spilled parts."""
-        return self._polar[kid]
+        """Ring-sector descriptor of a keyframe (read back alone when it was spilled: candidate
+        ranking needs only this for a handful of keyframes)."""
+        p = self._polar[kid]
+        return p if p is not None else self._read(self._spilled[kid].polar)
 
     def append(self, kf: Keyframe) -> None:
         if kf.id != len(self._stamps):
@@ -155,7 +159,7 @@ class KeyframeStore:
             raise IndexError(f"keyframe {kid} not in the store ({len(self._stamps)} keyframes)")
         s = self._spilled[kid]
         features = BevFeatures(self._read(s.uv), self._read(s.xy), self._read(s.descriptors), s.binary)
-        return Keyframe(kid, self._stamps[kid], self._read(s.cloud), features, self._polar[kid], self._ring_key[kid])
+        return Keyframe(kid, self._stamps[kid], self._read(s.cloud), features, self._read(s.polar), self._ring_key[kid])
 
     def __setitem__(self, kid: int, kf: Keyframe) -> None:
         """Replace a keyframe's content (same id and stamp)."""
@@ -176,8 +180,10 @@ class KeyframeStore:
         kf = self._whole.pop(kid)
         f = kf.features
         self._spilled[kid] = _Spilled(
-            self._write(kf.cloud), self._write(f.uv), self._write(f.xy), self._write(f.descriptors), f.binary
+            self._write(kf.cloud), self._write(f.uv), self._write(f.xy), self._write(f.descriptors), f.binary,
+            self._write(kf.polar),
         )
+        self._polar[kid] = None
 
     def _write(self, a: np.ndarray) -> _Part:
         if self._file is None:

@@ -36,13 +36,15 @@ def test_spilled_keyframes_come_back_bit_exact(binary):
         store.append(kf)
     assert len(store) == 40
     assert len(store._whole) == 5 and store.spilled_bytes > 0  # only the newest five stay whole
-    # the cloud and features of the 35 older ones went to the file; descriptors stay in memory
-    assert store.spilled_bytes == sum(kf.nbytes - kf.polar.nbytes - kf.ring_key.nbytes for kf in kfs[:35])
+    # cloud, features and ring-sector image of the 35 older ones went to the file; ring keys stay
+    assert store.spilled_bytes == sum(kf.nbytes - kf.ring_key.nbytes for kf in kfs[:35])
+    assert sum(p is not None for p in store._polar) == 5
     for kf in reversed(kfs):
         assert _same(store[kf.id], kf)
     np.testing.assert_array_equal(store.stamps, [kf.stamp_ns for kf in kfs])
     np.testing.assert_array_equal(store.ring_keys(7), np.stack([kf.ring_key for kf in kfs[:7]]))
-    assert np.array_equal(store.polar(3), kfs[3].polar)
+    assert np.array_equal(store.polar(3), kfs[3].polar) and store.polar(3).dtype == kfs[3].polar.dtype  # spilled
+    assert np.array_equal(store.polar(38), kfs[38].polar)  # resident
     with pytest.raises(IndexError):
         store[40]
     store.close()

@@ -91,3 +91,29 @@ def test_invalid_parameter_file_value_falls_back_to_default(ros_ctx):
         assert node.cfg.label == "a"
     finally:
         node.destroy_node()
+
+
+def test_nodes_return_freed_heap_on_a_steady_timer(ros_ctx, monkeypatch):
+    import lkd_perception.nodes.base as base
+    from rclpy.clock import ClockType
+
+    from lkd_perception.common.heap import release_free_heap
+
+    assert release_free_heap()  # glibc (this Linux): malloc_trim exists and ran
+    calls = []
+    monkeypatch.setattr(base, "release_free_heap", lambda: calls.append(1) or True)
+    node = EchoNode(context=ros_ctx, parameter_overrides=[Parameter("heap_trim_period_s", value=0.05)])
+    off = EchoNode(context=ros_ctx, parameter_overrides=[Parameter("heap_trim_period_s", value=0.0)])
+    try:
+        timer = node._heap_timer
+        assert timer is not None and timer.clock.clock_type == ClockType.STEADY_TIME
+        assert abs(timer.timer_period_ns - 50_000_000) < 1000
+        assert off._heap_timer is None
+        ex = SingleThreadedExecutor(context=ros_ctx)
+        ex.add_node(node)
+        for _ in range(20):
+            ex.spin_once(timeout_sec=0.05)
+        assert len(calls) >= 2  # it fired, on the steady clock (no /clock here)
+    finally:
+        node.destroy_node()
+        off.destroy_node()
