@@ -13,8 +13,9 @@ _HERE = Path(__file__).resolve()
 #: the source checkout (repository root) when running from one
 SOURCE_ROOT = _HERE.parents[2]
 # An install puts this file in <prefix>/lib/pythonX.Y/site-packages/lkd_perception/common/; colcon's
-# <prefix> is install/lkd_perception, not sys.prefix, so both are searched for share/lkd_perception.
-_INSTALL_PREFIXES = tuple(dict.fromkeys([Path(sys.prefix)] + ([_HERE.parents[5]] if len(_HERE.parents) > 5 else [])))
+# <prefix> is install/lkd_perception, not sys.prefix, so both are searched for share/lkd_perception,
+# this copy's own prefix first (its share files were installed with it).
+_INSTALL_PREFIXES = tuple(dict.fromkeys(([_HERE.parents[5]] if len(_HERE.parents) > 5 else []) + [Path(sys.prefix)]))
 
 
 def install_share_dirs() -> list[Path]:

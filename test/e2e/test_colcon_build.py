@@ -28,6 +28,7 @@ def test_colcon_build_installs_share_files(tmp_path):
     share = tmp_path / "install" / "lkd_perception" / "share"
     assert (share / "lkd_perception" / "launch" / "vehicle.launch.py").is_file()
     assert (share / "lkd_perception" / "config" / "vehicle.yaml").is_file()
+    assert (share / "lkd_perception" / "config" / "fastdds.xml").is_file()
     assert (share / "lkd_perception" / "package.xml").is_file()
     assert (share / "ament_index" / "resource_index" / "packages" / "lkd_perception").is_file()
     lib = tmp_path / "install" / "lkd_perception" / "lib"
@@ -35,3 +36,10 @@ def test_colcon_build_installs_share_files(tmp_path):
     assert {"lkd", "detector_node", "line_node", "lidar_odometry_node"} <= scripts
     site = list(lib.glob(f"python{sys.version_info.major}.{sys.version_info.minor}/site-packages/lkd_perception"))
     assert site and (site[0] / "nodes" / "base.py").is_file()
+    # the installed package finds its own Fast DDS profile (not the source tree's)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from lkd_perception.nodes.dds import default_profile_path; print(default_profile_path())"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(site[0].parent)}, capture_output=True, text=True, timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert Path(probe.stdout.strip()) == share / "lkd_perception" / "config" / "fastdds.xml"
