@@ -63,6 +63,10 @@ class LineConfig:
         True, "move each end to where the heat along the segment falls to half (recovers corners)"
     )
     score_threshold: float = param(0.5, "segments whose mean heat is lower are dropped", lo=0.0, hi=1.0)
+    score_length_scale: float = param(
+        0.0, "confidence = mean heat x (1 - exp(-length / this)), output-map pixels (0 = mean heat alone): "
+        "ranks short texture fragments below long lines", lo=0.0, hi=1000.0,
+    )
     provider: str = param(
         "cpu", "ONNX Runtime execution provider", choices=("cpu", "cuda", "tensorrt"), read_only=True
     )

@@ -173,5 +173,8 @@ def group_lines(heat: np.ndarray, theta: np.ndarray, cfg: LineConfig) -> Grouped
     if cfg.refine_endpoints:
         segments = refine_endpoints(segments, scores, heat)
     d = segments[:, 2:4] - segments[:, 0:2]
-    ok = np.hypot(d[:, 0], d[:, 1]) >= cfg.min_length
+    length = np.hypot(d[:, 0], d[:, 1])
+    ok = length >= cfg.min_length
+    if cfg.score_length_scale > 0:
+        scores = scores * (1.0 - np.exp(-length / cfg.score_length_scale))
     return GroupedSegments(segments[ok], scores[ok], widths[ok])

@@ -64,6 +64,18 @@ def test_score_threshold_filters():
     assert len(group_lines(0.6 * heat, theta, LineConfig(score_threshold=0.9, heat_threshold=0.2)).segments) == 0
 
 
+def test_length_scale_lowers_the_confidence_of_short_segments():
+    heat, theta = _maps(np.array([[10.0, 20.0, 150.0, 20.0], [10.0, 80.0, 22.0, 80.0]]))  # 140 px and 12 px
+    plain = group_lines(heat, theta, LineConfig())
+    scaled = group_lines(heat, theta, LineConfig(score_length_scale=10.0))
+    assert len(plain.segments) == len(scaled.segments) == 2
+    long_first = np.argsort(-np.hypot(*(plain.segments[:, 2:] - plain.segments[:, :2]).T))
+    s_plain, s_scaled = plain.scores[long_first], scaled.scores[long_first]
+    length = np.hypot(*(scaled.segments[long_first, 2:] - scaled.segments[long_first, :2]).T)
+    np.testing.assert_allclose(s_scaled, s_plain * (1 - np.exp(-length / 10.0)))
+    assert s_scaled[0] > s_plain[0] * 0.99 and s_scaled[1] < 0.8 * s_plain[1]
+
+
 def test_adaptive_threshold_keeps_the_ridge():
     heat, _ = _maps(np.array([[20.0, 60.5, 140.0, 60.5]]))
     plain = support_mask(heat, LineConfig(adaptive_block=0))
