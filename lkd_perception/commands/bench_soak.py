@@ -44,6 +44,18 @@ def _growth_pct(samples: list[tuple[float, float]], warmup_frac: float = 0.2) ->
     return 100.0 * (last - first) / first
 
 
+def _series(samples: list[tuple[float, dict[str, float]]], part: str) -> list[tuple[float, float]]:
+    """(fraction, MiB) of one part of the memory samples; ``own`` = anonymous + file-backed, the
+    process's own memory without the shared-memory pages it maps."""
+    if part == "own":
+        return [(f, m.get("anon", 0.0) + m.get("file", 0.0)) for f, m in samples]
+    return [(f, m.get(part, 0.0)) for f, m in samples]
+
+
+def _start_end(samples: list[tuple[float, float]]) -> list[float] | None:
+    return [round(samples[0][1], 1), round(samples[-1][1], 1)] if samples else None
+
+
 def _cpu_cores_by_fifth(samples: list[tuple[float, float, float]]) -> list[float | None]:
     """Mean CPU use (cores) of a process in each fifth of the replay, from (fraction, wall, cpu)
     samples; a restart (CPU time going down) or a fifth without samples contributes nothing."""
@@ -81,10 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.kill and args.kill not in nodes.specs:
         print(f"lkd: --kill must be one of {sorted(nodes.specs)}", file=sys.stderr)
         return 2
-    # (fraction, MiB) samples: all resident memory, and the process's own (without shared memory)
-    rss: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes.specs}
-    private: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes.specs}
-    shmem: dict[str, list[tuple[float, float]]] = {n: [] for n in nodes.specs}
+    memory: dict[str, list[tuple[float, dict[str, float]]]] = {n: [] for n in nodes.specs}  # frac, MiB by part
     cpu: dict[str, list[tuple[float, float, float]]] = {n: [] for n in [*nodes.specs, "replay"]}  # frac, wall, cpu
     events: dict[str, float] = {}
     state = {"last_sample": 0.0}
@@ -97,9 +106,7 @@ def _run(args: argparse.Namespace) -> int:
             for name in nodes.specs:
                 mem = nodes.memory_mb(name)
                 if mem is not None:
-                    rss[name].append((frac, mem["rss"]))
-                    private[name].append((frac, mem.get("anon", 0.0) + mem.get("file", 0.0)))
-                    shmem[name].append((frac, mem.get("shmem", 0.0)))
+                    memory[name].append((frac, mem))
                 c = nodes.cpu_s(name)
                 if c is not None:
                     cpu[name].append((frac, now, c))
@@ -125,21 +132,18 @@ def _run(args: argparse.Namespace) -> int:
         out_topic = NODE_IO[name][0]
         entry = dict(metrics["nodes"].get(name, {"outputs": 0}))
         entry.pop("diagnostics", None)
-        def before_kill(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
-            return samples if name != args.kill else [s for s in samples if s[0] < events.get("kill_frac", 1.0)]
-
-        def start_end(samples: list[tuple[float, float]]) -> list[float] | None:
-            return [round(samples[0][1], 1), round(samples[-1][1], 1)] if samples else None
-
-        entry["rss_mb_start_end"] = start_end(rss[name])
-        entry["rss_growth_after_warmup_pct"] = _growth_pct(before_kill(rss[name]))
+        # growth is judged up to the kill for the killed node (its restart starts from scratch)
+        until = events.get("kill_frac", 1.0) if name == args.kill else float("inf")
+        rss, own = _series(memory[name], "rss"), _series(memory[name], "own")
+        entry["rss_mb_start_end"] = _start_end(rss)
+        entry["rss_growth_after_warmup_pct"] = _growth_pct([s for s in rss if s[0] < until])
         # Flatness is judged on the process's own memory: the shared-memory pages it maps are the
         # DDS transport's buffers (the senders' segments, a fixed size each) filling as they are
         # used, not the node's growth; they are reported beside it.
-        growth = _growth_pct(before_kill(private[name]))
-        entry["private_mb_start_end"] = start_end(private[name])
+        growth = _growth_pct([s for s in own if s[0] < until])
+        entry["private_mb_start_end"] = _start_end(own)
         entry["private_growth_after_warmup_pct"] = growth
-        entry["shmem_mb_start_end"] = start_end(shmem[name])
+        entry["shmem_mb_start_end"] = _start_end(_series(memory[name], "shmem"))
         entry["memory_flat_within_10pct"] = None if growth is None else abs(growth) <= 10.0
         frac = entry.get("processed_fraction")
         if args.kill and "kill_frac" in events:

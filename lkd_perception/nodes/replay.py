@@ -371,25 +371,20 @@ class NodeProcesses:
     def alive(self, name: str) -> bool:
         return name in self.procs and self.procs[name].poll() is None
 
-    def rss_mb(self, name: str) -> float | None:
-        """Resident memory of a node's process, MiB (None when it is not running)."""
-        mem = self.memory_mb(name)
-        return mem["rss"] if mem else None
-
     def memory_mb(self, name: str) -> dict[str, float] | None:
         """A node process's resident memory, MiB: ``rss`` (all), ``anon`` (heap, stacks),
         ``file`` (mapped files and code) and ``shmem`` (shared memory it touched, mostly the
         DDS transport's segments, whose size the Fast DDS profile bounds). None when not running."""
         if not self.alive(name):
             return None
-        keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+        keys = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}
         out: dict[str, float] = {}
         try:
             with open(f"/proc/{self.procs[name].pid}/status") as f:
                 for line in f:
-                    key = keys.get(line.split(":", 1)[0] + ":")
-                    if key:
-                        out[key] = int(line.split()[1]) / 1024.0
+                    field_name, _, value = line.partition(":")
+                    if field_name in keys:
+                        out[keys[field_name]] = int(value.split()[0]) / 1024.0
         except OSError:
             return None
         return out if "rss" in out else None

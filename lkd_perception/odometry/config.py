@@ -82,8 +82,8 @@ class OdometryConfig:
     keyframe_angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
     keyframes_in_memory: int = param(
         200,
-        "Newest keyframes kept whole in memory; older ones' clouds and BEV features move to a temporary "
-        "file and are read back for loop verification (keeps memory flat on long drives).",
+        "Newest keyframes kept whole in memory; older ones' clouds, BEV features and ring-sector descriptors "
+        "move to a temporary file and are read back for loop verification (bounds their memory on long drives).",
         lo=1,
         hi=10_000_000,
         read_only=True,
