@@ -6,9 +6,8 @@ grouping differs. The shipped model's maps are half its input size (output strid
 pixel-sized settings are smaller than the reference's, which counts full-size pixels: adaptive
 block 5 (reference 11), regions of >= 5 px (reference > 10), segments >= 2 px. Those and the angle
 tolerance (10 deg; our grouping compares with the seed, not the running mean) were chosen on
-validation simulator drives (see models/MODEL_CARD.md); the heat tolerance is documented on its
-field. The score threshold is 0.5, not the demo's 0.7, because sAP and F^H sweep scores
-themselves.
+validation simulator drives; the joining of collinear pieces and the length-aware confidence on
+validation photographs (see models/MODEL_CARD.md). The heat tolerance is documented on its field.
 """
 
 from __future__ import annotations
@@ -63,9 +62,18 @@ class LineConfig:
         True, "move each end to where the heat along the segment falls to half (recovers corners)"
     )
     score_threshold: float = param(0.5, "segments whose mean heat is lower are dropped", lo=0.0, hi=1.0)
-    score_length_scale: float = param(
-        0.0, "confidence = mean heat x (1 - exp(-length / this)), output-map pixels (0 = mean heat alone): "
-        "ranks short texture fragments below long lines", lo=0.0, hi=1000.0,
+    merge_gap: float = param(
+        4.0, "collinear pieces whose ends are at most this far apart along the line are joined (output-map "
+        "pixels; 0 = off): lines cut where another line crosses them become whole again", lo=0.0, hi=100.0,
+    )
+    merge_offset: float = param(
+        1.5, "joining: largest distance of a piece's ends from the other piece's line (output-map pixels)",
+        lo=0.1, hi=20.0,
+    )
+    confidence_length: float = param(
+        20.0, "confidence = 1 - exp(-mean heat x length / this), length in output-map pixels: the total heat "
+        "along the segment, which ranks long lines above short texture fragments as LSD's NFA does "
+        "(0 = mean heat alone)", lo=0.0, hi=10000.0,
     )
     provider: str = param(
         "cpu", "ONNX Runtime execution provider", choices=("cpu", "cuda", "tensorrt"), read_only=True

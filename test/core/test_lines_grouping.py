@@ -7,7 +7,7 @@ import pytest
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.lines.config import LineConfig
-from lkd_perception.lines.grouping import group_lines, support_mask
+from lkd_perception.lines.grouping import GroupedSegments, group_lines, merge_collinear, support_mask
 from lkd_perception.lines.synthetic import line_targets
 
 
@@ -64,16 +64,49 @@ def test_score_threshold_filters():
     assert len(group_lines(0.6 * heat, theta, LineConfig(score_threshold=0.9, heat_threshold=0.2)).segments) == 0
 
 
-def test_length_scale_lowers_the_confidence_of_short_segments():
+def test_crossing_lines_come_back_whole():
+    # Region growing gives the crossing's pixels to one line and cuts the other there; joining the
+    # collinear pieces (merge_gap) makes it whole again. Without joining it stays cut.
+    gt = np.array([[20.0, 60.0, 140.0, 60.0], [80.0, 10.0, 80.0, 110.0]])
+    heat, theta = _maps(gt)
+    cut = group_lines(heat, theta, LineConfig(merge_gap=0.0))
+    assert len(cut.segments) == 3
+    whole = group_lines(heat, theta, LineConfig())
+    assert len(whole.segments) == 2
+    assert _endpoint_error(whole.segments, gt).max() < 1.5
+
+
+def test_pieces_too_far_apart_or_offset_stay_apart():
+    gt = np.array([[10.0, 30.0, 60.0, 30.0], [68.0, 30.0, 140.0, 30.0],  # gap of 8 px > merge_gap 4
+                   [10.0, 80.0, 70.0, 80.0], [72.0, 84.0, 140.0, 84.0]])  # 4 px sideways > merge_offset 1.5
+    found = merge_collinear(GroupedSegments(gt, np.full(4, 0.9), np.ones(4)), 4.0, 1.5, 10.0)
+    assert len(found.segments) == 4
+    joined = merge_collinear(GroupedSegments(gt, np.full(4, 0.9), np.ones(4)), 10.0, 1.5, 10.0)
+    assert len(joined.segments) == 3
+    np.testing.assert_allclose(sorted(joined.segments[:, [0, 2]].ravel()), [10, 10, 70, 72, 140, 140], atol=1e-9)
+
+
+def test_pieces_along_a_curve_are_not_joined():
+    # chords of a circle of radius 60 px, each turning 8 deg: neighbours pass the angle and offset
+    # tests pairwise, but the chain bends far more than the offset allows
+    a = np.deg2rad(np.arange(0.0, 81.0, 8.0))
+    pts = np.stack([80 + 60 * np.cos(a), 80 + 60 * np.sin(a)], axis=1)
+    pieces = np.concatenate([pts[:-1], pts[1:]], axis=1)
+    found = merge_collinear(GroupedSegments(pieces, np.full(len(pieces), 0.9), np.ones(len(pieces))), 4.0, 1.5, 10.0)
+    assert len(found.segments) == len(pieces)
+
+
+def test_confidence_is_the_total_heat_along_the_segment():
     heat, theta = _maps(np.array([[10.0, 20.0, 150.0, 20.0], [10.0, 80.0, 22.0, 80.0]]))  # 140 px and 12 px
-    plain = group_lines(heat, theta, LineConfig())
-    scaled = group_lines(heat, theta, LineConfig(score_length_scale=10.0))
-    assert len(plain.segments) == len(scaled.segments) == 2
-    long_first = np.argsort(-np.hypot(*(plain.segments[:, 2:] - plain.segments[:, :2]).T))
-    s_plain, s_scaled = plain.scores[long_first], scaled.scores[long_first]
-    length = np.hypot(*(scaled.segments[long_first, 2:] - scaled.segments[long_first, :2]).T)
-    np.testing.assert_allclose(s_scaled, s_plain * (1 - np.exp(-length / 10.0)))
-    assert s_scaled[0] > s_plain[0] * 0.99 and s_scaled[1] < 0.8 * s_plain[1]
+    mean = group_lines(heat, theta, LineConfig(confidence_length=0.0))
+    conf = group_lines(heat, theta, LineConfig(confidence_length=20.0))
+    assert len(mean.segments) == len(conf.segments) == 2
+    np.testing.assert_array_equal(mean.segments, conf.segments)
+    length = np.hypot(*(conf.segments[:, 2:] - conf.segments[:, :2]).T)
+    np.testing.assert_allclose(conf.scores, 1 - np.exp(-mean.scores * length / 20.0))
+    long, short = np.argmax(length), np.argmin(length)
+    assert mean.scores[short] > 0.75 * mean.scores[long]  # mean heat hardly tells them apart
+    assert conf.scores[long] > 0.99 and conf.scores[short] < 0.5
 
 
 def test_adaptive_threshold_keeps_the_ridge():

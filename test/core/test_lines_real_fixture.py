@@ -1,7 +1,8 @@
-"""The hand-labelled real-photograph line fixture (``test/fixtures/lines_real``) stays sound.
+"""The hand-labelled real-photograph line fixtures stay sound.
 
-Why: the fixture is the real-image half of the line-detector target (issue 5). A label that was
-typed wrong, an image that was swapped, or a refinement rerun that went astray would silently
+Why: ``test/fixtures/lines_real`` is the real-image half of the line-detector target (issue 5) and
+``test/fixtures/lines_real_val`` the photographs the grouping settings are chosen on. A label that
+was typed wrong, an image that was swapped, or a refinement rerun that went astray would silently
 change sAP/F^H, so each segment must lie inside its image and on a strong edge.
 """
 
@@ -16,7 +17,9 @@ import pytest
 
 from lkd_perception.lines.json_format import read_ground_truth
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lines_real"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+#: fixture folder -> fewest images it must hold
+SETS = {"lines_real": 5, "lines_real_val": 4}
 # grey levels per pixel after a sigma-1 blur; the faintest labelled line (a thin sudoku grid line)
 # measures about 4.7, plain background about 1-3
 MIN_EDGE_STRENGTH = 4.0
@@ -44,31 +47,36 @@ def edge_strength(mag: np.ndarray, seg: np.ndarray, shift: float = 0.0) -> float
     return float(vals.max(axis=1).mean())
 
 
-@pytest.fixture(scope="module")
-def gt():
-    return read_ground_truth(FIXTURE / "gt.json")
+@pytest.fixture(scope="module", params=sorted(SETS))
+def fixture_dir(request) -> Path:
+    return FIXTURES / request.param
 
 
 @pytest.fixture(scope="module")
-def magnitudes(gt):
+def gt(fixture_dir):
+    return read_ground_truth(fixture_dir / "gt.json")
+
+
+@pytest.fixture(scope="module")
+def magnitudes(gt, fixture_dir):
     out = {}
     for name in gt:
-        grey = cv2.imread(str(FIXTURE / name), cv2.IMREAD_GRAYSCALE)
+        grey = cv2.imread(str(fixture_dir / name), cv2.IMREAD_GRAYSCALE)
         assert grey is not None, name
         out[name] = _gradient_magnitude(grey)
     return out
 
 
-def test_fixture_loads_with_its_images(gt, magnitudes):
-    assert len(gt) >= 5
+def test_fixture_loads_with_its_images(gt, magnitudes, fixture_dir):
+    assert len(gt) >= SETS[fixture_dir.name]
     for name, label in gt.items():
         h, w = magnitudes[name].shape
         assert (label.width, label.height) == (w, h), name
         assert len(label.lines) >= 5, name
 
 
-def test_rough_and_refined_labels_correspond(gt):
-    rough = json.loads((FIXTURE / "rough.json").read_text(encoding="utf-8"))
+def test_rough_and_refined_labels_correspond(gt, fixture_dir):
+    rough = json.loads((fixture_dir / "rough.json").read_text(encoding="utf-8"))
     assert set(rough) == set(gt)
     for name, label in gt.items():
         r = np.asarray(rough[name]["lines"], np.float64)
@@ -97,6 +105,15 @@ def test_every_segment_lies_on_a_strong_edge(gt, magnitudes):
         weak = [(i, round(s, 1)) for i, seg in enumerate(label.lines)
                 if (s := edge_strength(magnitudes[name], seg)) < MIN_EDGE_STRENGTH]
         assert not weak, f"{name}: segments off any edge (index, strength): {weak}"
+
+
+def test_validation_and_test_photographs_are_distinct():
+    """Settings chosen on the validation photographs say nothing about the test set if they overlap."""
+    names = [set(read_ground_truth(FIXTURES / d / "gt.json")) for d in SETS]
+    assert not set.intersection(*names)
+    pixels = [cv2.imread(str(FIXTURES / d / n), cv2.IMREAD_GRAYSCALE).tobytes()
+              for d in SETS for n in read_ground_truth(FIXTURES / d / "gt.json")]
+    assert len(set(pixels)) == len(pixels)
 
 
 def test_edge_check_rejects_displaced_labels(gt, magnitudes):
