@@ -174,7 +174,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim-size", default="480x360", help="simulator frame size WxH")
     p.add_argument("--sim-cache", default=None,
                    help="npz of rendered simulator frames (default OUT/sim_frames.npz; reused when present)")
-    p.add_argument("--init", default=None, help="checkpoint to start from")
+    p.add_argument("--labelled", action="append", default=[], metavar="GT.json",
+                   help="line ground truth of your own images (format of lkd evaluate lines; images beside it); "
+                        "repeatable. Crops of them make up --labelled-fraction of each batch")
+    p.add_argument("--labelled-fraction", type=float, default=0.3,
+                   help="share of each batch cut from the --labelled images")
+    p.add_argument("--init", default=None, help="checkpoint to start from (fine-tuning)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -185,11 +190,11 @@ def _run_train(args: argparse.Namespace) -> int:
                              seed=args.seed, threads=args.threads, stride=args.stride,
                              decoder=args.decoder, widths=_parse_widths(args.widths))
     out = Path(args.out)
-    extra = _sim_crops(args, out) if args.sim_fraction > 0 else None
+    extra, fraction = _extra_source(args, out)
     net = load_checkpoint(args.init) if args.init else None
     history = []
     window: list[float] = []
-    for net, entry in train(settings, net, extra, args.sim_fraction):
+    for net, entry in train(settings, net, extra, fraction):
         window.append(entry.train_loss)
         if (entry.step + 1) % 50 == 0 or entry.step + 1 == settings.steps:
             history.append({"step": entry.step + 1, "lr": entry.lr, "loss": sum(window) / len(window),
@@ -232,6 +237,34 @@ def _parse_size(text: str) -> tuple[int, int]:
     if not sep or not w.isdigit() or not h.isdigit():
         raise ConfigError(f"size must be WxH, got {text!r}")
     return int(w), int(h)
+
+
+def _extra_source(args: argparse.Namespace, out: Path):
+    """(source, share of each batch) beside the synthetic shapes: simulator frames and/or labelled
+    images, or (None, 0.0)."""
+    from lkd_perception.common.errors import ConfigError
+    from lkd_perception.lines.sim_source import SimCrops, labelled_images
+    from lkd_perception.lines.train import SourceMix
+
+    total = args.sim_fraction + (args.labelled_fraction if args.labelled else 0.0)
+    if total > 1.0 + 1e-9:
+        raise ConfigError(f"--sim-fraction plus --labelled-fraction must not exceed 1, got {total}")
+    parts = []
+    if args.sim_fraction > 0:
+        parts.append((_sim_crops(args, out), args.sim_fraction))
+    if args.labelled:
+        if not 0 < args.labelled_fraction <= 1:
+            raise ConfigError(f"--labelled-fraction must be in (0, 1], got {args.labelled_fraction}")
+        frames = [f for path in args.labelled for f in labelled_images(path)]
+        crop = args.crop
+        small = [f"{f.rgb.shape[1]}x{f.rgb.shape[0]}" for f in frames if min(f.rgb.shape[:2]) < crop]
+        if small:
+            raise ConfigError(f"labelled images smaller than the crop ({crop}): {', '.join(small)}")
+        log.info("%d labelled images, %d segments", len(frames), sum(len(f.segments) for f in frames))
+        parts.append((SimCrops(frames), args.labelled_fraction))
+    if not parts:
+        return None, 0.0
+    return (parts[0][0] if len(parts) == 1 else SourceMix(parts)), total
 
 
 def _sim_crops(args: argparse.Namespace, out: Path):

@@ -21,9 +21,8 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
-from lkd_perception.io.formats import read_rgb
 from lkd_perception.lines.config import INT8_MODEL_PATH, LineConfig
-from lkd_perception.lines.json_format import read_ground_truth
+from lkd_perception.lines.sim_source import labelled_images
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
 #: the LSDNet methods: LineConfig fields each one sets
@@ -83,6 +82,8 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
             runs.append((scenario, int(seed)))
         return render_sim_frames(runs, spec.width, spec.height, spec.sim_seconds, spec.sim_rate_hz)
     if spec.source == "labelled":
+        if not spec.gt:
+            raise ConfigError("source 'labelled' needs the ground-truth file (--gt)")
         return labelled_images(spec.gt)
     if spec.source != "synthetic":
         raise ConfigError(f"held-out source must be 'sim', 'synthetic' or 'labelled', got {spec.source!r}")
@@ -91,20 +92,6 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
     for _ in range(spec.count):
         scene = render_scene(rng, spec.height, spec.width)
         out.append(replace(scene, rgb=augment(scene.rgb, rng, spec.augment_strength)))
-    return out
-
-
-def labelled_images(gt_path: str) -> list[SyntheticImage]:
-    """Images named in a line ground-truth file, as RGB (grey ones repeated to 3 channels)."""
-    if not gt_path:
-        raise ConfigError("source 'labelled' needs the ground-truth file (--gt)")
-    folder = Path(gt_path).parent
-    out = []
-    for name, gt in sorted(read_ground_truth(gt_path).items()):
-        rgb = read_rgb(folder / name)
-        if (rgb.shape[1], rgb.shape[0]) != (gt.width, gt.height):
-            raise InputError(f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]}, ground truth says {gt.width}x{gt.height}")
-        out.append(SyntheticImage(rgb, gt.lines.astype(np.float32), np.zeros((0, 2), np.float32)))
     return out
 
 

@@ -1,9 +1,12 @@
-"""Simulator renders as labelled line images (training mix and held-out evaluation).
+"""Labelled line images beside the synthetic shapes: simulator renders and labelled photographs.
 
 The drive simulator (:mod:`lkd_perception.sim`) projects the visible 3-D edges of its world into
 each camera frame (``CameraFrame.lines``; pixel centres at integers, the same convention as the
 synthetic shapes). Frames are rendered once per call, sparsely in time so that consecutive
 frames differ, and can be cached in an ``.npz`` so training does not re-render them.
+Photographs come with a line ground-truth file (:mod:`lkd_perception.lines.json_format`): the
+frames of a user's own camera, labelled, are what the synthetic-only model lacks.
+:class:`SimCrops` cuts training crops from either.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError
+from lkd_perception.io.formats import read_rgb
+from lkd_perception.lines.json_format import read_ground_truth
 from lkd_perception.lines.synthetic import SyntheticImage
 
 
@@ -59,6 +64,19 @@ def load_frames(path: str | Path) -> list[SyntheticImage]:
             for rgb, seg in zip(data["rgb"], np.split(data["segments"], splits))]
 
 
+def labelled_images(gt_path: str | Path) -> list[SyntheticImage]:
+    """Images named in a line ground-truth file (read from its folder), as RGB (grey ones
+    repeated to 3 channels), with their labelled segments."""
+    folder = Path(gt_path).parent
+    out = []
+    for name, gt in sorted(read_ground_truth(gt_path).items()):
+        rgb = read_rgb(folder / name)
+        if (rgb.shape[1], rgb.shape[0]) != (gt.width, gt.height):
+            raise InputError(f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]}, ground truth says {gt.width}x{gt.height}")
+        out.append(SyntheticImage(rgb, gt.lines.astype(np.float32), np.zeros((0, 2), np.float32)))
+    return out
+
+
 def clip_segments(segments: np.ndarray, x0: float, y0: float, x1: float, y1: float,
                   min_length: float = 6.0) -> np.ndarray:
     """Segments clipped to the box [x0, x1] x [y0, y1] (Liang-Barsky), shorter ones dropped."""
@@ -78,7 +96,8 @@ def clip_segments(segments: np.ndarray, x0: float, y0: float, x1: float, y1: flo
 
 
 class SimCrops:
-    """An image source for training: a random crop of a random simulator frame, with its lines.
+    """An image source for training: a random crop of a random labelled frame (simulator render or
+    labelled photograph), with its lines.
 
     Each frame is first shrunk by a random factor in ``scale_range`` (INTER_AREA), so that the
     network sees the scene at the scales that a camera image reduced to the network input has.
@@ -86,7 +105,7 @@ class SimCrops:
 
     def __init__(self, frames: Sequence[SyntheticImage], scale_range: tuple[float, float] = (0.55, 1.0)) -> None:
         if not frames:
-            raise InputError("no simulator frames to crop from")
+            raise InputError("no labelled frames to crop from")
         self.frames = list(frames)
         self.scale_range = scale_range
 
@@ -95,7 +114,7 @@ class SimCrops:
         H, W = f.rgb.shape[:2]
         s = max(rng.uniform(*self.scale_range), height / H, width / W)
         if s > 1.0:
-            raise InputError(f"simulator frames ({W}x{H}) are smaller than the crop ({width}x{height})")
+            raise InputError(f"a labelled frame ({W}x{H}) is smaller than the crop ({width}x{height})")
         h2, w2 = max(int(round(H * s)), height), max(int(round(W * s)), width)
         rgb = cv2.resize(f.rgb, (w2, h2), interpolation=cv2.INTER_AREA) if (h2, w2) != (H, W) else f.rgb
         seg = f.segments.astype(np.float64).copy()

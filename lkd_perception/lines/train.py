@@ -9,7 +9,8 @@ LSDNet's paper does not publish a loss in code form (REFERENCE 2.1), so this one
   0.3 (the direction is undefined away from lines).
 
 Every batch is freshly rendered, so the network never sees an image twice and there is no data
-set to store. An optional ``extra_source`` (e.g. simulator renders) supplies a share of each batch.
+set to store. An optional ``extra_source`` (simulator renders, labelled photographs, or a
+:class:`SourceMix` of them) supplies a share of each batch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ from lkd_perception.lines.synthetic import SyntheticImage, augment, line_targets
 #: A callable returning one labelled image of the requested (height, width); used to mix in
 #: simulator renders.
 ImageSource = Callable[[np.random.Generator, int, int], SyntheticImage]
+
+
+class SourceMix:
+    """Several image sources as one: each call draws from one, in proportion to its weight."""
+
+    def __init__(self, sources: list[tuple[ImageSource, float]]) -> None:
+        weights = np.array([w for _, w in sources], np.float64)
+        if not sources or np.any(weights <= 0):
+            raise ValueError("a source mix needs at least one source, each with a positive weight")
+        self.sources = [src for src, _ in sources]
+        self.p = weights / weights.sum()
+
+    def __call__(self, rng: np.random.Generator, height: int, width: int) -> SyntheticImage:
+        return self.sources[int(rng.choice(len(self.sources), p=self.p))](rng, height, width)
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,21 @@ def test_config_from_a_ros_parameter_file(scenes):
     assert main(["lines", str(folder / "img0.png"), "--config", str(params), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["img0.png"] == []  # no heat is above 1: the file was applied
     assert main(["lines", str(folder / "img0.png"), "--set", "no_such_setting=1"]) == 2
+
+
+def test_train_on_labelled_photographs(tmp_path, capsys):
+    gt = str(Path(__file__).resolve().parents[1] / "fixtures" / "lines_real_val" / "gt.json")
+    out = tmp_path / "run"
+    common = ["train", "lines", "--steps", "2", "--batch", "2", "--crop", "64", "--widths", "4,8,8,16",
+              "--labelled", gt, "--out", str(out)]
+    assert main(common + ["--labelled-fraction", "0.5"]) == 0
+    assert (out / "checkpoint.pt").is_file()
+    log = json.loads((out / "log.json").read_text())
+    assert log["settings"]["labelled"] == [gt] and log["settings"]["labelled_fraction"] == 0.5
+    assert log["history"][-1]["step"] == 2
+    # a crop larger than the smallest labelled image (256x256), or shares above 1, are refused
+    assert main(common[:7] + ["320"] + common[8:]) == 2
+    assert "smaller than the crop" in capsys.readouterr().err
+    too_much = ["--labelled-fraction", "0.8", "--sim-fraction", "0.4", "--sim-cache", str(tmp_path / "none.npz")]
+    assert main(common + too_much) == 2
+    assert "must not exceed 1" in capsys.readouterr().err

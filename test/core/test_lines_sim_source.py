@@ -1,12 +1,20 @@
-"""Simulator frames as line training data: clipping, cropping, caching."""
+"""Labelled line images as training data (simulator frames, labelled photographs): loading,
+clipping, cropping, caching."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.lines.sim_source import SimCrops, clip_segments, load_frames, render_sim_frames, save_frames
+from lkd_perception.lines.json_format import read_ground_truth
+from lkd_perception.lines.sim_source import (
+    SimCrops, clip_segments, labelled_images, load_frames, render_sim_frames, save_frames,
+)
 from lkd_perception.lines.synthetic import SyntheticImage
 
 
@@ -63,3 +71,18 @@ def test_render_and_cache_round_trip(tmp_path):
         np.testing.assert_array_equal(a.segments, b.segments)
     with pytest.raises(InputError):
         load_frames(tmp_path / "none.npz")
+
+
+def test_labelled_photographs_load_with_their_segments(tmp_path):
+    gt_path = Path(__file__).resolve().parents[1] / "fixtures" / "lines_real_val" / "gt.json"
+    frames = labelled_images(gt_path)
+    gt = read_ground_truth(gt_path)
+    assert len(frames) == len(gt) == 4
+    for f, name in zip(frames, sorted(gt)):
+        assert f.rgb.shape == (gt[name].height, gt[name].width, 3) and f.rgb.dtype == np.uint8
+        np.testing.assert_allclose(f.segments, gt[name].lines, atol=1e-4)
+    # an image whose size disagrees with its label is refused, not stretched
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 50), np.uint8))
+    (tmp_path / "gt.json").write_text(json.dumps({"a.png": {"width": 60, "height": 40, "lines": [[1, 1, 20, 1]]}}))
+    with pytest.raises(InputError, match="50x40"):
+        labelled_images(tmp_path / "gt.json")

@@ -14,7 +14,8 @@ from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.export import export_onnx, load_checkpoint, save_checkpoint
 from lkd_perception.lines.lsdnet import ExportHead, LSDNet, count_parameters
 from lkd_perception.lines.runtime import LineDetector
-from lkd_perception.lines.train import evaluate_loss, make_batch, train_step
+from lkd_perception.lines.synthetic import SyntheticImage
+from lkd_perception.lines.train import SourceMix, evaluate_loss, make_batch, train_step
 
 TINY = (4, 8, 8, 16)
 
@@ -136,3 +137,17 @@ def test_doubled_angle_head_is_continuous_across_zero():
 def test_missing_checkpoint_is_a_model_error(tmp_path):
     with pytest.raises(ModelError):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_source_mix_draws_in_proportion():
+    def source(tag):
+        return lambda rng, h, w: SyntheticImage(np.full((h, w, 3), tag, np.uint8), np.zeros((0, 4), np.float32),
+                                                np.zeros((0, 2), np.float32))
+
+    mix = SourceMix([(source(1), 0.3), (source(2), 0.1)])
+    rng = np.random.default_rng(0)
+    tags = np.array([mix(rng, 8, 8).rgb[0, 0, 0] for _ in range(4000)])
+    assert set(tags.tolist()) == {1, 2}
+    assert np.mean(tags == 1) == pytest.approx(0.75, abs=0.03)
+    with pytest.raises(ValueError):
+        SourceMix([(source(1), 0.0)])
