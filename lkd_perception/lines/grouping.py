@@ -97,6 +97,45 @@ def grow_regions(heat: np.ndarray, theta: np.ndarray, support: np.ndarray, cfg: 
     return labels
 
 
+@dataclass(frozen=True)
+class _Axes:
+    """Weighted principal axis of each label's points (arrays indexed by label) and where each
+    point lies on it (arrays indexed by point)."""
+
+    cx: np.ndarray
+    cy: np.ndarray
+    ux: np.ndarray
+    uy: np.ndarray
+    minor: np.ndarray  # smaller eigenvalue of the weighted covariance (spread across the axis)
+    weight: np.ndarray  # sum of the weights
+    along: np.ndarray  # position along the axis, from the centroid
+    across: np.ndarray  # signed distance from the axis
+
+
+def _principal_axes(lab: np.ndarray, x: np.ndarray, y: np.ndarray, wt: np.ndarray, n: int) -> _Axes:
+    """Weighted PCA of the points of every label at once (``bincount`` over the labels)."""
+    sw = np.bincount(lab, wt, n)
+    sw_safe = np.where(sw > 0, sw, 1.0)
+    cx, cy = np.bincount(lab, wt * x, n) / sw_safe, np.bincount(lab, wt * y, n) / sw_safe
+    dx, dy = x - cx[lab], y - cy[lab]
+    sxx = np.bincount(lab, wt * dx * dx, n) / sw_safe
+    syy = np.bincount(lab, wt * dy * dy, n) / sw_safe
+    sxy = np.bincount(lab, wt * dx * dy, n) / sw_safe
+    phi = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    ux, uy = np.cos(phi), np.sin(phi)
+    half_trace = 0.5 * (sxx + syy)
+    minor = half_trace - np.sqrt(np.maximum(half_trace**2 - (sxx * syy - sxy**2), 0.0))
+    return _Axes(cx, cy, ux, uy, minor, sw, along=dx * ux[lab] + dy * uy[lab], across=dy * ux[lab] - dx * uy[lab])
+
+
+def _spans(axes: _Axes, lab: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(len(index), 4) segments from the extreme projections of each label's points on its axis."""
+    tmin = np.asarray(ndimage.minimum(axes.along, lab, index))
+    tmax = np.asarray(ndimage.maximum(axes.along, lab, index))
+    cx, cy, ux, uy = axes.cx[index], axes.cy[index], axes.ux[index], axes.uy[index]
+    return np.stack([cx + tmin * ux, cy + tmin * uy, cx + tmax * ux, cy + tmax * uy], axis=1)
+
+
 def fit_segments(labels: np.ndarray, heat: np.ndarray) -> GroupedSegments:
     """Step 4-5 (no filtering): heat-weighted PCA line per label, mean heat as the score."""
     ys, xs = np.nonzero(labels)
@@ -104,30 +143,12 @@ def fit_segments(labels: np.ndarray, heat: np.ndarray) -> GroupedSegments:
         return empty_segments()
     lab = labels[ys, xs]
     n = int(lab.max()) + 1
-    wt = heat[ys, xs].astype(np.float64)
-    x, y = xs.astype(np.float64), ys.astype(np.float64)
-    sw = np.bincount(lab, wt, n)
+    axes = _principal_axes(lab, xs.astype(np.float64), ys.astype(np.float64), heat[ys, xs].astype(np.float64), n)
     count = np.bincount(lab, None, n)
-    keep = count > 0
-    sw_safe = np.where(sw > 0, sw, 1.0)
-    mx, my = np.bincount(lab, wt * x, n) / sw_safe, np.bincount(lab, wt * y, n) / sw_safe
-    dx, dy = x - mx[lab], y - my[lab]
-    sxx = np.bincount(lab, wt * dx * dx, n) / sw_safe
-    syy = np.bincount(lab, wt * dy * dy, n) / sw_safe
-    sxy = np.bincount(lab, wt * dx * dy, n) / sw_safe
-    phi = 0.5 * np.arctan2(2 * sxy, sxx - syy)
-    ux, uy = np.cos(phi), np.sin(phi)
-    t = dx * ux[lab] + dy * uy[lab]
-    index = np.nonzero(keep)[0]
-    tmin = np.asarray(ndimage.minimum(t, lab, index))
-    tmax = np.asarray(ndimage.maximum(t, lab, index))
-    half_trace = 0.5 * (sxx + syy)
-    minor = half_trace - np.sqrt(np.maximum(half_trace**2 - (sxx * syy - sxy**2), 0.0))
-    cx, cy, ux, uy = mx[index], my[index], ux[index], uy[index]
-    segments = np.stack([cx + tmin * ux, cy + tmin * uy, cx + tmax * ux, cy + tmax * uy], axis=1)
-    widths = np.maximum(np.sqrt(12.0 * np.maximum(minor[index], 0.0)), 1.0)
-    scores = sw[index] / count[index]
-    return GroupedSegments(segments, scores, widths)
+    index = np.nonzero(count > 0)[0]
+    widths = np.maximum(np.sqrt(12.0 * np.maximum(axes.minor[index], 0.0)), 1.0)
+    scores = axes.weight[index] / count[index]
+    return GroupedSegments(_spans(axes, lab, index), scores, widths)
 
 
 _WALK = np.arange(-2.0, 6.01, 0.25)  # px along the axis, from 2 px inside to 6 px outside an end
@@ -204,21 +225,13 @@ def merge_collinear(found: GroupedSegments, max_gap: float, max_offset: float, a
         return found
     _, lab = connected_components(coo_matrix((np.ones(int(ok.sum())), (i[ok], j[ok])), shape=(n, n)), directed=False)
     # Principal axis of each chain through its pieces' ends, weighted by the pieces' lengths.
-    plab, wt = np.concatenate([lab, lab]), np.concatenate([length, length])
     m = int(lab.max()) + 1
-    sw = np.bincount(plab, wt, m)
-    mx, my = np.bincount(plab, wt * ends[:, 0], m) / sw, np.bincount(plab, wt * ends[:, 1], m) / sw
-    dx, dy = ends[:, 0] - mx[plab], ends[:, 1] - my[plab]
-    sxx, syy, sxy = (np.bincount(plab, wt * v, m) for v in (dx * dx, dy * dy, dx * dy))
-    phi = 0.5 * np.arctan2(2 * sxy, sxx - syy)
-    t = dx * np.cos(phi)[plab] + dy * np.sin(phi)[plab]
+    plab = np.concatenate([lab, lab])
+    axes = _principal_axes(plab, ends[:, 0], ends[:, 1], np.concatenate([length, length]), m)
     index = np.arange(m)
-    bent = np.asarray(ndimage.maximum(np.abs(dy * np.cos(phi)[plab] - dx * np.sin(phi)[plab]), plab, index))
-    size = np.bincount(lab, None, m)
-    joined = (size > 1) & (bent <= 2 * max_offset)
-    tmin, tmax = np.asarray(ndimage.minimum(t, plab, index)), np.asarray(ndimage.maximum(t, plab, index))
-    c, s_ = np.cos(phi), np.sin(phi)
-    chain = np.stack([mx + tmin * c, my + tmin * s_, mx + tmax * c, my + tmax * s_], axis=1)[joined]
+    bent = np.asarray(ndimage.maximum(np.abs(axes.across), plab, index))
+    joined = (np.bincount(lab, None, m) > 1) & (bent <= 2 * max_offset)
+    chain = _spans(axes, plab, index)[joined]
     length_sum = np.bincount(lab, length, m)
     score = (np.bincount(lab, length * found.scores, m) / length_sum)[joined]
     width = (np.bincount(lab, length * found.widths, m) / length_sum)[joined]

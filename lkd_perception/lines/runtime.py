@@ -27,8 +27,8 @@ _PROVIDERS = {
 class LineSegments:
     """Detected segments in input-image pixels (pixel centres at integers).
 
-    ``segments`` (N,4) float64 x1,y1,x2,y2; ``scores`` (N,) confidence in [0,1] (see ``LineConfig.confidence_length``); ``widths`` (N,)
-    support width in pixels.
+    ``segments`` (N,4) float64 x1,y1,x2,y2; ``scores`` (N,) confidence in [0,1] (see
+    ``LineConfig.confidence_length``); ``widths`` (N,) support width in pixels.
     """
 
     segments: np.ndarray
