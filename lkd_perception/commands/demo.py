@@ -22,7 +22,9 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="world and noise seed (default 0)")
     p.add_argument("--rate", type=float, default=0.5,
                    help="replay speed; below 1 gives the nodes time on a slow machine (default 0.5)")
-    p.add_argument("--config", default=None, help="parameter file of the nodes (default config/vehicle.yaml)")
+    p.add_argument("--config", default=None,
+                   help="parameter file of the nodes (default config/simulation.yaml: the simulator-trained models, "
+                        "whose classes the simulated ground truth knows)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from lkd_perception.eval.outputs import read_recorded_run
     from lkd_perception.eval.report import evaluate_run, write_report
     from lkd_perception.io.bag import bag_info
+    from lkd_perception.nodes.graph import default_config_path
     from lkd_perception.nodes.replay import lateness_warning, run_replay
     from lkd_perception.sim.drive import make_config
     from lkd_perception.sim.recording import write_drive
@@ -54,7 +57,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         # the nodes exactly as configured (best-effort sensor subscriptions as shipped); they get
         # every frame because lkd replay and the nodes run Fast DDS with config/fastdds.xml
-        replay = run_replay(bag, rate=args.rate, record=out / "outputs", launch_config=args.config,
+        config = args.config or default_config_path("simulation.yaml")
+        replay = run_replay(bag, rate=args.rate, record=out / "outputs", launch_config=config,
                             launch_nodes=True, on_progress=progress)
     finally:
         bar.close()

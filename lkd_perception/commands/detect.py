@@ -13,7 +13,9 @@ from lkd_perception.common.config import describe
 # Benchmarked when present; absent ones are listed as skipped with the reason. The runs/detr/
 # names are the agreed places for the DETR teacher and the undistilled student ('lkd export detr').
 DEFAULT_BENCH_ONNX = (
-    ("leyolo_n (shipped)", "models/leyolo_n.onnx"),
+    ("leyolo_n_coco (shipped, official COCO weights, 320)", "models/leyolo_n_coco.onnx"),
+    ("leyolo_n_coco_480 (shipped, official COCO weights, 480)", "models/leyolo_n_coco_480.onnx"),
+    ("leyolo_n_sim (shipped, simulator-trained)", "models/leyolo_n_sim.onnx"),
     ("detr_student (shipped, distilled)", "models/detr_student.onnx"),
     ("detr_teacher", "runs/detr/teacher.onnx"),
     ("detr_student_plain", "runs/detr/student_plain.onnx"),
@@ -129,7 +131,7 @@ def _run_train(args: argparse.Namespace) -> int:
 # -- lkd export leyolo --------------------------------------------------------------------------
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt / last.pt)")
-    p.add_argument("--out", default="models/leyolo_n.onnx", help="ONNX file to write")
+    p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--img-size", type=int, default=0, help="input size (default: the training size)")
 
 

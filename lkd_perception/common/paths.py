@@ -1,5 +1,5 @@
 """Where the shipped files are: a relative model path works from a source checkout and from an
-install (pip or colcon) alike, so a parameter file can say ``models/leyolo_n.onnx`` anywhere."""
+install (pip or colcon) alike, so a parameter file can say ``models/leyolo_n_coco.onnx`` anywhere."""
 
 from __future__ import annotations
 

@@ -17,10 +17,14 @@ class DetectorConfig:
 
     model: str = param("leyolo", "detector family to run", choices=("leyolo", "detr"), read_only=True)
     leyolo_model_path: str = param(
-        "models/leyolo_n.onnx", "LeYOLO ONNX file (relative paths: working dir, then the package's models/)",
+        "models/leyolo_n_coco.onnx", "LeYOLO ONNX file (models/leyolo_n_coco.onnx: official COCO weights at 320, "
+        "leyolo_n_coco_480.onnx at 480, AGPL-3.0; leyolo_n_sim.onnx: our simulator-trained model; relative paths: "
+        "working dir, then the package's models/)",
         read_only=True)
     detr_model_path: str = param(
-        "models/detr_student.onnx", "DETR student ONNX file (relative paths as for leyolo_model_path)",
+        "models/deimv2_atto_coco.onnx",
+        "DETR-family ONNX file: a DEIMv2 export (COCO classes; models/deimv2_femto_coco.onnx is the larger one) or "
+        "our DETR student (models/detr_student.onnx, simulator classes); relative paths as for leyolo_model_path",
         read_only=True)
     conf_threshold: float = param(0.25, "minimum class score of a reported detection", lo=0.0, hi=1.0)
     iou_threshold: float = param(0.45, "NMS IoU above which a lower-scored box of the same class is dropped (LeYOLO)",

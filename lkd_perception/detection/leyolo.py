@@ -25,6 +25,10 @@ from lkd_perception.detection.blocks import SPPF, Concat, DNiNHead, InvertedBott
 
 MAX_CHANNELS = 576
 STRIDES = (8, 16, 32)
+#: ultralytics' BatchNorm settings, used by every published LeYOLO checkpoint; PyTorch's default
+#: eps (1e-5) visibly changes the outputs of the official weights, so the model uses these throughout
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.03
 
 # (from, kind, args). kinds: conv (c2, k, s) | ib (c2, k, e, s, pointwise) | sppf (c2, k) | up () | cat ()
 _Row = tuple[object, str, tuple]
@@ -136,6 +140,9 @@ class LeYOLO(nn.Module):
         self._keep = set(spec.head_from) | {s for srcs in sources for s in srcs if len(srcs) > 1}
         self.head_from = spec.head_from
         self.head = DNiNHead(nc, tuple(out_ch[i] for i in spec.head_from), STRIDES, reg_max)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = BN_EPS, BN_MOMENTUM
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Raw head maps per level (P3, P4, P5)."""

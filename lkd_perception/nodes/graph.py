@@ -80,14 +80,14 @@ def config_class(spec: NodeSpec) -> type:
     raise ConfigError(f"{spec.module} declares no config dataclass")
 
 
-def default_config_path() -> Path:
-    """``config/vehicle.yaml`` of a source checkout or, when installed, of the package share."""
-    here = Path(__file__).resolve().parents[2] / "config" / "vehicle.yaml"
+def default_config_path(name: str = "vehicle.yaml") -> Path:
+    """``config/<name>`` (default ``vehicle.yaml``) of a source checkout or, when installed, of the package share."""
+    here = Path(__file__).resolve().parents[2] / "config" / name
     if here.is_file():
         return here
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return Path(get_package_share_directory(PACKAGE)) / "config" / "vehicle.yaml"
+        return Path(get_package_share_directory(PACKAGE)) / "config" / name
     except Exception:  # noqa: BLE001 - no ament index: report the source-tree path
         return here

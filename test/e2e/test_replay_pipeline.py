@@ -8,6 +8,7 @@ import math
 from lkd_perception.eval.outputs import read_recorded_run
 from lkd_perception.eval.report import evaluate_run, write_report
 from lkd_perception.io.bag import bag_info
+from lkd_perception.nodes.graph import default_config_path
 from lkd_perception.nodes.replay import run_replay
 from lkd_perception.sim.drive import make_config
 from lkd_perception.sim.recording import write_drive
@@ -17,7 +18,9 @@ def test_short_replay_through_all_nodes_gives_all_outputs_and_a_report(tmp_path)
     cfg = make_config("loop", 3.0, 3, camera=True, camera_width=320, camera_height=240, lidar_azimuths=512)
     write_drive(tmp_path, cfg)
     bag = tmp_path / "drive.mcap"
-    result = run_replay(bag, rate=0.5, record=tmp_path / "outputs", launch_nodes=True)  # nodes as shipped
+    # nodes as shipped, with the simulator-trained models whose classes the simulated ground truth knows
+    result = run_replay(bag, rate=0.5, record=tmp_path / "outputs", launch_nodes=True,
+                        launch_config=default_config_path("simulation.yaml"))
     assert result.published["/camera/image_raw"] == 31 and result.published["/lidar/points"] == 30
     for topic in ("/lkd/detections", "/lkd/lines", "/lkd/lines/markers", "/lkd/odometry", "/lkd/path", "/tf",
                   "/diagnostics"):
