@@ -186,6 +186,11 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
     e2e = None
     n_eval = 0
     m1 = m2 = None
+    gt_classes = load_coco(gt).class_names if gt else ()
+    if gt and tuple(gt_classes) != tuple(info.class_names):
+        return BenchRow(target.name, info.family, params, {str(info.input_size): round(gf, 4)}, lat,
+                        note=f"accuracy not measured: its {len(info.class_names)} classes are not the --gt's "
+                             f"{len(gt_classes)}"), 0
     if gt:
         first = load_coco(gt).images[0]
         img = read_rgb(first.path)

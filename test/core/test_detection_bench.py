@@ -42,3 +42,31 @@ def test_bench_command(tmp_path, capsys):
     assert toy["family"] == "leyolo" and toy["map50_95"] is not None and toy["end_to_end_ms"] > 0
     assert rows["absent"]["note"].startswith("skipped") and "none.onnx" in rows["absent"]["note"]
     assert "leyolo_n" in capsys.readouterr().err  # the table
+
+
+def test_bench_on_real_photographs_puts_every_shipped_model_side_by_side(tmp_path, capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    photos = [str(root / "test" / "fixtures" / "detection_real" / n) for n in ("messi5.jpg", "basketball2.png")]
+    baseline = export_leyolo(LeYOLO("n", nc=80), tmp_path / "base.onnx", 320, [str(i) for i in range(80)])
+    out = tmp_path / "real.json"
+    assert main(["bench", "detect", "--photos", *photos, "--runs", "2", "--threads", "1",
+                 "--baseline", f"base={baseline}", "--onnx", f"absent={tmp_path / 'none.onnx'}", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {r["name"]: r for r in report["models"]}
+    assert report["baseline"] == "base" and rows["base"]["vs_baseline"] == pytest.approx(1.0)
+    assert {"leyolo_n_coco (320)", "leyolo_n_coco_480", "deimv2_atto_coco (320)", "deimv2_femto_coco (416)",
+            "leyolo_n_sim (simulator classes)"} <= set(rows)
+    for name in ("leyolo_n_coco (320)", "leyolo_n_coco_480", "deimv2_atto_coco (320)", "deimv2_femto_coco (416)"):
+        row = rows[name]
+        assert row["session_ms"] > 0 and row["detector_ms"] > 0 and row["vs_baseline"] > 0
+        assert row["people"]["messi5.jpg"] >= 1 and row["people"]["basketball2.png"] >= 1, name
+    # fidelity is measured, not assumed: the 320 import against the official raw outputs, DEIMv2
+    # decoding against the file's own outputs
+    assert rows["leyolo_n_coco (320)"]["agreement"]["box_px_max"] <= 1e-3
+    assert rows["leyolo_n_coco (320)"]["agreement"]["score_max"] <= 1e-4
+    assert rows["deimv2_atto_coco (320)"]["agreement"]["label_or_count_mismatches"] == 0
+    assert sum(rows["leyolo_n_sim (simulator classes)"]["people"].values()) == 0  # it knows no COCO person
+    assert rows["absent"]["note"].startswith("skipped")
+    assert "agreement" in capsys.readouterr().err
