@@ -34,6 +34,9 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--gt", help="COCO annotations: image_id and category_id follow its file names and categories")
     p.add_argument("--out", help="COCO results JSON (default: stdout)")
+    p.add_argument("--draw", metavar="DIR", help="also write each image with its detections drawn, as DIR/<name>.png")
+    p.add_argument("--draw-conf", type=float, default=0.3,
+                   help="score a detection needs to be drawn (--conf stays low for mAP; a picture wants few boxes)")
 
 
 def _detector_config(args: argparse.Namespace):
@@ -48,11 +51,15 @@ def _detector_config(args: argparse.Namespace):
 
 
 def _run_detect(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
     from lkd_perception.common.errors import InputError
     from lkd_perception.detection.data import load_coco
-    from lkd_perception.io.formats import read_rgb
+    from lkd_perception.detection.draw import draw_detections
+    from lkd_perception.detection.postprocess import Detections, detections_to_coco
     from lkd_perception.detection.runtime import Detector
-    from lkd_perception.detection.postprocess import detections_to_coco
+    from lkd_perception.io.formats import read_rgb
 
     detector = Detector(_detector_config(args))
     ids: dict[str, int] | None = None
@@ -63,13 +70,27 @@ def _run_detect(args: argparse.Namespace) -> int:
         if len(gt.class_names) != len(detector.class_names):
             raise InputError(f"{args.gt} has {len(gt.class_names)} categories, the model {len(detector.class_names)}")
         cat_ids = gt.category_ids
+    draw_dir = Path(args.draw) if args.draw else None
+    if draw_dir is not None:
+        draw_dir.mkdir(parents=True, exist_ok=True)
+    drawn: set[str] = set()
     results = []
     for index, path in enumerate(args.images):
         name = Path(path).name
         if ids is not None and name not in ids:
             raise InputError(f"{path}: file name not in {args.gt}")
         image_id = ids[name] if ids is not None else index
-        results.extend(detections_to_coco(detector(read_rgb(path)), image_id, cat_ids))
+        rgb = read_rgb(path)
+        det = detector(rgb)
+        results.extend(detections_to_coco(det, image_id, cat_ids))
+        if draw_dir is not None:
+            keep = det.scores > args.draw_conf
+            shown = Detections(det.boxes_xyxy[keep], det.scores[keep], det.class_ids[keep], det.class_names)
+            stem = Path(path).stem
+            out_name = f"{stem}.png" if stem not in drawn else f"{stem}_{index}.png"  # same name, other folder
+            drawn.add(stem)
+            if not cv2.imwrite(str(draw_dir / out_name), np.ascontiguousarray(draw_detections(rgb, shown)[:, :, ::-1])):
+                raise InputError(f"cannot write {draw_dir / out_name}")
     emit_json(results, args.out)
     return 0
 

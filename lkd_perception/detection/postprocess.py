@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lkd_perception.common.errors import ModelError
 from lkd_perception.detection.nms import batched_nms
 from lkd_perception.detection.preprocess import Geometry
 
@@ -73,11 +74,36 @@ def decode_detr(boxes_cxcywh: np.ndarray, scores: np.ndarray, geometry: Geometry
     return Detections(geometry.to_original(xyxy), flat[top].astype(np.float32), ci.astype(np.int64), class_names)
 
 
+def decode_deimv2(labels: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray, width: int, height: int,
+                  class_names: tuple[str, ...], conf_threshold: float, max_detections: int) -> Detections:
+    """DEIMv2 export outputs: labels [K], boxes [K,4] x1y1x2y2 already in original pixels, scores [K].
+
+    The export has already ranked its top (query, class) pairs and scaled the boxes by
+    ``orig_target_sizes``; what is left is the threshold, the cap, and clipping, since a box may
+    reach past the image border. No NMS, as for every DETR.
+    """
+    order = np.argsort(-scores, kind="stable")  # exports give them sorted; do not rely on it
+    order = order[scores[order] > conf_threshold][:max_detections]
+    if order.size == 0:
+        return empty_detections(class_names)
+    ids = labels[order].astype(np.int64)
+    if ids.min() < 0 or ids.max() >= len(class_names):
+        raise ModelError(f"DEIMv2 model gave class id {int(ids.max())} but names only {len(class_names)} classes")
+    out = boxes_xyxy[order].astype(np.float32, copy=True)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return Detections(out, scores[order].astype(np.float32), ids, class_names)
+
+
 def detections_to_coco(det: Detections, image_id: int, category_ids: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
-    """One image's Detections -> COCO result dicts (category id = given mapping, else class index + 1)."""
+    """One image's Detections -> COCO result dicts (category id = given mapping, else class index + 1).
+
+    Each result also names its class (``category_name``, the model's name): COCO tools ignore the
+    extra key, and a reader of the JSON needs no annotation file to know what was found.
+    """
     out = []
     for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist()):
         cat = category_ids[c] if category_ids is not None else c + 1
-        out.append({"image_id": int(image_id), "category_id": int(cat), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": float(s)})
+        out.append({"image_id": int(image_id), "category_id": int(cat), "category_name": det.class_names[c],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)})
     return out

@@ -1,7 +1,9 @@
 """ONNX Runtime inference for both detector families behind one call: ``Detector(config)(rgb)``.
 
-The family, class names and input size come from the model's own metadata (the ONNX contract in
-DESIGN/brief), so swapping models needs no code or config change beyond the path.
+Which contract a model follows (our LeYOLO export, our DETR student, a published DEIMv2 export) is
+read from its input and output tensors; class names and input size from its static input shape
+and metadata. Swapping models therefore needs no code or config change beyond the path, and a
+file name means nothing.
 """
 
 from __future__ import annotations
@@ -15,44 +17,226 @@ import numpy as np
 
 from lkd_perception.common.errors import ModelError
 from lkd_perception.common.paths import resolve_model_path
+from lkd_perception.detection.coco import COCO_CLASSES
 from lkd_perception.detection.config import DetectorConfig
-from lkd_perception.detection.postprocess import Detections, decode_detr, decode_yolo
-from lkd_perception.detection.preprocess import check_rgb, letterbox, plain_resize, to_tensor
+from lkd_perception.detection.postprocess import Detections, decode_deimv2, decode_detr, decode_yolo
+from lkd_perception.detection.preprocess import check_rgb, deimv2_resize, letterbox, plain_resize, to_tensor
 
 log = logging.getLogger(__name__)
 
 FAMILIES = ("leyolo", "detr")
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One ONNX interface the runtime can drive: the family it serves and its exact tensor names."""
+
+    name: str
+    family: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    needs_metadata: bool  # our own exports name their classes in metadata; published ones may not
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.family}): inputs {list(self.inputs)}, outputs {list(self.outputs)}"
+
+
+#: Recognised by tensor names, not file names, so a renamed file still runs as what it is.
+CONTRACTS = (
+    Contract("yolo", "leyolo", ("images",), ("output0",), True),
+    Contract("detr_student", "detr", ("images",), ("boxes", "scores"), True),
+    Contract("deimv2", "detr", ("images", "orig_target_sizes"), ("labels", "boxes", "scores"), False),
+)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the ONNX metadata says about a detector model."""
+    """What a detector model is: from its tensors (contract, static input size) and its metadata."""
 
     family: str
     class_names: tuple[str, ...]
     input_size: int
     path: str
+    contract: str = "yolo"
+
+
+def match_contract(inputs: list[str], outputs: list[str]) -> Contract | None:
+    """The contract whose inputs are exactly the model's (in any order) and whose outputs the model
+    has (most specific first: a DEIMv2 export also has boxes and scores, but two inputs)."""
+    for c in sorted(CONTRACTS, key=lambda c: -len(c.inputs) - len(c.outputs)):
+        if sorted(c.inputs) == sorted(inputs) and set(c.outputs) <= set(outputs):
+            return c
+    return None
 
 
 def read_model_info(session, path: str) -> ModelInfo:
-    """Validate the contract's metadata_props and input/output names of a loaded session."""
+    """Identify the contract of a loaded session from its input/output names and fill in class
+    names and input size (metadata first; DEIMv2 files as published carry none)."""
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    contract = match_contract(inputs, outputs)
+    if contract is None:
+        known = "; ".join(c.describe() for c in CONTRACTS)
+        raise ModelError(f"{path}: inputs {inputs} / outputs {outputs} fit no detector contract. Expected one of: "
+                         f"{known}")
     meta = session.get_modelmeta().custom_metadata_map
-    missing = [k for k in ("model_family", "class_names", "input_size") if k not in meta]
-    if missing:
-        raise ModelError(f"{path}: ONNX metadata lacks {missing}; export it with 'lkd export leyolo|detr'")
-    family = meta["model_family"]
-    if family not in FAMILIES:
-        raise ModelError(f"{path}: model_family {family!r} is not one of {list(FAMILIES)}")
+    if contract.needs_metadata:
+        missing = [k for k in ("model_family", "class_names", "input_size") if k not in meta]
+        if missing:
+            raise ModelError(f"{path}: ONNX metadata lacks {missing}; export it with 'lkd export leyolo|detr'")
+    family = meta.get("model_family", contract.family)
+    if family != contract.family:
+        raise ModelError(f"{path}: metadata model_family {family!r} but its tensors are the {contract.describe()}")
     try:
-        names = tuple(str(n) for n in json.loads(meta["class_names"]))
-        size = int(meta["input_size"])
+        names = tuple(str(n) for n in json.loads(meta["class_names"])) if "class_names" in meta else None
+        size = _input_size(session, meta)
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{path}: malformed class_names/input_size metadata: {exc}") from exc
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = {o.name for o in session.get_outputs()}
-    want = {"leyolo": {"output0"}, "detr": {"boxes", "scores"}}[family]
-    if inputs != ["images"] or not want <= outputs:
-        raise ModelError(f"{path}: expected input ['images'] and outputs {sorted(want)}, got {inputs} / {sorted(outputs)}")
-    return ModelInfo(family, names, size, path)
+    if size is None:
+        raise ModelError(f"{path}: input 'images' has no static square size and no input_size metadata")
+    if names is None:
+        names = _deimv2_class_names(path)
+    return ModelInfo(family, names, size, path, contract.name)
+
+
+def _input_size(session, meta: dict[str, str]) -> int | None:
+    """The side of the square ``images`` input: its static shape when fixed, else the metadata."""
+    shape = next(i.shape for i in session.get_inputs() if i.name == "images")
+    if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3] and shape[2] > 0:
+        return int(shape[2])
+    return int(meta["input_size"]) if "input_size" in meta else None
+
+
+def _deimv2_class_names(path: str) -> tuple[str, ...]:
+    """Class names of a DEIMv2 export without metadata, from the class count baked into its graph.
+
+    The export's post-processing computes ``label = index mod num_classes`` over the flattened
+    (query, class) scores, so the divisor is the class count: 80 means COCO (what DEIMv2
+    publishes). Another count gets neutral names with a warning, so a custom-trained model still
+    runs; add ``class_names`` metadata to name them.
+    """
+    try:
+        count = labels_class_count(Path(path).read_bytes())
+    except (ValueError, IndexError):  # not the protobuf this reader understands
+        count = None
+    if count is None:
+        raise ModelError(f"{path}: DEIMv2 model without class_names metadata, and its class count could not be "
+                         "read from the graph; add class_names (a JSON list) to its metadata_props")
+    if count == len(COCO_CLASSES):
+        return COCO_CLASSES
+    log.warning("%s: %d classes and no class_names metadata; naming them class_0..class_%d", path, count, count - 1)
+    return tuple(f"class_{i}" for i in range(count))
+
+
+# -- the few ONNX protobuf fields needed to read the class count, without the onnx package ------
+# (the runtime needs only onnxruntime; field numbers are those of onnx.proto3)
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(buf: bytes, start: int, end: int):
+    """(field number, value) of a protobuf message: ints for varints, (start, end) for bytes."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            yield field, value
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            yield field, (i, i + n)
+            i += n
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _scalar_int(buf: bytes, span: tuple[int, int]) -> int | None:
+    """The value of a one-element integer TensorProto (INT32 = 6 or INT64 = 7), else None."""
+    dims, dtype, raw, ints = [], 0, None, []
+    for f, v in _fields(buf, *span):
+        if f == 1:
+            dims.append(v) if isinstance(v, int) else dims.extend(_packed(buf, v))
+        elif f == 2:
+            dtype = v
+        elif f == 9:
+            raw = bytes(buf[v[0]:v[1]])
+        elif f in (5, 7):
+            ints.extend([v] if isinstance(v, int) else _packed(buf, v))
+    if dtype not in (6, 7) or int(np.prod(dims or [1])) != 1:
+        return None
+    if raw is not None:
+        return int(np.frombuffer(raw, "<i8" if dtype == 7 else "<i4")[0])
+    return ints[0] if ints else None
+
+
+def _packed(buf: bytes, span: tuple[int, int]) -> list[int]:
+    out, i = [], span[0]
+    while i < span[1]:
+        v, i = _varint(buf, i)
+        out.append(v)
+    return out
+
+
+def _text(buf: bytes, span: tuple[int, int]) -> str:
+    return bytes(buf[span[0]:span[1]]).decode("utf-8", "replace")
+
+
+def labels_class_count(model_bytes: bytes) -> int | None:
+    """The divisor of the ``labels`` output's ``mod``: ``Mod(index, C)`` or, as torch exports
+    ``a - a // b * b``, ``Sub(index, Mul(Div(index, C), C))``. None when the graph has neither."""
+    buf = memoryview(model_bytes)
+    graph = next((v for f, v in _fields(buf, 0, len(buf)) if f == 7), None)
+    if graph is None:
+        return None
+    producer: dict[str, tuple[str, list[str]]] = {}
+    constants: dict[str, tuple[int, int]] = {}
+    for f, v in _fields(buf, *graph):
+        if f == 5:  # initializer
+            name = next((_text(buf, s) for g, s in _fields(buf, *v) if g == 8), "")
+            constants[name] = v
+        elif f == 1:  # node
+            ins, outs, op, tensor = [], [], "", None
+            for g, s in _fields(buf, *v):
+                if g == 1:
+                    ins.append(_text(buf, s))
+                elif g == 2:
+                    outs.append(_text(buf, s))
+                elif g == 4:
+                    op = _text(buf, s)
+                elif g == 5:  # attribute: a Constant node's value tensor is field t (5)
+                    tensor = next((t for h, t in _fields(buf, *s) if h == 5), tensor)
+            for o in outs:
+                producer[o] = (op, ins)
+            if op == "Constant" and tensor is not None and outs:
+                constants[outs[0]] = tensor
+
+    def const(name: str) -> int | None:
+        return _scalar_int(buf, constants[name]) if name in constants else None
+
+    op, ins = producer.get("labels", ("", []))
+    if op == "Cast" and ins:
+        op, ins = producer.get(ins[0], ("", []))
+    if op == "Mod" and len(ins) == 2:
+        return const(ins[1])
+    if op == "Sub" and len(ins) == 2:
+        mul_op, mul_in = producer.get(ins[1], ("", []))
+        if mul_op == "Mul":
+            for name in mul_in:
+                c = const(name)
+                if c is not None and c > 0:
+                    return c
+    return None
 
 
 def make_session(path: Path, provider: str, fp16: bool, threads: int):
@@ -108,6 +292,13 @@ class Detector:
             square, geom = letterbox(image, info.input_size)
             (out,) = self.session.run(["output0"], {"images": to_tensor(square)})
             return decode_yolo(out[0], geom, info.class_names, cfg.conf_threshold, cfg.iou_threshold, cfg.max_detections)
+        if info.contract == "deimv2":
+            square, geom = deimv2_resize(image, info.input_size)
+            sizes = np.array([[geom.width, geom.height]], np.int64)  # (width, height), as the contract says
+            labels, boxes, scores = self.session.run(["labels", "boxes", "scores"],
+                                                     {"images": to_tensor(square), "orig_target_sizes": sizes})
+            return decode_deimv2(labels[0], boxes[0], scores[0], geom.width, geom.height, info.class_names,
+                                 cfg.conf_threshold, cfg.max_detections)
         square, geom = plain_resize(image, info.input_size)
         boxes, scores = self.session.run(["boxes", "scores"], {"images": to_tensor(square)})
         return decode_detr(boxes[0], scores[0], geom, info.class_names, cfg.conf_threshold, cfg.max_detections)

@@ -1,7 +1,8 @@
-"""detector_node: camera images in, ``vision_msgs/Detection2DArray`` out (LeYOLO or DETR student).
+"""detector_node: camera images in, ``vision_msgs/Detection2DArray`` out (LeYOLO or a DETR-family model).
 
 Subscribes ``camera/image_raw`` (sensor QoS), publishes ``lkd/detections`` and, when
-``publish_debug_image`` is on, ``lkd/detections/debug_image`` (rgb8 with boxes drawn). Each
+``publish_debug_image`` is on, ``lkd/detections/debug_image`` (rgb8 with boxes drawn by
+:func:`lkd_perception.detection.draw.draw_detections`, the same picture as ``lkd detect --draw``). Each
 detection carries the class *name* from the model's metadata as ``results[0].hypothesis.class_id``.
 
 A model that cannot be loaded does not stop the node: it logs the error, keeps reporting ERROR
@@ -12,19 +13,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from lkd_perception.common.errors import LkdError
 from lkd_perception.detection.config import DetectorConfig
-from lkd_perception.detection.postprocess import Detections
+from lkd_perception.detection.draw import draw_detections
 from lkd_perception.detection.runtime import Detector
 from lkd_perception.nodes.base import LkdNode, run_node
 from lkd_perception.nodes.conversions import detection2d_array, image_to_rgb, numpy_to_image
-
-_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (245, 130, 48), (145, 30, 180))
 
 
 class DetectorNode(LkdNode):
@@ -70,16 +68,6 @@ class DetectorNode(LkdNode):
         if self.cfg.publish_debug_image:
             self.debug_pub.publish(numpy_to_image(draw_detections(rgb, det), "rgb8", msg.header.stamp,
                                                   msg.header.frame_id))
-
-
-def draw_detections(rgb: np.ndarray, det: Detections) -> np.ndarray:
-    """A copy of the image with each box and its "name score" label drawn (colour per class)."""
-    out = rgb.copy()
-    for (x1, y1, x2, y2), s, c, name in zip(det.boxes_xyxy.astype(int).tolist(), det.scores, det.class_ids, det.labels):
-        colour = _PALETTE[int(c) % len(_PALETTE)]
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-        cv2.putText(out, f"{name} {s:.2f}", (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
-    return out
 
 
 def main(args: Sequence[str] | None = None) -> None:
