@@ -48,22 +48,48 @@ def _line_config(args: argparse.Namespace):
 def _add_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (any format OpenCV reads)")
     p.add_argument("--out", default=None, help="JSON file (default: stdout)")
+    p.add_argument("--draw", default=None, metavar="DIR",
+                   help="also write each image with its segments drawn to DIR/<image stem>.png")
     _add_config_args(p)
 
 
 def _run_detect(args: argparse.Namespace) -> int:
+    from lkd_perception.common.errors import InputError
     from lkd_perception.io.formats import read_rgb
     from lkd_perception.lines.json_format import predictions_to_json
     from lkd_perception.lines.runtime import LineDetector
 
+    draw_dir = Path(args.draw) if args.draw else None
+    if draw_dir is not None:
+        stems = [Path(p).stem for p in args.images]
+        clash = sorted({s for s in stems if stems.count(s) > 1})
+        if clash:
+            # one PNG per input, named by its stem: two inputs with one stem would overwrite each other
+            raise InputError(f"--draw: several images share the file stem(s) {clash}")
+        draw_dir.mkdir(parents=True, exist_ok=True)
     det = LineDetector(_line_config(args))
     result = {}
     for path in args.images:
-        found = det.detect(read_rgb(path))
+        rgb = read_rgb(path)
+        found = det.detect(rgb)
         result[Path(path).name] = predictions_to_json(found.segments, found.scores)
         log.info("%s: %d segments", path, len(found))
+        if draw_dir is not None:
+            _write_drawing(rgb, found.segments, draw_dir / f"{Path(path).stem}.png")
     emit_json(result, args.out)
     return 0
+
+
+def _write_drawing(rgb, segments, out: Path) -> None:
+    """The image with its segments (OpenCV writes BGR); lines 2 px wide on images over 800 px."""
+    import cv2
+
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.lines.draw import draw_segments
+
+    drawn = draw_segments(rgb, segments, thickness=2 if max(rgb.shape[:2]) > 800 else 1)
+    if not cv2.imwrite(str(out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+        raise InputError(f"cannot write {out}")
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -113,8 +139,12 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1000, help="synthetic held-out seed (training uses others)")
     p.add_argument("--augment", type=float, default=1.0, help="synthetic: photometric degradation 0..1")
     p.add_argument("--repeats", type=int, default=1, help="timing passes over the images per size")
-    p.add_argument("--methods", default="lsdnet_cpu,lsdnet_int8,lsdnet_cuda,lsdnet_cpu@320x240,opencv_lsd,opencv_fld",
-                   help="comma list; lsdnet_*@WxH runs LSDNet at another input size")
+    p.add_argument("--methods",
+                   default="lsdnet_cpu,lsdnet_int8,lsdnet_wireframe,lsdnet_cuda,lsdnet_cpu@320x240,"
+                           "opencv_lsd,opencv_fld",
+                   help="comma list: lsdnet_cpu (models/lsdnet.onnx), lsdnet_int8 (models/lsdnet_int8.onnx), "
+                        "lsdnet_wireframe (models/lsdnet_wireframe.onnx), lsdnet_cuda, lsdnet_wireframe_cuda, "
+                        "opencv_lsd, opencv_fld; lsdnet_cpu@WxH / lsdnet_int8@WxH run at another input size")
     p.add_argument("--save-data", default=None,
                    help="also write the held-out images and gt.json here (for lkd evaluate lines)")
     _add_config_args(p)
@@ -336,7 +366,8 @@ COMMANDS = [
     Command(("lines",), "detect line segments in images (LSDNet)", _add_detect, _run_detect),
     Command(("evaluate", "lines"), "sAP5/10/15 and F^H of line predictions against ground truth",
             _add_evaluate, _run_evaluate),
-    Command(("bench", "lines"), "LSDNet vs OpenCV LSD and FLD: accuracy, fps, memory", _add_bench, _run_bench),
+    Command(("bench", "lines"), "every shipped line model vs OpenCV LSD and FLD: accuracy, latency, memory",
+            _add_bench, _run_bench),
     Command(("quantize", "lines"), "INT8 line model for CPUs (static, calibrated on training images)",
             _add_quantize, _run_quantize),
     Command(("train", "lines"), "train the LSDNet line detector on synthetic scenes", _add_train, _run_train),

@@ -1,4 +1,10 @@
-"""Accuracy and speed of LSDNet against OpenCV's LSD and FLD on the same held-out images.
+"""Accuracy and speed of every shipped line model against OpenCV's LSD and FLD on the same
+held-out images.
+
+Each LSDNet method names its model file explicitly (not the config's ``model_path``), so one run
+compares the light FP32 model, its INT8 version and the Wireframe LSDNet whatever the default
+is; the config supplies everything else (grouping, threads). The INT8 model needs VNNI to give
+the FP32 model's maps; elsewhere its row is what that CPU gets.
 
 The held-out images are made once (simulator frames of drives, or synthetic shapes, with seeds
 that training never uses) and handed to one fresh process per method (``multiprocessing``
@@ -21,15 +27,17 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
-from lkd_perception.lines.config import INT8_MODEL_PATH, LineConfig
+from lkd_perception.lines.config import INT8_MODEL_PATH, LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig
 from lkd_perception.lines.sim_source import labelled_images
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
 #: the LSDNet methods: LineConfig fields each one sets
 _LSDNET_VARIANTS: dict[str, dict[str, str]] = {
-    "lsdnet_cpu": {"provider": "cpu"},
+    "lsdnet_cpu": {"provider": "cpu", "model_path": LIGHT_MODEL_PATH},
     "lsdnet_int8": {"provider": "cpu", "model_path": INT8_MODEL_PATH},
-    "lsdnet_cuda": {"provider": "cuda"},
+    "lsdnet_wireframe": {"provider": "cpu", "model_path": WIREFRAME_MODEL_PATH},
+    "lsdnet_cuda": {"provider": "cuda", "model_path": LIGHT_MODEL_PATH},
+    "lsdnet_wireframe_cuda": {"provider": "cuda", "model_path": WIREFRAME_MODEL_PATH},
 }
 METHODS = (*_LSDNET_VARIANTS, "opencv_lsd", "opencv_fld")
 SPEED_SIZES = ((320, 240), (640, 480))
@@ -60,7 +68,8 @@ class HeldOut:
 
 @dataclass(frozen=True)
 class MethodResult:
-    """One row of the benchmark table (metrics in percent, fps end to end, memory in MiB)."""
+    """One row of the benchmark table (metrics in percent; fps and ms end to end, keyed by frame size
+    or "heldout"; memory in MiB)."""
 
     method: str
     available: bool
@@ -98,8 +107,9 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
 def make_detector(method: str, cfg: LineConfig) -> Any:
     """A detector with ``.detect(rgb) -> LineSegments`` for a method name of :data:`METHODS`.
 
-    ``lsdnet_*@WxH`` runs LSDNet at another network input size (the speed/accuracy trade-off);
-    ``lsdnet_int8`` is the INT8 model on the CPU.
+    ``lsdnet_*@WxH`` runs LSDNet at another network input size (the speed/accuracy trade-off;
+    not for the fixed-size Wireframe model); ``lsdnet_int8`` is the INT8 model on the CPU,
+    ``lsdnet_wireframe`` the published Wireframe LSDNet (``lkd import lsdnet``).
     """
     method, _, size = method.partition("@")
     if size:
@@ -111,8 +121,11 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
         from lkd_perception.lines.runtime import LineDetector
 
         det = LineDetector(replace(cfg, **_LSDNET_VARIANTS[method]))
-        if method == "lsdnet_cuda" and "CUDAExecutionProvider" not in det.providers:
+        if method.endswith("_cuda") and "CUDAExecutionProvider" not in det.providers:
             raise ConfigError("CUDA execution provider not available")
+        if size and det.input_size != (cfg.input_width, cfg.input_height):
+            raise ConfigError(f"{method} has a fixed input size {det.input_size[0]}x{det.input_size[1]}; '@{size}' "
+                              "does not apply")
         return det
     from lkd_perception.lines.baselines import OpenCvFld, OpenCvLsd
 
@@ -123,8 +136,21 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
     raise ConfigError(f"unknown line method {method!r}; known: {list(METHODS)}")
 
 
+def _time_per_frame(det: Any, frames: Sequence[np.ndarray], repeats: int) -> float:
+    """Seconds per frame of ``det.detect`` over ``frames`` (two warm-up frames first)."""
+    for f in frames[:2]:
+        det.detect(f)  # warm-up (allocations, lazy initialisation)
+    with Stopwatch() as sw:
+        for _ in range(repeats):
+            for f in frames:
+                det.detect(f)
+    return sw.elapsed / (repeats * len(frames))
+
+
 def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repeats: int = 1) -> MethodResult:
-    """Run one method in this process: metrics at the images' size, end-to-end fps per size."""
+    """Run one method in this process: metrics at the images' size; end-to-end time per frame on
+    the held-out images as they are (key ``"heldout"``: the photographs' own sizes for a labelled
+    set) and resized to each of :data:`SPEED_SIZES`."""
     try:
         det = make_detector(method, cfg)
     except ConfigError as exc:
@@ -136,17 +162,13 @@ def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repe
     sizes = [(s.rgb.shape[1], s.rgb.shape[0]) for s in images]
     metrics = evaluate_lines(preds, [s.segments for s in images], sizes)
     fps, ms = {}, {}
-    for w, h in SPEED_SIZES:
-        frames = [cv2.resize(s.rgb, (w, h), interpolation=cv2.INTER_AREA) for s in images]
-        for f in frames[:2]:
-            det.detect(f)  # warm-up (allocations, lazy initialisation)
-        with Stopwatch() as sw:
-            for _ in range(repeats):
-                for f in frames:
-                    det.detect(f)
-        per_frame = sw.elapsed / (repeats * len(frames))
-        fps[f"{w}x{h}"] = 1.0 / per_frame
-        ms[f"{w}x{h}"] = 1e3 * per_frame
+    runs = [("heldout", [s.rgb for s in images])]
+    runs += [(f"{w}x{h}", [cv2.resize(s.rgb, (w, h), interpolation=cv2.INTER_AREA) for s in images])
+             for w, h in SPEED_SIZES]
+    for key, frames in runs:
+        per_frame = _time_per_frame(det, frames, repeats)
+        fps[key] = 1.0 / per_frame
+        ms[key] = 1e3 * per_frame
     return MethodResult(method, True, metrics, fps, ms, peak_rss_mb())
 
 
@@ -187,17 +209,17 @@ def results_to_dict(results: Sequence[MethodResult], cfg: LineConfig, spec: Held
 
 
 def format_table(results: Sequence[MethodResult]) -> str:
-    """A plain-text table for the terminal."""
-    head = (f"{'method':<19}{'sAP5':>7}{'sAP10':>7}{'sAP15':>7}{'F^H':>7}{'AP^H':>7}"
-            f"{'fps 320x240':>13}{'fps 640x480':>13}{'peak MiB':>10}")
+    """A plain-text table for the terminal: metrics in percent, milliseconds per frame end to end."""
+    head = (f"{'method':<22}{'sAP5':>7}{'sAP10':>7}{'sAP15':>7}{'F^H':>7}{'AP^H':>7}"
+            f"{'ms heldout':>12}{'ms 320x240':>12}{'ms 640x480':>12}{'peak MiB':>10}")
     lines = [head, "-" * len(head)]
     for r in results:
         if not r.available or r.metrics is None:
-            lines.append(f"{r.method:<19}  n/a: {r.note}")
+            lines.append(f"{r.method:<22}  n/a: {r.note}")
             continue
         m = r.metrics
         lines.append(
-            f"{r.method:<19}{m.sap5:7.1f}{m.sap10:7.1f}{m.sap15:7.1f}{m.f_h:7.1f}{m.ap_h:7.1f}"
-            f"{r.fps['320x240']:13.1f}{r.fps['640x480']:13.1f}{r.peak_rss_mb:10.0f}"
+            f"{r.method:<22}{m.sap5:7.1f}{m.sap10:7.1f}{m.sap15:7.1f}{m.f_h:7.1f}{m.ap_h:7.1f}"
+            f"{r.ms['heldout']:12.1f}{r.ms['320x240']:12.1f}{r.ms['640x480']:12.1f}{r.peak_rss_mb:10.0f}"
         )
     return "\n".join(lines)

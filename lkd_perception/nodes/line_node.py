@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
@@ -30,6 +29,7 @@ from visualization_msgs.msg import ImageMarker
 
 from lkd_perception.common.errors import LkdError
 from lkd_perception.lines.config import LineConfig
+from lkd_perception.lines.draw import draw_segments
 from lkd_perception.lines.encoding import segments_to_boxes
 from lkd_perception.lines.runtime import LineDetector, LineSegments
 from lkd_perception.nodes.base import LkdNode, run_node
@@ -55,7 +55,8 @@ class LineNode(LkdNode):
             self.create_timer(self.io_config.diagnostics_period_s, self._report_model_error)
             return
         self.get_logger().info(
-            f"line model {self.detector.model_path}: input {self.cfg.input_width}x{self.cfg.input_height}, "
+            f"line model {self.detector.model_path}: input {self.detector.input_size[0]}x{self.detector.input_size[1]} "
+            f"({self.detector.layout}), "
             f"providers {list(self.detector.providers)}"
         )
         self.pub = self.create_publisher(Detection2DArray, "lkd/lines", self.output_qos())
@@ -83,7 +84,7 @@ class LineNode(LkdNode):
                                            boxes.thetas, found.scores, ["line"] * len(found)))
         self.marker_pub.publish(line_marker(found, msg))
         if self.cfg.publish_debug_image:
-            self.debug_pub.publish(numpy_to_image(draw_segments(rgb, found), "rgb8", msg.header.stamp,
+            self.debug_pub.publish(numpy_to_image(draw_segments(rgb, found.segments), "rgb8", msg.header.stamp,
                                                   msg.header.frame_id))
 
 
@@ -101,14 +102,6 @@ def line_marker(found: LineSegments, msg: Image) -> ImageMarker:
     m.points = [Point(x=float(x), y=float(y), z=0.0) for x, y in found.segments.reshape(-1, 2)]
     m.outline_colors = [_MARKER_COLOUR] * len(m.points)
     return m
-
-
-def draw_segments(rgb: np.ndarray, found: LineSegments) -> np.ndarray:
-    """A copy of the image with the segments drawn in red (sub-pixel endpoints)."""
-    out = rgb.copy()
-    for x1, y1, x2, y2 in np.round(found.segments * 16).astype(np.int64).tolist():
-        cv2.line(out, (x1, y1), (x2, y2), (255, 40, 20), 1, cv2.LINE_AA, 4)
-    return out
 
 
 def main(args: Sequence[str] | None = None) -> None:
