@@ -16,6 +16,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.md")),
+        (f"share/{PACKAGE}/LICENSES", glob("LICENSES/*") + ["LICENSE"]),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest", "hypothesis"]},
