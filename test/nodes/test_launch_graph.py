@@ -130,3 +130,12 @@ def test_launch_file_and_lkd_launch_start_the_same_nodes(ros_ctx):
     finally:
         for n in nodes:
             n.destroy_node()
+
+
+def test_parameter_files_are_what_lkd_config_defaults_generates():
+    """config/vehicle.yaml and config/simulation.yaml are generated: a changed default or
+    description must be regenerated (lkd config defaults [--profile simulation] --out ...)."""
+    from lkd_perception.commands.config import PROFILES, render
+
+    for profile, (file_name, _title, _overrides) in PROFILES.items():
+        assert (ROOT / "config" / file_name).read_text() == render(profile), f"regenerate config/{file_name}"
