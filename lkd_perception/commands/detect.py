@@ -180,6 +180,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=30, help="timed inferences per measurement (after 5 warm-up)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--out", help="results JSON (a table is printed to stderr)")
+    p.add_argument("--photos", nargs="+", metavar="IMAGE",
+                   help="real photographs: measure every shipped model on them side by side (interleaved latency, "
+                        "detections, agreement with the official outputs) instead of the simulator benchmark; "
+                        "e.g. test/fixtures/detection_real/*")
+    p.add_argument("--baseline", action="append", default=[], metavar="NAME=PATH",
+                   help="--photos: an ONNX timed as the baseline (default: runs/baselines/yolov8n_320.onnx when "
+                        "present, made by scripts/yolov8n_timing_baseline.sh)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -188,6 +195,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     from lkd_perception.common.errors import ConfigError
     from lkd_perception.detection.bench import BenchTarget, run_benchmark
 
+    if args.photos:
+        return _run_bench_real(args)
     onnx = [BenchTarget(name, path) for name, path in DEFAULT_BENCH_ONNX]
     for item in args.onnx:
         if "=" not in item:
@@ -195,6 +204,41 @@ def _run_bench(args: argparse.Namespace) -> int:
         name, path = item.split("=", 1)
         onnx.append(BenchTarget(name, path))
     report = run_benchmark(args.leyolo_sizes, args.sizes, onnx, args.gt, args.max_images, args.runs, args.threads)
+    emit_json(report.to_dict(), args.out)
+    sys.stderr.write(report.table() + "\n")
+    return 0
+
+
+#: the shipped detectors trained on real photographs (COCO), measured by ``lkd bench detect --photos``
+REAL_BENCH_ONNX = (
+    ("leyolo_n_coco (320)", "models/leyolo_n_coco.onnx"),
+    ("leyolo_n_coco_480", "models/leyolo_n_coco_480.onnx"),
+    ("deimv2_atto_coco (320)", "models/deimv2_atto_coco.onnx"),
+    ("deimv2_femto_coco (416)", "models/deimv2_femto_coco.onnx"),
+    ("leyolo_n_sim (simulator classes)", "models/leyolo_n_sim.onnx"),
+)
+DEFAULT_BASELINE = ("yolov8n (untrained, 320)", "runs/baselines/yolov8n_320.onnx")
+
+
+def _run_bench_real(args: argparse.Namespace) -> int:
+    import sys
+
+    from lkd_perception.common.errors import ConfigError
+    from lkd_perception.detection.bench_real import RealTarget, run_real_benchmark
+
+    baselines = []
+    for item in args.baseline:
+        if "=" not in item:
+            raise ConfigError(f"--baseline expects NAME=PATH, got {item!r}")
+        baselines.append(RealTarget(*item.split("=", 1), baseline=True))
+    if not baselines and Path(DEFAULT_BASELINE[1]).is_file():
+        baselines.append(RealTarget(*DEFAULT_BASELINE, baseline=True))
+    targets = baselines + [RealTarget(n, p) for n, p in REAL_BENCH_ONNX]
+    for item in args.onnx:
+        if "=" not in item:
+            raise ConfigError(f"--onnx expects NAME=PATH, got {item!r}")
+        targets.append(RealTarget(*item.split("=", 1)))
+    report = run_real_benchmark(targets, args.photos, args.runs, args.threads)
     emit_json(report.to_dict(), args.out)
     sys.stderr.write(report.table() + "\n")
     return 0
