@@ -199,3 +199,14 @@ def test_import_command_reproduces_the_shipped_file(tmp_path, capsys):
                for p in (src, out, SHIPPED)]
     assert outputs[0].shape == (2, 288, 288, 2)
     assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
+
+
+def test_real_cameras_get_the_wireframe_model_and_the_simulator_the_light_one():
+    from lkd_perception.common.config import load_yaml, node_parameters
+
+    assert LineConfig().model_path == WIREFRAME_MODEL_PATH
+    vehicle = node_parameters(load_yaml(ROOT / "config" / "vehicle.yaml"), "line_node")
+    assert vehicle["model_path"] == WIREFRAME_MODEL_PATH
+    # lkd demo scores lines on simulator frames, where the light model is better (models/MODEL_CARD.md)
+    simulation = node_parameters(load_yaml(ROOT / "config" / "simulation.yaml"), "line_node")
+    assert simulation["model_path"] == LIGHT_MODEL_PATH
