@@ -29,7 +29,9 @@ def _add(p: argparse.ArgumentParser) -> None:
                         "file, best_effort as shipped)")
     p.add_argument("--workdir", default="out/soak", help="folder for the drive and the recording")
     p.add_argument("--reuse-drive", action="store_true", help="reuse WORKDIR/drive.mcap if it exists")
-    p.add_argument("--config", default=None, help="parameter file of the nodes")
+    p.add_argument("--config", default=None,
+                   help="parameter file of the nodes (default config/simulation.yaml: the models made for the "
+                        "simulated drive the soak replays; config/vehicle.yaml measures the real-camera models)")
     p.add_argument("--out", default=None, help="write the JSON result here (default stdout)")
 
 
@@ -75,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from lkd_perception.eval.report import NODE_IO, evaluate_run
     from lkd_perception.io.bag import bag_info
     from lkd_perception.nodes.replay import NodeProcesses, lateness_warning, run_replay
+    from lkd_perception.nodes.graph import default_config_path
     from lkd_perception.sim.drive import make_config
     from lkd_perception.sim.recording import write_drive
 
@@ -89,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     if rec.exists():
         shutil.rmtree(rec)
 
-    nodes = NodeProcesses("all", args.config, {"sensor_qos_reliability": args.sensor_qos} if args.sensor_qos else {})
+    nodes = NodeProcesses("all", args.config or default_config_path("simulation.yaml"), {"sensor_qos_reliability": args.sensor_qos} if args.sensor_qos else {})
     if args.kill and args.kill not in nodes.specs:
         print(f"lkd: --kill must be one of {sorted(nodes.specs)}", file=sys.stderr)
         return 2

@@ -36,3 +36,15 @@ def resolve_model_path(path: str | Path) -> Path:
         if c.is_file():
             return c
     raise ModelError(f"model file {str(path)!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks: the provenance of imported weights (metadata,
+    model card) is stated by digest so anyone can check a file with ``sha256sum``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lkd_perception.common.errors import ModelError
+from lkd_perception.common.paths import sha256_of
 from lkd_perception.detection.leyolo import SIZES, LeYOLO
 
 #: upstream layer list: ``[from, repeats, module, args]`` rows of ``backbone`` then ``head``
@@ -205,17 +206,6 @@ class ImportResult:
     parameters: int
     source_sha256: str
     onnx_sha256: str
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file (provenance in metadata and the model card)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def import_leyolo(npz_path: str | Path, out_path: str | Path, img_size: int = 320,

@@ -11,11 +11,11 @@ so the imported file gives bit-identical maps (a test checks this).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from lkd_perception.common.errors import ModelError
+from lkd_perception.common.paths import sha256_of
 
 #: the published file's contract (REFERENCE 2.1)
 INPUT_NAME = "input_1:0"
@@ -33,15 +33,6 @@ class ImportedModel:
     source_sha256: str
     out_sha256: str
     metadata: dict[str, str]
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _dims(value_info) -> list:

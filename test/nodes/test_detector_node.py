@@ -53,22 +53,29 @@ def _iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def test_answers_images_and_survives_bad_ones(ros_ctx, spin_until, frame, latest_status):
-    image, gt = frame
-    node = DetectorNode(context=ros_ctx, parameter_overrides=[Parameter("publish_debug_image", value=True),
-                                                              Parameter("leyolo_model_path", value=SHIPPED)])
+def _wired(ros_ctx, overrides: list[Parameter]):
+    """The node with ``overrides`` and a probe node that publishes images and collects detections,
+    both on one executor."""
+    node = DetectorNode(context=ros_ctx, parameter_overrides=overrides)
     assert node.detector is not None, node.model_error
     probe = Node("detector_probe", context=ros_ctx)
     pub = probe.create_publisher(Image, "camera/image_raw", 10)
     dets: list[Detection2DArray] = []
-    debug: list[Image] = []
-    diags: list[DiagnosticArray] = []
     probe.create_subscription(Detection2DArray, "lkd/detections", dets.append, 10)
-    probe.create_subscription(Image, "lkd/detections/debug_image", debug.append, 10)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     ex = SingleThreadedExecutor(context=ros_ctx)
     ex.add_node(node)
     ex.add_node(probe)
+    return node, probe, pub, dets, ex
+
+
+def test_answers_images_and_survives_bad_ones(ros_ctx, spin_until, frame, latest_status):
+    image, gt = frame
+    node, probe, pub, dets, ex = _wired(ros_ctx, [Parameter("publish_debug_image", value=True),
+                                                  Parameter("leyolo_model_path", value=SHIPPED)])
+    debug: list[Image] = []
+    diags: list[DiagnosticArray] = []
+    probe.create_subscription(Image, "lkd/detections/debug_image", debug.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     try:
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("lkd/detections") > 0)
         bad = Image(encoding="rgb8", height=10, width=10, step=30, data=bytes(7))  # truncated data
@@ -109,16 +116,7 @@ def test_answers_images_and_survives_bad_ones(ros_ctx, spin_until, frame, latest
 def test_every_coco_model_finds_the_people_in_real_photographs(ros_ctx, spin_until, family, param, model):
     """messi5.jpg and basketball2.png show people (checked by eye); each model must report a person
     box on both, through the node over DDS with a real ONNX Runtime session."""
-    node = DetectorNode(context=ros_ctx, parameter_overrides=[Parameter("model", value=family),
-                                                              Parameter(param, value=model)])
-    assert node.detector is not None, node.model_error
-    probe = Node("detector_probe", context=ros_ctx)
-    pub = probe.create_publisher(Image, "camera/image_raw", 10)
-    dets: list[Detection2DArray] = []
-    probe.create_subscription(Detection2DArray, "lkd/detections", dets.append, 10)
-    ex = SingleThreadedExecutor(context=ros_ctx)
-    ex.add_node(node)
-    ex.add_node(probe)
+    node, probe, pub, dets, ex = _wired(ros_ctx, [Parameter("model", value=family), Parameter(param, value=model)])
     try:
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("lkd/detections") > 0)
         for sec, name in enumerate(("messi5.jpg", "basketball2.png"), start=1):
