@@ -3,7 +3,8 @@
 Subscribes ``camera/image_raw`` (sensor QoS), publishes ``lkd/detections`` and, when
 ``publish_debug_image`` is on, ``lkd/detections/debug_image`` (rgb8 with boxes drawn by
 :func:`lkd_perception.detection.draw.draw_detections`, the same picture as ``lkd detect --draw``). Each
-detection carries the class *name* from the model's metadata as ``results[0].hypothesis.class_id``.
+detection carries the class *name* as ``results[0].hypothesis.class_id``: from the model's
+metadata, or the COCO names for a published DEIMv2 export without any (see ``detection.runtime``).
 
 A model that cannot be loaded does not stop the node: it logs the error, keeps reporting ERROR
 on /diagnostics, and stays discoverable so an operator sees why there are no detections.
