@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lkd_perception.common.errors import ModelError
+from lkd_perception.common.errors import InputError, ModelError
 from lkd_perception.detection.nms import batched_nms
 from lkd_perception.detection.preprocess import Geometry
 
@@ -101,6 +101,9 @@ def detections_to_coco(det: Detections, image_id: int, category_ids: tuple[int, 
     Each result also names its class (``category_name``, the model's name): COCO tools ignore the
     extra key, and a reader of the JSON needs no annotation file to know what was found.
     """
+    if category_ids is not None and len(category_ids) != len(det.class_names):
+        raise InputError(f"the model has {len(det.class_names)} classes but the annotations "
+                         f"{len(category_ids)} categories: results cannot be mapped onto them")
     out = []
     for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist()):
         cat = category_ids[c] if category_ids is not None else c + 1

@@ -164,3 +164,14 @@ def test_lkd_detect_names_classes_and_draws(tmp_path):
         drawn, original = cv2.imread(str(draw / f"{Path(n).stem}.png")), cv2.imread(str(PHOTOS / n))
         assert drawn is not None and drawn.shape == original.shape
         assert (drawn != original).any()  # boxes were drawn
+
+
+def test_results_for_annotations_with_other_categories_are_a_clear_error():
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.detection.postprocess import Detections, detections_to_coco
+
+    det = Detections(np.array([[0, 0, 5, 5]], np.float32), np.array([0.9], np.float32), np.array([3]),
+                     tuple(f"c{i}" for i in range(80)))
+    assert detections_to_coco(det, 7)[0]["category_name"] == "c3"
+    with pytest.raises(InputError, match="80 classes but the annotations 4 categories"):
+        detections_to_coco(det, 7, (1, 2, 3, 4))
