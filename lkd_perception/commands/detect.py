@@ -51,15 +51,12 @@ def _detector_config(args: argparse.Namespace):
 
 
 def _run_detect(args: argparse.Namespace) -> int:
-    import cv2
-    import numpy as np
-
     from lkd_perception.common.errors import InputError
     from lkd_perception.detection.data import load_coco
     from lkd_perception.detection.draw import draw_detections
     from lkd_perception.detection.postprocess import Detections, detections_to_coco
     from lkd_perception.detection.runtime import Detector
-    from lkd_perception.io.formats import read_rgb
+    from lkd_perception.io.formats import read_rgb, write_rgb
 
     detector = Detector(_detector_config(args))
     ids: dict[str, int] | None = None
@@ -89,8 +86,7 @@ def _run_detect(args: argparse.Namespace) -> int:
             stem = Path(path).stem
             out_name = f"{stem}.png" if stem not in drawn else f"{stem}_{index}.png"  # same name, other folder
             drawn.add(stem)
-            if not cv2.imwrite(str(draw_dir / out_name), np.ascontiguousarray(draw_detections(rgb, shown)[:, :, ::-1])):
-                raise InputError(f"cannot write {draw_dir / out_name}")
+            write_rgb(draw_dir / out_name, draw_detections(rgb, shown))
     emit_json(results, args.out)
     return 0
 

@@ -81,15 +81,11 @@ def _run_detect(args: argparse.Namespace) -> int:
 
 
 def _write_drawing(rgb, segments, out: Path) -> None:
-    """The image with its segments (OpenCV writes BGR); lines 2 px wide on images over 800 px."""
-    import cv2
-
-    from lkd_perception.common.errors import InputError
+    """The image with its segments; lines 2 px wide on images over 800 px."""
+    from lkd_perception.io.formats import write_rgb
     from lkd_perception.lines.draw import draw_segments
 
-    drawn = draw_segments(rgb, segments, thickness=2 if max(rgb.shape[:2]) > 800 else 1)
-    if not cv2.imwrite(str(out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
-        raise InputError(f"cannot write {out}")
+    write_rgb(out, draw_segments(rgb, segments, thickness=2 if max(rgb.shape[:2]) > 800 else 1))
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:

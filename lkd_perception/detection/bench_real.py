@@ -148,11 +148,7 @@ def run_real_benchmark(targets: Sequence[RealTarget], photos: Sequence[str | Pat
 
     images = [read_rgb(p) for p in photos]
     names = [Path(p).name for p in photos]
-    reference = None
-    ref_path = resolve_model_path(REFERENCE) if _exists(REFERENCE) else None
-    if ref_path is not None:
-        with np.load(ref_path, allow_pickle=False) as data:
-            reference = {k: data[k] for k in data.files}
+    reference = _load_reference()
 
     loaded: list[tuple[RealTarget, Path, Any, Any, Any]] = []  # target, path, session, info, detector
     rows: dict[str, RealRow] = {}
@@ -200,12 +196,14 @@ def run_real_benchmark(targets: Sequence[RealTarget], photos: Sequence[str | Pat
     return RealReport([rows[t.name] for t in targets], threads, runs, names, baseline_name)
 
 
-def _exists(path: Path) -> bool:
+def _load_reference() -> dict[str, np.ndarray] | None:
+    """The official LeYOLO outputs, when this checkout or install has them (else no agreement row)."""
     from lkd_perception.common.errors import ModelError
     from lkd_perception.common.paths import resolve_model_path
 
     try:
-        resolve_model_path(path)
-        return True
+        path = resolve_model_path(REFERENCE)
     except ModelError:
-        return False
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

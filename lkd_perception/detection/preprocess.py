@@ -4,7 +4,7 @@ LeYOLO was trained on letterboxed squares (aspect kept, grey 114 padding), DETR 
 resizes; using the other one at inference silently costs accuracy, so each family's geometry is
 returned with the tensor and undone exactly in post-processing. Published DEIMv2 models were
 trained and evaluated on PIL bilinear resizes, which OpenCV does not offer (see
-:func:`antialiased_bilinear_resize`).
+:func:`antialiased_bilinear_resize`, which calls Pillow).
 """
 
 from __future__ import annotations
@@ -74,67 +74,19 @@ def plain_resize(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:
     return out, Geometry(size / w, size / h, 0.0, 0.0, w, h)
 
 
-def _pil_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output pixel, the first input index and the fixed-point weights of PIL's bilinear filter.
-
-    PIL's triangle filter widens with the scale factor when shrinking (antialiasing): its support is
-    ``max(in/out, 1)`` input pixels each side of the sample centre. Weights are normalised per
-    output pixel, then rounded to 22-bit fixed point as PIL does for 8-bit images.
-    """
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = filterscale  # the bilinear filter's support is 1, scaled
-    ksize = int(np.ceil(support)) * 2 + 1
-    centre = (np.arange(out_size) + 0.5) * scale
-    xmin = np.maximum((centre - support + 0.5).astype(np.int64), 0)  # C casts truncate toward zero
-    xmax = np.minimum((centre + support + 0.5).astype(np.int64), in_size) - xmin
-    k = np.arange(ksize)
-    w = np.maximum(1.0 - np.abs((xmin[:, None] + k[None, :] - centre[:, None] + 0.5) / filterscale), 0.0)
-    w[k[None, :] >= xmax[:, None]] = 0.0
-    w /= w.sum(1, keepdims=True)
-    fixed = np.floor(0.5 + w * (1 << _PRECISION_BITS)).astype(np.int32)  # weights are >= 0
-    return xmin, fixed
-
-
-_PRECISION_BITS = 22  # PIL's fixed-point precision for 8-bit resampling (32 - 8 - 2)
-
-
-def _resample_rows(image: np.ndarray, out_size: int) -> np.ndarray:
-    """One separable PIL-bilinear pass along axis 0, rounded to uint8 as PIL does after each pass.
-
-    Along axis 0 every tap is a copy of whole contiguous rows, several times faster than gathering
-    along a strided axis; the caller transposes for the horizontal pass.
-    """
-    in_size = image.shape[0]
-    xmin, fixed = _pil_bilinear_taps(in_size, out_size)
-    acc = np.full((out_size,) + image.shape[1:], 1 << (_PRECISION_BITS - 1), np.int32)
-    tap = np.empty_like(acc)
-    shape = (-1,) + (1,) * (image.ndim - 1)
-    for j in range(fixed.shape[1]):
-        idx = np.minimum(xmin + j, in_size - 1)  # taps past the edge carry weight 0
-        np.multiply(image[idx], fixed[:, j].reshape(shape), out=tap)
-        acc += tap
-    acc >>= _PRECISION_BITS
-    return np.clip(acc, 0, 255).astype(np.uint8)
-
-
 def antialiased_bilinear_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize an (H, W, C) uint8 image as ``PIL.Image.resize(..., BILINEAR)`` does.
+    """Resize an (H, W, C) uint8 image with ``PIL.Image.resize(..., BILINEAR)``.
 
     This is torchvision's ``Resize`` on PIL images, the DEIMv2 training and evaluation transform.
     OpenCV's INTER_LINEAR samples only 2x2 pixels however much it shrinks (aliasing on large
     frames) and INTER_AREA is a box filter; both shift a detector's inputs away from what it saw
-    in training. Same filter, fixed-point weights, pass order (horizontal, then vertical; a pass
-    is skipped when its size is unchanged) and rounding as PIL: identical output at the scales a
-    camera frame meets (checked against Pillow from 2x up to 1/6); off by one level in rare pixels
-    at extreme reductions (tens of times).
+    in training (measured: boxes move by up to 3.6 px, scores by up to 0.02). Pillow is called
+    rather than re-implemented: same pixels by construction, and its C filter is 2.5x faster than
+    a numpy copy (2.1 vs 5.1 ms for 800x533 -> 320, 6.8 vs 18.0 ms from 1080p).
     """
-    out = image
-    if width != image.shape[1]:
-        out = _resample_rows(np.ascontiguousarray(out.transpose(1, 0, 2)), width).transpose(1, 0, 2)
-    if height != image.shape[0]:
-        out = _resample_rows(np.ascontiguousarray(out), height)
-    return np.ascontiguousarray(out)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((width, height), Image.BILINEAR))
 
 
 def deimv2_resize(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:

@@ -153,3 +153,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if img is None:
         raise InputError(f"cannot read image: {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 RGB image (format from the suffix); a failed write is an
+    :class:`InputError` (OpenCV only returns False)."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
+        raise InputError(f"cannot write image: {path}")

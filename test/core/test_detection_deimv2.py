@@ -77,8 +77,8 @@ def test_class_count_is_read_from_the_graph():
 
 
 def test_resize_is_pil_bilinear(photos):
-    """DEIMv2 trained and evaluated on torchvision Resize of PIL images: our numpy copy of that
-    filter must give the same pixels (OpenCV's INTER_LINEAR does not)."""
+    """DEIMv2 trained and evaluated on torchvision Resize of PIL images: its pre-processing must
+    give PIL bilinear's pixels (OpenCV's INTER_LINEAR does not)."""
     from PIL import Image
 
     for rgb in photos.values():
