@@ -25,7 +25,6 @@ from lkd_perception.detection.preprocess import check_rgb, deimv2_resize, letter
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("leyolo", "detr")
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
