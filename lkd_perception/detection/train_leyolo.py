@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,11 +160,18 @@ def _all_ranks_agree(flag: bool, world: int, device: torch.device) -> bool:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint written by :func:`train` (trusted local file)."""
+    """A training checkpoint written by :func:`train`.
+
+    Read with ``weights_only=True``: a checkpoint is data (tensors, numbers, strings, lists,
+    dicts), so a file that would run code when unpickled is refused, not executed.
+    """
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"checkpoint not found: {p}")
-    ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{p}: refused, it holds more than weights and plain data ({exc})") from exc
     if not isinstance(ckpt, dict) or "ema" not in ckpt or "model_args" not in ckpt:
         raise ModelError(f"{p}: not a LeYOLO training checkpoint")
     return ckpt

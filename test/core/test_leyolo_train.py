@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lkd_perception.common.config import from_dict
-from lkd_perception.common.errors import ConfigError
+from lkd_perception.common.errors import ConfigError, ModelError
 from lkd_perception.detection.config import DetectorConfig, LeyoloTrainConfig
 from lkd_perception.detection.runtime import Detector
 from lkd_perception.detection.toy_data import TOY_CLASSES, write_toy_coco
@@ -84,3 +84,18 @@ def test_config_errors():
         train(LeyoloTrainConfig())
     with pytest.raises(ConfigError):
         from_dict(LeyoloTrainConfig, {"size": "xl"})
+
+
+class _RunsCodeWhenUnpickled:
+    """Stands for a hostile payload: unpickling it would call ``os.system``."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo unpickled",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    bad = tmp_path / "last.pt"
+    torch.save({"ema": {}, "model_args": {}, "payload": _RunsCodeWhenUnpickled()}, bad)
+    with pytest.raises(ModelError, match="refused"):
+        load_checkpoint(bad)
