@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lkd_perception.commands import Command, emit_json
+from lkd_perception.common.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +63,78 @@ def _odometry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="TUM trajectory to write (map frame, loop-corrected)")
     p.add_argument("--config", help="YAML with OdometryConfig keys (or a ROS 2 parameter file)")
     p.add_argument("--lidar-topic", default="/lidar/points")
-    p.add_argument("--imu-topic", default="/imu/data")
-    p.add_argument("--lidar-frame", default="lidar", help="child frame of base_link<-lidar in /tf_static")
-    p.add_argument("--imu-frame", default="imu", help="child frame of base_link<-imu in /tf_static")
+    p.add_argument("--imu-topic", default="/imu/data", help="absent from the bag: LiDAR-only, with a warning")
+    p.add_argument("--no-imu", action="store_true", help="LiDAR-only even when the bag has the IMU topic")
+    p.add_argument("--base-frame", help="vehicle body frame (default: the config's base_frame)")
+    p.add_argument("--lidar-frame", help="LiDAR frame looked up in /tf_static (default: the clouds' frame_id)")
+    p.add_argument("--imu-frame", help="IMU frame looked up in /tf_static (default: the IMU messages' frame_id)")
     p.add_argument("--loops", help="JSON file listing the accepted loop closures (for evaluate --loops)")
+
+
+def _first_frame_id(bag: str, topic: str) -> str:
+    from lkd_perception.io.bag import read_messages
+
+    for _, _, msg in read_messages(bag, [topic]):
+        return str(msg.header.frame_id)
+    return ""
+
+
+def _bag_extrinsics(args: argparse.Namespace, cfg, topics: set[str], use_imu: bool):
+    """The config with the extrinsics this recording's ``/tf_static`` gives (through any chain
+    of frames); what the bag does not give stays from the config, with a warning."""
+    from dataclasses import replace
+
+    from lkd_perception.common.frames import TransformTree
+    from lkd_perception.io.bag import read_tf_static
+
+    tree = TransformTree()
+    if "/tf_static" in topics:
+        for tf in read_tf_static(args.bag):
+            tree.add(tf.parent, tf.child, tf.T)
+    else:
+        log.warning("%s has no /tf_static: extrinsics from the config (base_T_lidar %s, base_T_imu %s)",
+                    args.bag, cfg.base_T_lidar, cfg.base_T_imu)
+    wanted = [("base_T_lidar", args.lidar_frame or _first_frame_id(args.bag, args.lidar_topic))]
+    if use_imu:
+        wanted.append(("base_T_imu", args.imu_frame or _first_frame_id(args.bag, args.imu_topic)))
+    for key, frame in wanted:
+        T = tree.lookup(cfg.base_frame, frame) if frame else None
+        if T is not None:
+            cfg = replace(cfg, **{key: _xyzrpy(T)})
+            log.info("%s: %s <- %s from /tf_static", key, cfg.base_frame, frame)
+        elif len(tree):
+            log.warning("/tf_static does not connect %r and %r: %s from the config %s", cfg.base_frame, frame, key,
+                        getattr(cfg, key))
+    return cfg
 
 
 def _odometry_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from lkd_perception.io.bag import read_clouds, read_imu, read_tf_static
+    import numpy as np
+
+    from lkd_perception.io.bag import bag_info, read_clouds, read_imu
     from lkd_perception.io.formats import write_tum
     from lkd_perception.odometry.pipeline import LioPipeline
 
     cfg = _load_config(args.config)
-    # extrinsics recorded in the bag win over the config's (they describe this recording)
-    for tf in read_tf_static(args.bag):
-        if tf.parent == cfg.base_frame and tf.child == args.lidar_frame:
-            cfg = replace(cfg, base_T_lidar=_xyzrpy(tf.T))
-        elif tf.parent == cfg.base_frame and tf.child == args.imu_frame:
-            cfg = replace(cfg, base_T_imu=_xyzrpy(tf.T))
+    if args.base_frame:
+        cfg = replace(cfg, base_frame=args.base_frame)
+    info = bag_info(args.bag)
+    info.topic(args.lidar_topic)  # no LiDAR: a clear error listing the topics
+    topics = {t.name for t in info.topics}
+    use_imu = cfg.use_imu and not args.no_imu
+    if use_imu and args.imu_topic not in topics:
+        log.warning("%s has no IMU topic %s: LiDAR-only odometry (constant-velocity prediction)", args.bag, args.imu_topic)
+        use_imu = False
+    cfg = replace(_bag_extrinsics(args, cfg, topics, use_imu), use_imu=use_imu)
     pipeline = LioPipeline(cfg)
-    imu = read_imu(args.bag, args.imu_topic)
-    skipped = run_pipeline(pipeline, read_clouds(args.bag, args.lidar_topic), imu.stamps_ns, imu.gyro, imu.accel)
+    if use_imu:
+        imu = read_imu(args.bag, args.imu_topic)
+        imu_arrays = (imu.stamps_ns, imu.gyro, imu.accel)
+    else:
+        imu_arrays = (np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)))
+    skipped = run_pipeline(pipeline, read_clouds(args.bag, args.lidar_topic), *imu_arrays)
     stamps, poses = pipeline.map_trajectory()
     write_tum(args.out, stamps, poses)
     if args.loops:
@@ -92,7 +142,7 @@ def _odometry_run(args: argparse.Namespace) -> int:
         emit_json([{"from_stamp_ns": int(kf_stamp[lc.from_id]), "to_stamp_ns": int(kf_stamp[lc.to_id]), "rmse_m": lc.rmse,
                     "overlap": lc.overlap, "bev_inliers": lc.bev_inliers} for lc in pipeline.loop_closures], args.loops)
     emit_json({"poses": int(len(stamps)), "skipped_scans": skipped, "loop_closures": len(pipeline.loop_closures),
-               "out": args.out}, None)
+               "imu": use_imu, "base_T_lidar": cfg.base_T_lidar, "base_T_imu": cfg.base_T_imu, "out": args.out}, None)
     return 0 if len(stamps) else 2
 
 
@@ -164,10 +214,26 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    help="skip about this fraction of scans, as a busy live node does (IMU kept); both methods see the same scans")
     p.add_argument("--drop-seed", type=int, default=0, help="seed of the skipped-scan pattern")
     p.add_argument("--drop-burst", type=int, default=5, help="skipped scans come in runs of 1..N consecutive scans")
+    p.add_argument("--no-imu", action="store_true", help="run ours LiDAR-only (as on a bag without an IMU topic)")
+    p.add_argument("--rate", default="10",
+                   help="comma-separated LiDAR rates (Hz): >= %g simulates a sensor spinning at that rate; below, keyframe-only "
+                        "input: every k-th scan of a 10 Hz sensor (large motion between scans)" % MIN_SPIN_HZ)
     p.add_argument("--out", help="JSON file (default stdout)")
 
 
-def _bench_method(method: str, drive, keep, conn) -> None:
+MIN_SPIN_HZ = 5.0  # slowest spin rate simulated as such; slower input is a subsample of 10 Hz sweeps
+
+
+def _rate_plan(rate_hz: float) -> tuple[float, int]:
+    """(simulated spin rate, keep every k-th scan) for a requested input rate."""
+    if rate_hz <= 0:
+        raise ValueError(f"rates must be positive, got {rate_hz}")
+    if rate_hz >= MIN_SPIN_HZ:
+        return rate_hz, 1
+    return 10.0, max(1, int(round(10.0 / rate_hz)))
+
+
+def _bench_method(method: str, drive, keep, conn, use_imu: bool = True) -> None:
     """Child process body: run one method on the drive, send back poses, timings and peak RSS.
 
     Each method runs in its own forked process so that its peak memory and timing are its own
@@ -184,7 +250,8 @@ def _bench_method(method: str, drive, keep, conn) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     extra: dict[str, Any] = {}
     if method == "lkd":
-        cfg = OdometryConfig(base_T_lidar=_xyzrpy(drive.extrinsics.T_base_lidar), base_T_imu=_xyzrpy(drive.extrinsics.T_base_imu))
+        cfg = OdometryConfig(base_T_lidar=_xyzrpy(drive.extrinsics.T_base_lidar), base_T_imu=_xyzrpy(drive.extrinsics.T_base_imu),
+                             use_imu=use_imu)
         pipe = LioPipeline(cfg)
         extra["skipped_scans"] = run_pipeline(pipe, scans, drive.imu.stamps_ns, drive.imu.gyro, drive.imu.accel)
         stamps, poses = pipe.map_trajectory()
@@ -207,21 +274,31 @@ def _bench_run(args: argparse.Namespace) -> int:
     from lkd_perception.odometry.dropout import scan_drop_mask
     from lkd_perception.sim.drive import simulate_drive
 
+    import numpy as np
+
     ctx = mp.get_context("fork")
     rows = []
-    for scenario in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
-        drive = simulate_drive(scenario, args.seconds, args.seed)
+    try:
+        rates = [float(r) for r in args.rate.split(",") if r.strip()]
+        plans = [_rate_plan(r) for r in rates]
+    except ValueError as exc:
+        raise InputError(f"--rate: {exc}") from exc
+    for scenario, (rate, (spin_hz, every)) in ((s, rp) for s in args.scenarios.split(",") if s.strip() for rp in zip(rates, plans)):
+        scenario = scenario.strip()
+        drive = simulate_drive(scenario, args.seconds, args.seed, lidar_rate_hz=spin_hz)
         gt = Trajectory(drive.gt_stamps_ns, drive.gt_poses)
         keep = scan_drop_mask(len(drive.scans), args.drop_fraction, args.drop_seed, args.drop_burst)
+        keep &= np.arange(len(drive.scans)) % every == 0
         for method in ("lkd", "kiss_icp"):
             parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_bench_method, args=(method, drive, keep, child))
+            proc = ctx.Process(target=_bench_method, args=(method, drive, keep, child, not args.no_imu))
             proc.start()
             stamps, poses, info = parent.recv()
             proc.join()
             m = evaluate_trajectory(Trajectory(stamps, poses), gt)
             rows.append({
-                "scenario": scenario, "method": method, "scans": len(drive.scans), "kept_scans": int(keep.sum()),
+                "scenario": scenario, "rate_hz": rate, "spin_hz": spin_hz, "method": method, "imu": method == "lkd" and not args.no_imu,
+                "scans": len(drive.scans), "kept_scans": int(keep.sum()),
                 "gt_length_m": m.gt_length_m,
                 "ape_rmse_m": m.ape_translation_m.rmse,
                 "drift_pct": None if m.drift is None else m.drift.translation_pct,
@@ -232,12 +309,12 @@ def _bench_run(args: argparse.Namespace) -> int:
                 **info,
             })
     emit_json({"seconds": args.seconds, "seed": args.seed, "drop_fraction": args.drop_fraction, "drop_seed": args.drop_seed,
-               "drop_burst": args.drop_burst, "results": rows}, args.out)
-    print(f"{'scenario':9} {'method':8} {'kept':>5} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
+               "drop_burst": args.drop_burst, "no_imu": args.no_imu, "results": rows}, args.out)
+    print(f"{'scenario':9} {'Hz':>4} {'method':8} {'kept':>5} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
           f"{'scans/s':>7} {'/cpu-s':>7} {'+RSS MB':>7}", file=sys.stderr)
     for r in rows:
         nan = float("nan")
-        print(f"{r['scenario']:9} {r['method']:8} {r['kept_scans']:5d} {r['gt_length_m']:6.0f} {r['ape_rmse_m']:7.3f} "
+        print(f"{r['scenario']:9} {r['rate_hz']:4g} {r['method']:8} {r['kept_scans']:5d} {r['gt_length_m']:6.0f} {r['ape_rmse_m']:7.3f} "
               f"{r['drift_pct'] if r['drift_pct'] is not None else nan:8.3f} "
               f"{r['drift_deg_per_100m'] if r['drift_deg_per_100m'] is not None else nan:8.3f} "
               f"{r['scans_per_s']:7.1f} {r['scans_per_cpu_s']:7.1f} {r['rss_growth_mb']:7.0f}", file=sys.stderr)
