@@ -8,18 +8,20 @@ product's output messages.
 
 from __future__ import annotations
 
+import importlib
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped, Transform, TransformStamped
+from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2DArray
 
-from lkd_perception.common.se3 import quat_from_matrix
+from lkd_perception.io import messages
 from lkd_perception.io.codecs import (
     Cloud,
     CodecError,
@@ -45,6 +47,7 @@ __all__ = [
     "path_msg",
     "transform_stamped",
     "tf_message",
+    "ros_message",
     "stamp_to_ns",
     "ns_to_stamp",
 ]
@@ -107,6 +110,19 @@ def cloud_to_pointcloud2(cloud: Cloud, stamp: Time | None = None, frame_id: str 
 
 
 # -- results ----------------------------------------------------------------------------------
+# The output messages are built by lkd_perception.io.messages, shared with `lkd run` (which
+# writes them to a recording); here they get the rclpy classes.
+def ros_message(msgtype: str, **fields) -> object:
+    """An rclpy message of ``pkg/msg/Name`` from keyword fields: the nodes' ``make`` for io.messages."""
+    return _message_class(msgtype)(**fields)
+
+
+@lru_cache(maxsize=None)
+def _message_class(msgtype: str) -> type:
+    pkg, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
 def detection2d_array(
     stamp: Time,
     frame_id: str,
@@ -117,42 +133,15 @@ def detection2d_array(
     class_ids: Sequence[str],
 ) -> Detection2DArray:
     """A Detection2DArray of (possibly rotated) boxes; one hypothesis per detection."""
-    n = len(scores)
-    if not (len(centers) == len(sizes) == len(class_ids) == n) or (thetas is not None and len(thetas) != n):
-        raise ConversionError("detection2d_array: centers, sizes, thetas, scores and class_ids differ in length")
-    header = Header(stamp=stamp, frame_id=frame_id)
-    out = Detection2DArray(header=header)
-    dets = []
-    for i in range(n):
-        d = Detection2D(header=header)
-        d.bbox.center.position.x = float(centers[i][0])
-        d.bbox.center.position.y = float(centers[i][1])
-        d.bbox.center.theta = float(thetas[i]) if thetas is not None else 0.0
-        d.bbox.size_x = float(sizes[i][0])
-        d.bbox.size_y = float(sizes[i][1])
-        h = ObjectHypothesisWithPose()
-        h.hypothesis.class_id = str(class_ids[i])
-        h.hypothesis.score = float(scores[i])
-        d.results = [h]
-        dets.append(d)
-    out.detections = dets
-    return out
-
-
-def _transform(T: np.ndarray) -> Transform:
-    tf = Transform()
-    tf.translation.x, tf.translation.y, tf.translation.z = (float(v) for v in T[:3, 3])
-    q = quat_from_matrix(T[:3, :3])
-    tf.rotation.x, tf.rotation.y, tf.rotation.z, tf.rotation.w = (float(v) for v in q)
-    return tf
+    return messages.detection2d_array(ros_message, stamp, frame_id, centers, sizes, thetas, scores, class_ids)
 
 
 def transform_stamped(stamp: Time, parent: str, child: str, T: np.ndarray) -> TransformStamped:
-    return TransformStamped(header=Header(stamp=stamp, frame_id=parent), child_frame_id=child, transform=_transform(T))
+    return messages.transform_stamped(ros_message, stamp, parent, child, T)
 
 
 def tf_message(transforms: Sequence[TransformStamped]) -> TFMessage:
-    return TFMessage(transforms=list(transforms))
+    return messages.tf_message(ros_message, transforms)
 
 
 def odometry_msg(
@@ -165,32 +154,9 @@ def odometry_msg(
     pose_covariance: np.ndarray | None = None,
 ) -> Odometry:
     """Odometry with the pose of ``child_frame_id`` in ``frame_id``; twist in the child frame."""
-    msg = Odometry(header=Header(stamp=stamp, frame_id=frame_id), child_frame_id=child_frame_id)
-    tf = _transform(T)
-    msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = (
-        tf.translation.x, tf.translation.y, tf.translation.z)
-    msg.pose.pose.orientation = tf.rotation
-    if pose_covariance is not None:
-        msg.pose.covariance = [float(v) for v in np.asarray(pose_covariance, dtype=float).reshape(36)]
-    if twist_linear is not None:
-        msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.linear.z = (float(v) for v in twist_linear)
-    if twist_angular is not None:
-        msg.twist.twist.angular.x, msg.twist.twist.angular.y, msg.twist.twist.angular.z = (
-            float(v) for v in twist_angular)
-    return msg
+    return messages.odometry_msg(ros_message, stamp, frame_id, child_frame_id, T, twist_linear, twist_angular,
+                                 pose_covariance)
 
 
 def path_msg(stamp: Time, frame_id: str, stamps: Sequence[Time], poses: Sequence[np.ndarray]) -> Path:
-    if len(stamps) != len(poses):
-        raise ConversionError("path_msg: stamps and poses differ in length")
-    out = Path(header=Header(stamp=stamp, frame_id=frame_id))
-    items = []
-    for st, T in zip(stamps, poses):
-        ps = PoseStamped(header=Header(stamp=st, frame_id=frame_id))
-        tf = _transform(T)
-        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = (
-            tf.translation.x, tf.translation.y, tf.translation.z)
-        ps.pose.orientation = tf.rotation
-        items.append(ps)
-    out.poses = items
-    return out
+    return messages.path_msg(ros_message, stamp, frame_id, stamps, poses)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
@@ -22,8 +21,9 @@ from lkd_perception.common.errors import LkdError
 from lkd_perception.detection.config import DetectorConfig
 from lkd_perception.detection.draw import draw_detections
 from lkd_perception.detection.runtime import Detector
+from lkd_perception.io import messages
 from lkd_perception.nodes.base import LkdNode, run_node
-from lkd_perception.nodes.conversions import detection2d_array, image_to_rgb, numpy_to_image
+from lkd_perception.nodes.conversions import image_to_rgb, numpy_to_image, ros_message
 
 
 class DetectorNode(LkdNode):
@@ -61,11 +61,7 @@ class DetectorNode(LkdNode):
     def _on_image(self, msg: Image) -> None:
         rgb = image_to_rgb(msg)
         det = self.detector(rgb)
-        b = det.boxes_xyxy
-        centers = np.stack(((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2), 1) if len(det) else np.zeros((0, 2))
-        sizes = np.stack((b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1) if len(det) else np.zeros((0, 2))
-        self.pub.publish(detection2d_array(msg.header.stamp, msg.header.frame_id, centers, sizes, None, det.scores,
-                                           det.labels))
+        self.pub.publish(messages.detections_msg(ros_message, msg.header.stamp, msg.header.frame_id, det))
         if self.cfg.publish_debug_image:
             self.debug_pub.publish(numpy_to_image(draw_detections(rgb, det), "rgb8", msg.header.stamp,
                                                   msg.header.frame_id))

@@ -22,26 +22,17 @@ Bad scans (empty, all-NaN, out of order) are warnings on /diagnostics and the no
 from __future__ import annotations
 
 import numpy as np
-from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import Imu, PointCloud2
-from std_msgs.msg import ColorRGBA, Header
 from tf2_msgs.msg import TFMessage
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
+from lkd_perception.io.messages import OdometryOutputs
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.base import LkdNode, run_node
-from lkd_perception.nodes.conversions import (
-    ns_to_stamp,
-    odometry_msg,
-    path_msg,
-    pointcloud2_to_cloud,
-    stamp_to_ns,
-    tf_message,
-    transform_stamped,
-)
+from lkd_perception.nodes.conversions import pointcloud2_to_cloud, ros_message, stamp_to_ns
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.pipeline import LioPipeline, OdometryResult
 
@@ -68,7 +59,7 @@ class LidarOdometryNode(LkdNode):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
         self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
-        self._last_path_ns: int | None = None
+        self.outputs = OdometryOutputs(self.cfg)
         self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
@@ -97,38 +88,12 @@ class LidarOdometryNode(LkdNode):
             self.diagnostics.warn("scan", result.status)
 
     def _publish(self, r: OdometryResult, stamp) -> None:
-        c = self.cfg
-        self.pub_odom.publish(odometry_msg(stamp, c.odom_frame, c.base_frame, r.pose, r.twist.linear, r.twist.angular))
-        self.pub_tf.publish(
-            tf_message(
-                [
-                    transform_stamped(stamp, c.map_frame, c.odom_frame, r.map_T_odom),
-                    transform_stamped(stamp, c.odom_frame, c.base_frame, r.pose),
-                ]
-            )
-        )
-        due = self._last_path_ns is None or r.stamp_ns - self._last_path_ns >= c.path_period_s * 1e9
-        if r.loop_closures or (r.keyframe and due):
-            stamps, poses = self.pipeline.map_path()
-            self.pub_path.publish(path_msg(stamp, c.map_frame, [ns_to_stamp(int(s)) for s in stamps], list(poses)))
-            self._last_path_ns = r.stamp_ns
-        if r.loop_closures:
-            for lc in r.loop_closures:
-                self.get_logger().info(f"loop closed: keyframe {lc.to_id} -> {lc.from_id}, rmse {lc.rmse:.3f} m")
-            self.pub_loops.publish(self._loop_markers(stamp))
-
-    def _loop_markers(self, stamp) -> MarkerArray:
-        kfs = self.pipeline.keyframe_poses()
-        m = Marker(header=Header(stamp=stamp, frame_id=self.cfg.map_frame), ns="loop_closures", id=0, type=Marker.LINE_LIST)
-        m.action = Marker.ADD
-        m.scale.x = 0.3
-        m.color = ColorRGBA(r=1.0, g=0.1, b=0.8, a=1.0)
-        m.pose.orientation.w = 1.0
-        for lc in self.pipeline.loop_closures:
-            for kid in (lc.from_id, lc.to_id):
-                x, y, z = (float(v) for v in kfs[kid][:3, 3])
-                m.points.append(Point(x=x, y=y, z=z))
-        return MarkerArray(markers=[m])
+        pubs = {"lkd/odometry": self.pub_odom, "/tf": self.pub_tf, "lkd/path": self.pub_path,
+                "lkd/loop_closures": self.pub_loops}
+        for topic, m in self.outputs.messages(ros_message, self.pipeline, r, stamp):
+            pubs[topic].publish(m)
+        for lc in r.loop_closures:
+            self.get_logger().info(f"loop closed: keyframe {lc.to_id} -> {lc.from_id}, rmse {lc.rmse:.3f} m")
 
 
 def main(args=None) -> None:

@@ -19,23 +19,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-import numpy as np
-from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point
 from sensor_msgs.msg import Image
-from std_msgs.msg import ColorRGBA
 from vision_msgs.msg import Detection2DArray
 from visualization_msgs.msg import ImageMarker
 
 from lkd_perception.common.errors import LkdError
+from lkd_perception.io import messages
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.draw import draw_segments
-from lkd_perception.lines.encoding import segments_to_boxes
-from lkd_perception.lines.runtime import LineDetector, LineSegments
+from lkd_perception.lines.runtime import LineDetector
 from lkd_perception.nodes.base import LkdNode, run_node
-from lkd_perception.nodes.conversions import detection2d_array, image_to_rgb, numpy_to_image
-
-_MARKER_COLOUR = ColorRGBA(r=1.0, g=0.2, b=0.1, a=1.0)
+from lkd_perception.nodes.conversions import image_to_rgb, numpy_to_image, ros_message
 
 
 class LineNode(LkdNode):
@@ -78,30 +72,12 @@ class LineNode(LkdNode):
         rgb = image_to_rgb(msg)
         assert self.detector is not None
         found = self.detector.detect(rgb)
-        boxes = segments_to_boxes(found.segments, found.widths)
-        sizes = np.stack([boxes.lengths, boxes.widths], axis=1)
-        self.pub.publish(detection2d_array(msg.header.stamp, msg.header.frame_id, boxes.centers, sizes,
-                                           boxes.thetas, found.scores, ["line"] * len(found)))
-        self.marker_pub.publish(line_marker(found, msg))
+        stamp, frame_id = msg.header.stamp, msg.header.frame_id
+        self.pub.publish(messages.lines_msg(ros_message, stamp, frame_id, found))
+        self.marker_pub.publish(messages.line_marker(ros_message, stamp, frame_id, found))
         if self.cfg.publish_debug_image:
             self.debug_pub.publish(numpy_to_image(draw_segments(rgb, found.segments), "rgb8", msg.header.stamp,
                                                   msg.header.frame_id))
-
-
-def line_marker(found: LineSegments, msg: Image) -> ImageMarker:
-    """A LINE_LIST with one point pair per segment and one colour per point (newer RViz needs that)."""
-    m = ImageMarker()
-    m.header = msg.header
-    m.ns = "lkd_lines"
-    m.id = 0
-    m.type = ImageMarker.LINE_LIST
-    m.action = ImageMarker.ADD
-    m.scale = 1.0
-    m.lifetime = Duration(sec=0, nanosec=0)
-    m.outline_color = _MARKER_COLOUR
-    m.points = [Point(x=float(x), y=float(y), z=0.0) for x, y in found.segments.reshape(-1, 2)]
-    m.outline_colors = [_MARKER_COLOUR] * len(m.points)
-    return m
 
 
 def main(args: Sequence[str] | None = None) -> None:
