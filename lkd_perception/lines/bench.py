@@ -3,8 +3,8 @@ held-out images.
 
 Each LSDNet method names its model file explicitly (not the config's ``model_path``), so one run
 compares the light FP32 model, its INT8 version and the Wireframe LSDNet whatever the default
-is; the config supplies everything else (grouping, threads). The INT8 model needs VNNI to give
-the FP32 model's maps; elsewhere its row is what that CPU gets.
+is; the config supplies everything else (grouping, threads). The INT8 model's weights are 7-bit
+so that its maps are the same on x86 CPUs with and without VNNI (:mod:`~lkd_perception.lines.quantize`).
 
 The held-out images are made once (simulator frames of drives, or synthetic shapes, with seeds
 that training never uses) and handed to one fresh process per method (``multiprocessing``

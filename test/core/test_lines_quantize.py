@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from lkd_perception.common.errors import InputError, ModelError
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.export import export_onnx
 from lkd_perception.lines.lsdnet import LSDNet
-from lkd_perception.lines.quantize import quantize_int8
+from lkd_perception.lines.quantize import INT16_MAX, _Frames, quantize_int8, u8s8_pair_sum_bound
 from lkd_perception.lines.runtime import LineDetector, network_input
 from lkd_perception.lines.synthetic import render_scene
 
@@ -37,17 +39,34 @@ def test_int8_graph_follows_the_fp32_one(tmp_path):
     a, b = _heat(MODELS / "lsdnet.onnx", probe, 480, 352), _heat(int8, probe, 480, 352)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
     assert ort.InferenceSession(str(int8)).get_modelmeta().custom_metadata_map["precision"] == "int8"
+    assert 0 < u8s8_pair_sum_bound(onnx.load(str(int8))) <= INT16_MAX
     det = LineDetector(LineConfig(model_path=str(int8), threads=1))
     assert det.output_stride == 2 and len(det.detect(probe)) > 0
 
 
 def test_shipped_int8_model_matches_the_shipped_fp32_model():
+    # structural, valid on every CPU: no pair of u8*s8 products can saturate AVX2's int16 sums
+    # (this CPU has VNNI, so the map comparison below cannot see that defect)
+    bound = u8s8_pair_sum_bound(onnx.load(str(MODELS / "lsdnet_int8.onnx")))
+    assert 0 < bound <= INT16_MAX
     probe = render_scene(np.random.default_rng(5), 352, 480).rgb
     a = _heat(MODELS / "lsdnet.onnx", probe, 480, 352)
     b = _heat(MODELS / "lsdnet_int8.onnx", probe, 480, 352)
     # same lines: the maps agree closely where either sees a line
     on = (a > 0.5) | (b > 0.5)
     assert on.sum() > 100 and np.abs(a - b)[on].mean() < 0.1
+
+
+def test_pair_sum_bound_flags_full_range_weights(tmp_path):
+    # the same network quantised with 8-bit weights (how the old shipped INT8 model was made)
+    # reaches 2*255*127: the check must see it
+    fp32 = export_onnx(LSDNet((4, 8, 8, 16), stride=2, decoder="add"), tmp_path / "m.onnx", 64, 48)
+    full = tmp_path / "full.onnx"
+    quantize_static(str(fp32), str(full), _Frames("image", _scenes(1, 0), 64, 48), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    assert u8s8_pair_sum_bound(onnx.load(str(full))) == 2 * 255 * 127 > INT16_MAX
+    reduced = quantize_int8(fp32, tmp_path / "reduced.onnx", _scenes(1, 0))
+    assert u8s8_pair_sum_bound(onnx.load(str(reduced))) <= 2 * 255 * 64
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
