@@ -1,11 +1,13 @@
 """Launch the lkd_perception nodes of a vehicle.
 
     ros2 launch lkd_perception vehicle.launch.py [config:=/path/vehicle.yaml] [namespace:=car1]
-        [use_sim_time:=true] [capabilities:=detection,lines,odometry]
+        [use_sim_time:=true] [capabilities:=detection,lines,odometry] [image_topic:=/front/image_raw]
+        [lidar_topic:=/velodyne_points] [imu_topic:=/imu] [log_level:=debug]
 
 The launch file only wires: which nodes, their parameter file and remappings come from
 ``lkd_perception.nodes.graph``, the same description ``lkd launch`` uses. Settings in the YAML
-file override nothing here: every tunable lives in the YAML.
+file override nothing here: every tunable lives in the YAML, whose sections are keyed
+``/**/<node>`` so that rcl applies them under any namespace.
 """
 
 from pathlib import Path
@@ -17,7 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from lkd_perception.nodes.dds import dds_environment
-from lkd_perception.nodes.graph import CAPABILITIES, PACKAGE, select
+from lkd_perception.nodes.graph import CAPABILITIES, LOG_LEVELS, PACKAGE, TOPIC_ARGUMENTS, remappings, select
 
 
 def _nodes(context):
@@ -25,6 +27,8 @@ def _nodes(context):
     namespace = LaunchConfiguration("namespace").perform(context)
     use_sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1", "yes")
     specs = select(LaunchConfiguration("capabilities").perform(context))
+    topics = {arg: LaunchConfiguration(arg).perform(context) for arg in TOPIC_ARGUMENTS}
+    log_level = LaunchConfiguration("log_level").perform(context)
     # the shipped Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set
     env = dds_environment()
     return [
@@ -34,7 +38,8 @@ def _nodes(context):
             name=spec.name,
             namespace=namespace,
             parameters=[config, {"use_sim_time": use_sim_time}],
-            remappings=list(spec.remappings),
+            remappings=remappings(spec, topics),
+            ros_arguments=["--log-level", log_level],
             additional_env=env,
             output="screen",
             emulate_tty=True,
@@ -54,6 +59,11 @@ def generate_launch_description():
                 "capabilities", default_value="all",
                 description="comma-separated subset of: " + ", ".join(CAPABILITIES) + " (or all)",
             ),
+            *[
+                DeclareLaunchArgument(arg, default_value=own, description=f"input topic (remaps the nodes' {own})")
+                for arg, own in TOPIC_ARGUMENTS.items()
+            ],
+            DeclareLaunchArgument("log_level", default_value="info", description="one of: " + ", ".join(LOG_LEVELS)),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -58,7 +58,8 @@ def render(profile: str = "vehicle") -> str:
     lines += [f"    {s.name}: {value(s.default)}  # {s.description}" for s in describe(NodeIOConfig)]
     for spec in GRAPH:
         cls = config_class(spec)
-        lines += [f"{spec.name}:", "  ros__parameters:"]
+        # ``/**/name``: the node under any namespace (a bare ``name`` means ``/name`` to rcl only)
+        lines += [f"/**/{spec.name}:", "  ros__parameters:"]
         for s in describe(cls):
             v = overrides.get(spec.name, {}).get(s.name, s.default)
             lines.append(f"    {s.name}: {value(v)}  # {s.description}")

@@ -14,6 +14,12 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--use-sim-time", action="store_true", help="follow /clock (for replayed bags)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter of every node, over the file (repeatable; VALUE is YAML)")
+    from lkd_perception.nodes.graph import LOG_LEVELS, TOPIC_ARGUMENTS
+
+    for arg, own in TOPIC_ARGUMENTS.items():  # the launch file's arguments of the same names
+        p.add_argument("--" + arg.replace("_", "-"), dest=arg, default=own,
+                       help=f"input topic, remapped from the nodes' {own} (default %(default)s)")
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level of the nodes (default info)")
     p.add_argument("--dry-run", action="store_true", help="print the nodes and parameters as JSON, start nothing")
 
 
@@ -35,15 +41,22 @@ def parse_sets(items: list[str]) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from lkd_perception.nodes import run_all
 
-    launch = run_all.plan(args.config, args.capabilities, args.namespace, args.use_sim_time, parse_sets(args.set))
+    from lkd_perception.nodes.graph import TOPIC_ARGUMENTS, remappings
+
+    topics = {a: getattr(args, a) for a in TOPIC_ARGUMENTS}
+    launch = run_all.plan(args.config, args.capabilities, args.namespace, args.use_sim_time, parse_sets(args.set),
+                          topics, args.log_level)
     if args.dry_run:
         emit_json(
             {
                 "config": str(launch.config_path),
                 "namespace": launch.namespace,
+                "log_level": launch.log_level,
                 "nodes": [
-                    {"name": s.name, "executable": s.executable, "parameters": p, "remappings": list(s.remappings)}
-                    for s, p in launch.nodes
+                    {"name": s.name, "executable": s.executable, "parameters": [str(launch.config_path),
+                                                                               launch.parameters()],
+                     "remappings": remappings(s, launch.topics), "ros_arguments": launch.ros_arguments(s)}
+                    for s in launch.nodes
                 ],
             },
             None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -177,19 +178,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def node_parameters(params_file: Mapping[str, Any], node_name: str) -> dict[str, Any]:
-    """The ``ros__parameters`` of one node from a ROS 2 parameter file's contents.
+def node_parameters(params_file: Mapping[str, Any], node_name: str, namespace: str = "") -> dict[str, Any]:
+    """The ``ros__parameters`` that rcl gives node ``namespace/node_name`` from a parameter file.
 
-    Follows the ROS 2 rules: ``/**`` applies to every node, a node's own section overrides it.
+    For the offline commands, which read the nodes' parameter file without a ROS graph; the
+    nodes themselves let rcl parse it (``--params-file``). Same rules as rcl: a section applies
+    when its key, a fully qualified node name with wildcards (``*`` one name, ``**`` any number;
+    no leading ``/`` means one), matches the node; matching sections apply in file order, the
+    later winning.
     """
+    fqn = "/" + "/".join(p for p in (*namespace.strip("/").split("/"), node_name) if p)
     merged: dict[str, Any] = {}
-    for key in ("/**", node_name, "/" + node_name):
-        section = params_file.get(key)
-        if isinstance(section, Mapping):
+    for key, section in params_file.items():
+        if isinstance(section, Mapping) and isinstance(key, str) and _node_pattern(key).fullmatch(fqn):
             merged.update(section.get("ros__parameters", {}) or {})
     return merged
 
 
-def split_for(cls: type[T], values: Mapping[str, Any]) -> T:
-    """Pick out and validate the fields of ``cls`` from a node's mixed parameter dict."""
-    return from_dict(cls, values, strict=False)
+def _node_pattern(key: str) -> re.Pattern[str]:
+    """The regular expression of a parameter file's node key (rcl's wildcard rules)."""
+    parts = []
+    for token in key.strip("/").split("/"):
+        parts.append({"**": "(?:/[^/]+)*", "*": "/[^/]+"}.get(token, "/" + re.escape(token)))
+    return re.compile("".join(parts))
+

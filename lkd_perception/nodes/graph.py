@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 PACKAGE = "lkd_perception"
 
@@ -23,7 +24,6 @@ class NodeSpec:
     module: str  # python module that holds the node class
     class_name: str
     inputs: tuple[str, ...] = ()  # topics it subscribes to (relative), so a replay can wait for it
-    remappings: tuple[tuple[str, str], ...] = ()
 
 
 GRAPH: tuple[NodeSpec, ...] = (
@@ -38,9 +38,16 @@ GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec(
         "lidar_odometry_node", "lidar_odometry_node", "odometry",
         "lkd_perception.nodes.lidar_odometry_node", "LidarOdometryNode",
-        inputs=("lidar/points",),
+        inputs=("lidar/points", "imu/data"),
     ),
 )
+
+#: launch argument -> the input topic it renames (the node's own, relative name; the default)
+TOPIC_ARGUMENTS: dict[str, str] = {"image_topic": "camera/image_raw", "lidar_topic": "lidar/points",
+                                   "imu_topic": "imu/data"}
+
+#: rcl's log levels, for the ``log_level`` launch argument
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")
 
 CAPABILITIES: tuple[str, ...] = tuple(dict.fromkeys(s.capability for s in GRAPH))
 
@@ -59,6 +66,20 @@ def select(capabilities: str | list[str] | tuple[str, ...] = "all") -> list[Node
 
         raise ConfigError(f"unknown capabilities {unknown}; choose from {list(CAPABILITIES)} or 'all'")
     return [s for s in GRAPH if s.capability in wanted]
+
+
+def remappings(spec: NodeSpec, topics: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """The remappings of a node's inputs from the topic launch arguments (``TOPIC_ARGUMENTS``).
+
+    An argument left at its default (the node's own name) remaps nothing, so the launch
+    description stays as small as the graph.
+    """
+    out = []
+    for arg, own in TOPIC_ARGUMENTS.items():
+        target = (topics or {}).get(arg, own) or own
+        if own in spec.inputs and target != own:
+            out.append((own, target))
+    return out
 
 
 def config_class(spec: NodeSpec) -> type:

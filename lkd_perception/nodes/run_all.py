@@ -1,8 +1,9 @@
 """Run the node graph in one process: ``lkd launch`` for machines without ``ros2 launch``.
 
-The nodes, their names and remappings come from :mod:`lkd_perception.nodes.graph` and their
-parameters from the same YAML parameter file the launch file passes, applied with the ROS 2
-rules (``/**`` for all nodes, a node's own section over it). Each node gets its own
+The nodes, their names and remappings come from :mod:`lkd_perception.nodes.graph`, and each
+node gets the same parameter file the launch file passes, parsed by rcl itself
+(``--ros-args --params-file``), so a section keyed ``/**/node`` reaches the node under any
+namespace exactly as it does under ``ros2 launch``. Each node gets its own
 single-threaded executor on its own thread: a node sees one message at a time, a slow node does
 not hold back the others (ONNX Runtime, open3d and GTSAM release the GIL), and an idle node
 sleeps in its wait set. rclpy's MultiThreadedExecutor was measured to busy-poll while a callback
@@ -25,21 +26,36 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from lkd_perception.common.config import load_yaml, node_parameters
+from lkd_perception.common.errors import ConfigError
 from lkd_perception.nodes.dds import use_dds_profile
-from lkd_perception.nodes.graph import NodeSpec, default_config_path, select
+from lkd_perception.nodes.graph import LOG_LEVELS, TOPIC_ARGUMENTS, NodeSpec, default_config_path, remappings, select
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LaunchPlan:
-    """What will be started: per node, its spec and the parameters it receives."""
+    """What will be started, in the launch file's terms: the nodes, the parameter file every one
+    of them reads, the parameters set over it, input topic remappings and the log level."""
 
     config_path: Path
     namespace: str
     use_sim_time: bool
-    nodes: tuple[tuple[NodeSpec, dict[str, Any]], ...] = field(default_factory=tuple)
+    nodes: tuple[NodeSpec, ...] = field(default_factory=tuple)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)  # TOPIC_ARGUMENTS name -> topic
+    log_level: str = "info"
+
+    def parameters(self) -> dict[str, Any]:
+        """What every node gets over the file (the launch file's second ``parameters`` entry)."""
+        return {**self.overrides, "use_sim_time": self.use_sim_time}
+
+    def ros_arguments(self, spec: NodeSpec) -> list[str]:
+        """The node's ``--ros-args``: the parameter file for rcl to parse and the remappings."""
+        out = ["--ros-args", "--params-file", str(self.config_path)]
+        for src, dst in remappings(spec, self.topics):
+            out += ["-r", f"{src}:={dst}"]
+        return out
 
 
 def plan(
@@ -48,33 +64,36 @@ def plan(
     namespace: str = "",
     use_sim_time: bool = False,
     overrides: dict[str, Any] | None = None,
+    topics: dict[str, str] | None = None,
+    log_level: str = "info",
 ) -> LaunchPlan:
-    """Resolve the graph and parameter file into the nodes to start, without starting them.
+    """Resolve the graph into the nodes to start, without starting them.
 
-    ``overrides`` set parameters of every node on top of the file (like ``/**`` given last).
+    ``overrides`` set parameters of every node on top of the file (like the launch file's
+    ``use_sim_time``); ``topics`` rename inputs (keys of ``TOPIC_ARGUMENTS``).
     """
     path = Path(config_path) if config_path else default_config_path()
-    params_file = load_yaml(path)
-    nodes = []
-    for spec in select(capabilities):
-        params = node_parameters(params_file, spec.name)
-        params.update(overrides or {})
-        params["use_sim_time"] = use_sim_time
-        nodes.append((spec, params))
-    return LaunchPlan(path, namespace, use_sim_time, tuple(nodes))
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    unknown = sorted(set(topics or {}) - set(TOPIC_ARGUMENTS))
+    if unknown:
+        raise ConfigError(f"unknown topic arguments {unknown}; known: {list(TOPIC_ARGUMENTS)}")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log level {log_level!r} is not one of {list(LOG_LEVELS)}")
+    return LaunchPlan(path.resolve(), namespace, use_sim_time, tuple(select(capabilities)), dict(overrides or {}),
+                      {k: v for k, v in (topics or {}).items() if v}, log_level)
 
 
 def instantiate(launch: LaunchPlan, context: Context | None = None) -> list[Node]:
     """Create the planned nodes (in ``context``) with their parameters and remappings."""
     created: list[Node] = []
-    for spec, params in launch.nodes:
+    for spec in launch.nodes:
         cls = getattr(importlib.import_module(spec.module), spec.class_name)
-        cli_args = ["--ros-args"] + [a for src, dst in spec.remappings for a in ("-r", f"{src}:={dst}")]
         node = cls(
             context=context,
             namespace=launch.namespace or None,
-            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
-            cli_args=cli_args if spec.remappings else None,
+            parameter_overrides=[Parameter(k, value=v) for k, v in launch.parameters().items()],
+            cli_args=launch.ros_arguments(spec),
         )
         created.append(node)
     return created
@@ -84,7 +103,8 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
     """Start every planned node and spin them until Ctrl-C or shutdown."""
     profile = use_dds_profile()
     log.info("Fast DDS profile: %s", profile or "middleware defaults")
-    rclpy.init(args=args)
+    # rcl configures logging once per process, from the global arguments
+    rclpy.init(args=[*(args or ["lkd"]), "--ros-args", "--log-level", launch.log_level])
     nodes: list[Node] = []
     executors: list[SingleThreadedExecutor] = []
     threads: list[threading.Thread] = []

@@ -56,5 +56,12 @@ def test_node_parameters_follow_ros_precedence(tmp_path):
     f.write_text("/**:\n  ros__parameters:\n    count: 2\n    mode: slow\nnode_a:\n  ros__parameters:\n    count: 5\n")
     params = node_parameters(load_yaml(f), "node_a")
     assert params == {"count": 5, "mode": "slow"}
+    # a bare node name is /node_a to rcl: not the node under a namespace; /**/node_a is
+    assert node_parameters(load_yaml(f), "node_a", namespace="car1") == {"count": 2, "mode": "slow"}
+    f.write_text("/**:\n  ros__parameters:\n    count: 2\n/**/node_a:\n  ros__parameters:\n    count: 5\n"
+                 "/car1/*:\n  ros__parameters:\n    mode: fast\n")
+    assert node_parameters(load_yaml(f), "node_a", namespace="/car1") == {"count": 5, "mode": "fast"}
+    assert node_parameters(load_yaml(f), "node_a", namespace="car1/front") == {"count": 5}
+    assert node_parameters(load_yaml(f), "node_b") == {"count": 2}
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(tmp_path / "missing.yaml")
