@@ -62,10 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except LkdError as exc:
-        print(f"lkd: error: {exc}", file=sys.stderr)
+        print(f"lkd: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file the user named that the command's own checks did not anticipate (permissions,
+        # a folder where a file was expected, a full disk): still one line naming it.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lkd: error: {where}{one_line(exc.strerror or str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def one_line(message: str, limit: int = 400) -> str:
+    """An error message on one line (libraries' messages may span many), cut at ``limit`` characters."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

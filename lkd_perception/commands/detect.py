@@ -100,12 +100,13 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 def _run_eval(args: argparse.Namespace) -> int:
     from lkd_perception.common.errors import InputError
-    from lkd_perception.eval.detection import evaluate_detections, load_json
+    from lkd_perception.eval.detection import evaluate_detections
+    from lkd_perception.io.formats import read_json
 
-    preds = load_json(args.pred)
+    preds = read_json(args.pred)
     if not isinstance(preds, list):
         raise InputError(f"{args.pred}: expected a JSON list of COCO results")
-    emit_json(evaluate_detections(load_json(args.gt), preds).to_dict(), args.out)
+    emit_json(evaluate_detections(read_json(args.gt), preds).to_dict(), args.out)
     return 0
 
 

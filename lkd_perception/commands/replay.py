@@ -32,12 +32,14 @@ def _run(args: argparse.Namespace) -> int:
     from lkd_perception.commands.launch import parse_sets
     from lkd_perception.nodes.replay import lateness_warning, run_replay
 
-    bar = tqdm(total=0, unit="msg", file=sys.stderr, desc="replay", dynamic_ncols=True)
+    bars: list[tqdm] = []  # made on the first message, so a bag refused up front prints only its error
 
     def progress(p) -> None:
-        bar.total = p.total
-        bar.n = p.published
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=0, unit="msg", file=sys.stderr, desc="replay", dynamic_ncols=True))
+        bars[0].total = p.total
+        bars[0].n = p.published
+        bars[0].refresh()
 
     try:
         result = run_replay(
@@ -46,7 +48,8 @@ def _run(args: argparse.Namespace) -> int:
             wait_for=args.wait_for, start_s=args.start, duration_s=args.duration,
         )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     if warning := lateness_warning(result):
         print(f"warning: {warning}", file=sys.stderr)
     emit_json(dataclasses.asdict(result), args.out)

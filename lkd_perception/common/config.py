@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 import yaml
 
 from lkd_perception.common.errors import ConfigError
+from lkd_perception.common.paths import read_text
 
 T = TypeVar("T")
 
@@ -170,7 +171,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(read_text(p, "YAML file")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lkd_perception.common.errors import ModelError
+from lkd_perception.common.errors import InputError, ModelError
 
 PACKAGE = "lkd_perception"
 _HERE = Path(__file__).resolve()
@@ -48,3 +48,20 @@ def sha256_of(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; missing, unreadable or binary files are an :class:`InputError`.
+
+    Every text reader goes through here so that a wrong file given on the command line ends in
+    one line naming it, never in a ``UnicodeDecodeError`` traceback.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} not found: {p}" if not p.exists() else f"{p}: not a {what} (a folder?)")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not a text {what} (byte {exc.start} is not UTF-8)") from exc
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror}") from exc

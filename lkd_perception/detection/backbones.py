@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.errors import ModelError
 
 _log = logging.getLogger(__name__)
@@ -126,10 +127,7 @@ class MobileNetV2Features(nn.Module):
         p = Path(path)
         if not p.is_file():
             raise ModelError(f"MobileNetV2 weights not found: {p}")
-        try:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several unrelated types for a bad file
-            raise ModelError(f"{p}: not a readable torch state dict ({exc})") from exc
+        sd = load_checkpoint_file(p, "MobileNetV2 state dict")
         if not isinstance(sd, dict):
             raise ModelError(f"{p}: expected a state dict, got {type(sd).__name__}")
         own = self.state_dict()

@@ -131,14 +131,15 @@ def _evaluate(detector, gt_path: str, max_images: int) -> tuple[float, float, in
     from lkd_perception.detection.data import load_coco
     from lkd_perception.io.formats import read_rgb
     from lkd_perception.detection.postprocess import detections_to_coco
-    from lkd_perception.eval.detection import evaluate_detections, load_json
+    from lkd_perception.eval.detection import evaluate_detections
+    from lkd_perception.io.formats import read_json
 
     coco = load_coco(gt_path)
     images = coco.images[:max_images] if max_images else coco.images
     preds = []
     for im in images:
         preds.extend(detections_to_coco(detector(read_rgb(im.path)), im.image_id, coco.category_ids))
-    gt = load_json(gt_path)
+    gt = read_json(gt_path)
     keep = {im.image_id for im in images}
     gt = {**gt, "images": [i for i in gt["images"] if i["id"] in keep],
           "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}

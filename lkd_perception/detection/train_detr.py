@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.config import param, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
 from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnorm
@@ -343,7 +344,7 @@ def load_checkpoint(path: str | Path) -> LoadedDetr:
     if not p.is_file():
         raise ModelError(f"DETR checkpoint not found: {p}")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
+        ck = load_checkpoint_file(p, "DETR checkpoint")
         arch = DetrArch.from_dict(ck["arch"])
         logger = logging.getLogger("lkd_perception.detection.backbones")
         prev = logger.level

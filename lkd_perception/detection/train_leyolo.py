@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
 from lkd_perception.detection.augment import AugmentSettings, prepare_sample
@@ -166,12 +166,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     dicts), so a file that would run code when unpickled is refused, not executed.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"checkpoint not found: {p}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelError(f"{p}: refused, it holds more than weights and plain data ({exc})") from exc
+    ckpt = load_checkpoint_file(p, "LeYOLO training checkpoint")
     if not isinstance(ckpt, dict) or "ema" not in ckpt or "model_args" not in ckpt:
         raise ModelError(f"{p}: not a LeYOLO training checkpoint")
     return ckpt

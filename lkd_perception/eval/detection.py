@@ -7,10 +7,8 @@ area and 0, so the standard area ranges work.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -35,16 +33,6 @@ class DetectionMetrics:
         return {"mAP50-95": self.map50_95, "mAP50": self.map50, "mAP75": self.map75,
                 "per_class_AP50-95": dict(self.per_class_ap), "num_images": self.num_images,
                 "num_predictions": self.num_predictions}
-
-
-def load_json(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"file not found: {p}")
-    try:
-        return json.loads(p.read_text())
-    except ValueError as exc:
-        raise InputError(f"{p}: not valid JSON ({exc})") from exc
 
 
 def _complete_gt(gt: Mapping[str, Any]) -> dict[str, Any]:

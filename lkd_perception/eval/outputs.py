@@ -8,6 +8,7 @@ Reads with rosbags only (no ROS), so evaluation runs anywhere.
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _boxes(msg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[st
 
 def read_recorded_run(path: str | Path) -> RecordedRun:
     """Parse a recording of the product's outputs (topics may be absent when a node was off)."""
-    from rosbags.highlevel import AnyReader
+    from lkd_perception.io.bag import open_bag
 
     p = Path(path)
     if not p.exists():
@@ -101,7 +102,7 @@ def read_recorded_run(path: str | Path) -> RecordedRun:
     lat: dict[str, list[float]] = defaultdict(list)
     diags: dict[str, dict[str, str]] = {}
     counts: dict[str, int] = defaultdict(int)
-    with AnyReader([p]) as reader:
+    with closing(open_bag(p)) as reader:
         for conn, log_ns, raw in reader.messages():
             topic = conn.topic
             counts[topic] += 1

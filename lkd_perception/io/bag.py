@@ -234,7 +234,8 @@ class BagInfo:
         raise InputError(f"topic {name!r} is not in {self.path}; it has: {[t.name for t in self.topics]}")
 
 
-def _open(path: str | Path) -> AnyReader:
+def open_bag(path: str | Path) -> AnyReader:
+    """An open reader of a rosbag2 (mcap or sqlite3) bag; anything unreadable is an :class:`InputError`."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"bag not found: {p}")
@@ -255,7 +256,7 @@ def _qos_dict(q: Any) -> dict[str, Any]:
 
 def bag_info(path: str | Path) -> BagInfo:
     """Topics, types, counts, time span and recorded QoS profiles of a bag."""
-    reader = _open(path)
+    reader = open_bag(path)
     try:
         topics = []
         for name, info in sorted(reader.topics.items()):
@@ -271,7 +272,7 @@ def bag_info(path: str | Path) -> BagInfo:
 
 def read_messages(path: str | Path, topics: Sequence[str]) -> Iterator[tuple[str, int, Any]]:
     """(topic, bag time ns, deserialized message) for ``topics`` in time order."""
-    reader = _open(path)
+    reader = open_bag(path)
     try:
         have = set(reader.topics)
         missing = [t for t in topics if t not in have]

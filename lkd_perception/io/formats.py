@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError
+from lkd_perception.common.paths import read_text
 from lkd_perception.common.se3 import make_pose, matrix_from_quat, quat_from_matrix
 
 
@@ -59,10 +60,8 @@ def write_tum(path: str | Path, stamps: np.ndarray, poses: np.ndarray) -> None:
 def read_tum(path: str | Path) -> PoseSeries:
     """Read a TUM file; a malformed line is an :class:`InputError` naming the line."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"trajectory file not found: {p}")
     stamps, poses = [], []
-    for no, line in enumerate(p.read_text().splitlines(), 1):
+    for no, line in enumerate(read_text(p, "trajectory file").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -91,10 +90,9 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     """Read JSON; a missing or malformed file is an :class:`InputError`."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"file not found: {p}")
+    text = read_text(p, "JSON file")
     try:
-        return json.loads(p.read_text())
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON: {exc}") from exc
 
@@ -148,10 +146,18 @@ def read_lines(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; unreadable files are an :class:`InputError`."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as (H, W, 3) uint8 RGB; unreadable files are an :class:`InputError`.
+
+    The file is read here and decoded from memory, so OpenCV never prints its own warning
+    beside our one-line error.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"image not found: {p}")
+    data = np.fromfile(p, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise InputError(f"cannot read image: {path}")
+        raise InputError(f"cannot read image: {path} (not an image format OpenCV decodes)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

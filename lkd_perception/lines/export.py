@@ -14,6 +14,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.errors import ModelError
 from lkd_perception.lines.lsdnet import ExportHead, LSDNet, count_parameters
 
@@ -30,10 +31,7 @@ def save_checkpoint(net: LSDNet, path: str | Path, extra: dict | None = None) ->
 
 
 def load_checkpoint(path: str | Path) -> LSDNet:
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"checkpoint not found: {p}")
-    data = torch.load(p, map_location="cpu", weights_only=True)
+    data = load_checkpoint_file(path, "line-model checkpoint")
     net = LSDNet(tuple(data["widths"]), int(data.get("stride", 1)), str(data.get("decoder", "concat")))
     net.load_state_dict(data["state_dict"])
     return net.eval()

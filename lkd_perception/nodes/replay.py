@@ -116,17 +116,16 @@ class BagPlayer(Node):
         duration_s: float | None = None,
         **kw,
     ) -> None:
-        super().__init__("lkd_replay", **kw)
-        from rosbags.highlevel import AnyReader
+        from lkd_perception.io.bag import open_bag
 
         if rate <= 0:
             raise InputError(f"rate must be positive, got {rate}")
+        # The bag is opened before the node exists: an unreadable bag is one clear error, with no
+        # half-built node left for the context's shutdown to destroy.
+        self._reader = open_bag(bag)
+        super().__init__("lkd_replay", **kw)
         self.bag = Path(bag)
-        if not self.bag.exists():
-            raise InputError(f"bag not found: {self.bag}")
         self.rate = rate
-        self._reader = AnyReader([self.bag])
-        self._reader.open()
         available = {c.topic: c for c in self._reader.connections}
         wanted = list(topics) if topics else sorted(available)
         missing = [t for t in wanted if t not in available]
@@ -448,6 +447,9 @@ def run_replay(
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from lkd_perception.io.bag import open_bag
+
+    open_bag(bag).close()  # an unreadable bag is refused before any node process starts
     use_dds_profile()  # before the first participant; the node processes inherit it
     ctx = Context()
     rclpy.init(context=ctx)

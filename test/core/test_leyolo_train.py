@@ -97,5 +97,5 @@ class _RunsCodeWhenUnpickled:
 def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     bad = tmp_path / "last.pt"
     torch.save({"ema": {}, "model_args": {}, "payload": _RunsCodeWhenUnpickled()}, bad)
-    with pytest.raises(ModelError, match="refused"):
+    with pytest.raises(ModelError, match="refused, it would import"):
         load_checkpoint(bad)
