@@ -1,0 +1,42 @@
+"""``lkd run BAG --out DIR``: every capability on a bag offline (no DDS), outputs as a recording."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lkd_perception.commands import Command, emit_json
+
+
+def _add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bag", help="input bag (mcap or sqlite3 rosbag2 folder/file)")
+    p.add_argument("--out", required=True, help="output folder: DIR/outputs.mcap (the nodes' topics, read by "
+                                                "`lkd evaluate all`) and DIR/run.json (speed and health per capability)")
+    p.add_argument("--capabilities", default="all", help="comma-separated: detection, lines, odometry (default all)")
+    p.add_argument("--config", default=None, help="the nodes' parameter file (default config/vehicle.yaml)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lkd_perception.offline.runner import run_bag
+
+    bar = tqdm(total=0, unit="msg", file=sys.stderr, desc="run", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_bag(args.bag, args.out, capabilities=args.capabilities, config=args.config, on_progress=progress)
+    finally:
+        bar.close()
+    for name, t in result.tasks.items():
+        print(f"{name}: {t['inputs']} messages, {t['ms_per_message']} ms each, "
+              f"{t['realtime_factor']}x real time", file=sys.stderr)
+    emit_json(result.to_dict(), None)
+    return 0
+
+
+COMMANDS = [Command(("run",), "run the capabilities on a bag offline (no DDS) and record their outputs", _add, _run)]
