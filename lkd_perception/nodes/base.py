@@ -17,7 +17,8 @@ import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rcl_interfaces.msg import ParameterType as PT
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -197,6 +198,23 @@ class LkdNode(Node):
         return wrapper
 
 
+def spin_until_shutdown(executor: Executor) -> None:
+    """Spin until the context shuts down (Ctrl-C, SIGTERM, ``rclpy.shutdown``), quietly.
+
+    rclpy's signal handler shuts the context down from another thread, so the executor can be
+    between two steps when it happens: building its next wait set then fails with an RCLError
+    about an invalid context. That is how the node stops, not a fault worth a traceback; the
+    same error while the context is still valid is one, and is raised.
+    """
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if executor.context.ok():
+            raise
+
+
 def run_node(node_cls: Callable[..., Node], args: Sequence[str] | None = None) -> None:
     """Entry point body of a node executable: init, spin until shutdown, clean up."""
     use_dds_profile()
@@ -204,7 +222,9 @@ def run_node(node_cls: Callable[..., Node], args: Sequence[str] | None = None) -
     node = None
     try:
         node = node_cls()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

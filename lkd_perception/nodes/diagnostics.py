@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy._rclpy_pybind11 import InvalidHandle, RCLError
 from rclpy.node import Node
 
 from lkd_perception.common.timing import LatencyWindow
@@ -99,9 +100,20 @@ class DiagnosticsReporter:
         )
 
     def publish(self) -> None:
-        if not self._tasks:
+        """Report every task (the timer's callback).
+
+        A node stopped by Ctrl-C can be inside this callback when rclpy's signal handler shuts
+        the context down; the publish then fails because the context is gone. That is the end of
+        the node, not an error: it returns quietly instead of ending the process with a traceback.
+        """
+        context = self._node.context
+        if not self._tasks or not context.ok():
             return
         msg = DiagnosticArray()
         msg.header.stamp = self._node.get_clock().now().to_msg()
         msg.status = [self.status(name) for name in sorted(self._tasks)]
-        self._pub.publish(msg)
+        try:
+            self._pub.publish(msg)
+        except (RCLError, InvalidHandle):
+            if context.ok():
+                raise

@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from lkd_perception.common.errors import ConfigError
+from lkd_perception.nodes.base import spin_until_shutdown
 from lkd_perception.nodes.dds import use_dds_profile
 from lkd_perception.nodes.graph import LOG_LEVELS, TOPIC_ARGUMENTS, NodeSpec, default_config_path, remappings, select
 
@@ -117,11 +118,11 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
             log.info("started %s", n.get_fully_qualified_name())
         # the last node spins on this thread (so Ctrl-C lands here), the others on their own
         for ex, n in zip(executors[:-1], nodes[:-1]):
-            t = threading.Thread(target=_spin, args=(ex,), name=n.get_name(), daemon=True)
+            t = threading.Thread(target=spin_until_shutdown, args=(ex,), name=n.get_name(), daemon=True)
             t.start()
             threads.append(t)
         if executors:
-            executors[-1].spin()
+            spin_until_shutdown(executors[-1])
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -133,9 +134,3 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
             n.destroy_node()
         rclpy.try_shutdown()
 
-
-def _spin(executor: SingleThreadedExecutor) -> None:
-    try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
