@@ -10,7 +10,6 @@ and ``corridor`` drives and runs ours and KISS-ICP on the same scans in one proc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -172,12 +171,16 @@ def metrics_dict(m) -> dict[str, Any]:
 
 def _evaluate_run(args: argparse.Namespace) -> int:
     from lkd_perception.eval.trajectory import evaluate_trajectory
-    from lkd_perception.io.formats import read_tum
+    from lkd_perception.common.errors import InputError
+    from lkd_perception.io.formats import read_json, read_tum
 
     pred, gt = _series_to_traj(read_tum(args.pred)), _series_to_traj(read_tum(args.gt))
-    m = evaluate_trajectory(pred, gt, max_diff_s=args.max_diff)
+    try:
+        m = evaluate_trajectory(pred, gt, max_diff_s=args.max_diff)
+    except InputError as exc:
+        raise InputError(f"{args.pred} against {args.gt}: {exc}") from exc
     if args.plot:
-        loops = json.loads(Path(args.loops).read_text()) if args.loops else []
+        loops = read_json(args.loops) if args.loops else []
         _plot(pred, gt, m.alignment, loops, args.plot)
     emit_json(metrics_dict(m), args.out)
     return 0

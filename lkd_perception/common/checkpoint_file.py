@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,5 +31,5 @@ def load_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Any:
             raise ModelError(f"{p}: refused, it would import {blocked.group(1)}; a {what} holds only "
                              "tensors and plain data") from exc
         raise ModelError(f"{p}: not a PyTorch {what} (corrupt or another format)") from exc
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # torch's unpickler raises EOFError, RuntimeError, IndexError, ... on junk
         raise ModelError(f"{p}: not a PyTorch {what} (empty, truncated or another format)") from exc

@@ -126,10 +126,12 @@ def read_checkpoint(npz_path: str | Path, json_path: str | Path | None = None) -
     """Read the tensors (``.npz``) and their description (``.json``, default: beside the npz)."""
     npz = Path(npz_path)
     meta_path = Path(json_path) if json_path else npz.with_suffix(".json")
-    for p in (npz, meta_path):
-        if not p.is_file():
-            raise ModelError(f"weights file {str(p)!r} not found (an official LeYOLO import needs the tensors "
-                             f"(.npz) and the layer list/class names (.json) beside them)")
+    if not npz.is_file():
+        raise ModelError(f"weights file {str(npz)!r} not found (an official LeYOLO import needs the tensors (.npz) "
+                         f"and the layer list/class names (.json) beside them)")
+    if not meta_path.is_file():
+        raise ModelError(f"{npz}: its layer list/class names {str(meta_path)!r} are not found (an official LeYOLO "
+                         f"import needs the .json beside the tensors, or --json)")
     try:
         with np.load(npz, allow_pickle=False) as data:
             tensors = {k: np.asarray(data[k]) for k in data.files}

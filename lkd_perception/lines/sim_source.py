@@ -11,6 +11,7 @@ frames of a user's own camera, labelled, are what the synthetic-only model lacks
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -57,11 +58,17 @@ def load_frames(path: str | Path) -> list[SyntheticImage]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"simulator frame cache not found: {p}")
-    data = np.load(p)
-    splits = np.cumsum(data["counts"])[:-1]
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            rgb, segments, counts = data["rgb"], data["segments"], data["counts"]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{p}: not a simulator frame cache (.npz with rgb, segments, counts): {exc}") from exc
+    if rgb.ndim != 4 or counts.sum() != len(segments) or len(counts) != len(rgb):
+        raise InputError(f"{p}: inconsistent frame cache ({len(rgb)} images, {len(counts)} counts, "
+                         f"{len(segments)} segments)")
+    splits = np.cumsum(counts)[:-1]
     empty = np.zeros((0, 2), np.float32)
-    return [SyntheticImage(rgb=rgb, segments=seg, crossings=empty)
-            for rgb, seg in zip(data["rgb"], np.split(data["segments"], splits))]
+    return [SyntheticImage(rgb=im, segments=seg, crossings=empty) for im, seg in zip(rgb, np.split(segments, splits))]
 
 
 def labelled_images(gt_path: str | Path) -> list[SyntheticImage]:
