@@ -23,8 +23,10 @@ from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import make_pose, matrix_from_quat, quat_from_matrix
 from lkd_perception.io.codecs import (
     Cloud,
+    decode_compressed_image,
     decode_image,
     decode_pointcloud2,
+    encode_compressed_image,
     encode_image,
     encode_pointcloud2,
     image_to_rgb_array,
@@ -150,6 +152,14 @@ class BagWriter:
             "header": header(stamp_ns, frame_id), "height": image.shape[0], "width": image.shape[1],
             "encoding": encoding, "is_bigendian": 0, "step": step,
             "data": np.frombuffer(data, np.uint8),
+        }, stamp_ns, SENSOR_QOS)
+
+    def write_compressed_image(self, topic: str, stamp_ns: int, rgb: np.ndarray, frame_id: str,
+                               codec: str = "jpeg", quality: int = 90) -> None:
+        """``sensor_msgs/CompressedImage`` (JPEG or PNG) of an (H, W, 3) uint8 RGB image."""
+        fmt, data = encode_compressed_image(rgb, codec, quality)
+        self.write(topic, "sensor_msgs/msg/CompressedImage", {
+            "header": header(stamp_ns, frame_id), "format": fmt, "data": np.frombuffer(data, np.uint8),
         }, stamp_ns, SENSOR_QOS)
 
     def write_cloud(self, topic: str, stamp_ns: int, cloud: Cloud, frame_id: str, log_ns: int | None = None) -> None:
@@ -291,11 +301,31 @@ def stamp_ns(msg: Any) -> int:
     return int(s.sec) * 1_000_000_000 + int(s.nanosec)
 
 
+def image_topic_in(info: "BagInfo", topic: str) -> str:
+    """The bag's camera topic for ``topic``: itself, or image_transport's ``<topic>/compressed``.
+
+    Robots record ``sensor_msgs/CompressedImage`` on ``<base>/compressed``; a user who names the
+    base topic of a compressed recording gets its images without knowing the convention.
+    """
+    names = {t.name for t in info.topics}
+    if topic in names or f"{topic}/compressed" not in names:
+        return topic
+    return f"{topic}/compressed"
+
+
+def rgb_of(msg: Any) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage``."""
+    if hasattr(msg, "format"):
+        return decode_compressed_image(msg.format, msg.data)
+    arr = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+    return image_to_rgb_array(arr, msg.encoding)
+
+
 def read_images(path: str | Path, topic: str = "/camera/image_raw") -> Iterator[tuple[int, np.ndarray]]:
-    """(header stamp ns, (H, W, 3) uint8 RGB) for each image on ``topic``."""
-    for _, _, msg in read_messages(path, [topic]):
-        arr = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
-        yield stamp_ns(msg), image_to_rgb_array(arr, msg.encoding)
+    """(header stamp ns, (H, W, 3) uint8 RGB) for each image on ``topic`` (raw or compressed;
+    ``<topic>/compressed`` is read when only that is recorded)."""
+    for _, _, msg in read_messages(path, [image_topic_in(bag_info(path), topic)]):
+        yield stamp_ns(msg), rgb_of(msg)
 
 
 def read_clouds(path: str | Path, topic: str = "/lidar/points") -> Iterator[tuple[int, Cloud]]:

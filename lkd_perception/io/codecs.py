@@ -122,6 +122,54 @@ def image_to_rgb_array(arr: np.ndarray, encoding: str) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(arr), code)
 
 
+#: ``sensor_msgs/CompressedImage`` formats we write and read (image_transport's plugin names)
+COMPRESSED_FORMATS = ("jpeg", "png")
+
+
+def compressed_codec(fmt: str) -> str:
+    """``jpeg`` or ``png`` from a CompressedImage ``format`` field.
+
+    image_transport writes ``"rgb8; jpeg compressed bgr8"``; other drivers write just ``"jpeg"``,
+    ``"jpg"`` or ``"png"``. The pixel order inside the stream is the codec's own (OpenCV decodes
+    to BGR), so only the codec name matters.
+    """
+    text = fmt.strip().lower()
+    for name, codec in (("jpeg", "jpeg"), ("jpg", "jpeg"), ("png", "png")):
+        if name in text:
+            return codec
+    raise CodecError(f"unsupported compressed image format {fmt!r}; supported: {', '.join(COMPRESSED_FORMATS)}")
+
+
+def decode_compressed_image(fmt: str, data: bytes | Any) -> np.ndarray:
+    """A CompressedImage's pixels as (H, W, 3) uint8 RGB (grey and 16-bit streams converted)."""
+    import cv2
+
+    compressed_codec(fmt)
+    buf = np.frombuffer(memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise CodecError(f"compressed image ({fmt!r}, {buf.size} bytes) does not decode")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def encode_compressed_image(rgb: np.ndarray, codec: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:
+    """(``format`` field, data) of a CompressedImage holding an (H, W, 3) uint8 RGB image.
+
+    The format string is image_transport's, so ``ros2 bag`` tools and rqt show it as usual.
+    """
+    import cv2
+
+    if codec not in COMPRESSED_FORMATS:
+        raise CodecError(f"codec must be one of {COMPRESSED_FORMATS}, got {codec!r}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise CodecError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, buf = cv2.imencode(".jpg" if codec == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise CodecError(f"OpenCV could not encode a {rgb.shape} image as {codec}")
+    return f"rgb8; {codec} compressed bgr8", buf.tobytes()
+
+
 def encode_image(arr: np.ndarray, encoding: str) -> tuple[int, bytes]:
     """Bytes and step of an array in the encoding's layout (little-endian, no row padding)."""
     enc = canonical_encoding(encoding)

@@ -22,6 +22,9 @@ class SimConfig:
     seed: int = param(0, "seed of the world, the sensor noise and the moving objects", lo=0)
     density: float = param(1.0, "scale of street furniture and traffic counts", lo=0.0, hi=4.0)
     camera: bool = param(True, "render the camera (off: LiDAR and IMU only, much faster)")
+    camera_format: str = param("raw", "camera messages: raw rgb8 sensor_msgs/Image, or jpeg/png "
+                               "sensor_msgs/CompressedImage on <topic>/compressed (image_transport's name)",
+                               choices=("raw", "jpeg", "png"))
     camera_width: int = param(640, "image width, px", lo=16, hi=4096)
     camera_height: int = param(480, "image height, px", lo=16, hi=4096)
     camera_hfov_deg: float = param(75.0, "horizontal field of view, deg", lo=20.0, hi=150.0)

@@ -110,7 +110,11 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) 
                         frame = sim.frame(k, float(frame_times[k]))
                     stages["camera"] += w.elapsed
                     bag.write_camera_info(TOPIC_CAMERA_INFO, frame.stamp_ns, ext.K, ext.width, ext.height, "camera_optical")
-                    bag.write_image(TOPIC_IMAGE, frame.stamp_ns, frame.rgb, "camera_optical")
+                    if cfg.camera_format == "raw":
+                        bag.write_image(TOPIC_IMAGE, frame.stamp_ns, frame.rgb, "camera_optical")
+                    else:
+                        bag.write_compressed_image(f"{TOPIC_IMAGE}/compressed", frame.stamp_ns, frame.rgb,
+                                                   "camera_optical", codec=cfg.camera_format)
                     images.append({"id": k + 1, "file_name": frame.file_name, "width": ext.width,
                                    "height": ext.height, "stamp_ns": frame.stamp_ns})
                     for b in frame.boxes:
