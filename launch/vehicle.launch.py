@@ -2,7 +2,10 @@
 
     ros2 launch lkd_perception vehicle.launch.py [config:=/path/vehicle.yaml] [namespace:=car1]
         [use_sim_time:=true] [capabilities:=detection,lines,odometry] [image_topic:=/front/image_raw]
-        [lidar_topic:=/velodyne_points] [imu_topic:=/imu] [log_level:=debug]
+        [lidar_topic:=/velodyne_points] [imu_topic:=/imu] [log_level:=debug] [autostart:=false]
+
+The nodes are managed (lifecycle) nodes; with ``autostart`` (default true) each configures and
+activates itself, otherwise they wait unconfigured for ``ros2 lifecycle set`` or a lifecycle manager.
 
 The launch file only wires: which nodes, their parameter file and remappings come from
 ``lkd_perception.nodes.graph``, the same description ``lkd launch`` uses. Settings in the YAML
@@ -29,6 +32,7 @@ def _nodes(context):
     specs = select(LaunchConfiguration("capabilities").perform(context))
     topics = {arg: LaunchConfiguration(arg).perform(context) for arg in TOPIC_ARGUMENTS}
     log_level = LaunchConfiguration("log_level").perform(context)
+    autostart = LaunchConfiguration("autostart").perform(context).lower() in ("true", "1", "yes")
     # the shipped Fast DDS profile (config/fastdds.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set
     env = dds_environment()
     return [
@@ -37,7 +41,7 @@ def _nodes(context):
             executable=spec.executable,
             name=spec.name,
             namespace=namespace,
-            parameters=[config, {"use_sim_time": use_sim_time}],
+            parameters=[config, {"use_sim_time": use_sim_time, "autostart": autostart}],
             remappings=remappings(spec, topics),
             ros_arguments=["--log-level", log_level],
             additional_env=env,
@@ -64,6 +68,10 @@ def generate_launch_description():
                 for arg, own in TOPIC_ARGUMENTS.items()
             ],
             DeclareLaunchArgument("log_level", default_value="info", description="one of: " + ", ".join(LOG_LEVELS)),
+            DeclareLaunchArgument(
+                "autostart", default_value="true",
+                description="configure and activate the lifecycle nodes at start-up (false: wait for transitions)",
+            ),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -20,6 +20,9 @@ def _add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + arg.replace("_", "-"), dest=arg, default=own,
                        help=f"input topic, remapped from the nodes' {own} (default %(default)s)")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log level of the nodes (default info)")
+    p.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=True,
+                   help="configure and activate the (lifecycle) nodes at start-up (default); --no-autostart: "
+                        "they wait for `ros2 lifecycle set` or a lifecycle manager")
     p.add_argument("--dry-run", action="store_true", help="print the nodes and parameters as JSON, start nothing")
 
 
@@ -45,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 
     topics = {a: getattr(args, a) for a in TOPIC_ARGUMENTS}
     launch = run_all.plan(args.config, args.capabilities, args.namespace, args.use_sim_time, parse_sets(args.set),
-                          topics, args.log_level)
+                          topics, args.log_level, args.autostart)
     if args.dry_run:
         emit_json(
             {

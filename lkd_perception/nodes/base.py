@@ -19,6 +19,7 @@ from rcl_interfaces.msg import ParameterType as PT
 from rclpy.clock import Clock, ClockType
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -47,6 +48,10 @@ class NodeIOConfig:
     heap_trim_period_s: float = param(
         10.0, "Period of giving freed heap memory back to the OS (s, glibc only; 0 = never)",
         lo=0.0, hi=3600.0, read_only=True,
+    )
+    autostart: bool = param(
+        True, "Configure and activate at start-up; false: wait for lifecycle transitions (ros2 lifecycle set, "
+        "a lifecycle manager)", read_only=True,
     )
 
 
@@ -94,10 +99,38 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return d
 
 
-class LkdNode(Node):
-    """Base class of the product's nodes."""
+class _StartsAfterConstruction(type):
+    """Runs ``autostart`` once the whole constructor chain (the subclass's included) has run, so
+    that ``DetectorNode()`` is a working node, as before nodes had a lifecycle."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        node = super().__call__(*args, **kwargs)
+        node._autostart()
+        return node
+
+
+class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
+    """Base class of the product's nodes: a managed (lifecycle) node.
+
+    The constructor declares parameters and starts /diagnostics, which reports in every state.
+    A subclass puts its heavy loading (model, TensorRT engine, odometry pipeline) and its
+    outputs in :meth:`configure`: publishers created there are lifecycle publishers (they
+    publish only while active), subscriptions created there exist only while active (created by
+    activate, destroyed by deactivate), and cleanup destroys both and calls :meth:`release`.
+    A configure that raises an :class:`LkdError` (a missing model) fails the transition; the node
+    stays unconfigured, reports the error on /diagnostics and can be configured again.
+    With the ``autostart`` parameter (default) the node configures and activates itself as soon as
+    it is constructed.
+    """
 
     def __init__(self, node_name: str, **node_kwargs: Any) -> None:
+        self._configuring = False
+        self._deferred_subscriptions: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self._active_subscriptions: list[Any] = []
+        self._configured_publishers: list[Any] = []
+        self._configured_timers: list[Any] = []
+        self._problem_timer = None
+        self.model_error = ""
         super().__init__(node_name, **node_kwargs)
         self._configs: dict[type, tuple[dict[str, ParamSpec], Callable[[Any], None] | None]] = {}
         self._config_values: dict[type, Any] = {}
@@ -111,6 +144,100 @@ class LkdNode(Node):
             self._heap_timer = self.create_timer(
                 self.io_config.heap_trim_period_s, release_free_heap, clock=Clock(clock_type=ClockType.STEADY_TIME)
             )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Load what the node needs and create its outputs (subclasses; see the class docstring)."""
+
+    def release(self) -> None:
+        """Drop what :meth:`configure` loaded (subclasses), on cleanup and shutdown."""
+
+    def create_publisher(self, msg_type: Any, topic: str, qos_profile: Any, **kwargs: Any) -> Any:
+        if self._configuring:
+            pub = self.create_lifecycle_publisher(msg_type, topic, qos_profile, **kwargs)
+            self._configured_publishers.append(pub)
+            return pub
+        return super().create_publisher(msg_type, topic, qos_profile, **kwargs)
+
+    def create_subscription(self, msg_type: Any, topic: str, callback: Any, qos_profile: Any, **kwargs: Any) -> Any:
+        if self._configuring:  # created on activate; there is nothing to return yet
+            self._deferred_subscriptions.append(((msg_type, topic, callback, qos_profile), kwargs))
+            return None
+        return super().create_subscription(msg_type, topic, callback, qos_profile, **kwargs)
+
+    def create_timer(self, *args: Any, **kwargs: Any) -> Any:
+        timer = super().create_timer(*args, **kwargs)
+        if self._configuring:
+            self._configured_timers.append(timer)
+        return timer
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._configuring = True
+        try:
+            self.configure()
+        except LkdError as exc:
+            self._configure_failed(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
+            self._configure_failed(f"unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            return TransitionCallbackReturn.FAILURE
+        finally:
+            self._configuring = False
+        if self._problem_timer is not None:
+            self.destroy_timer(self._problem_timer)
+            self._problem_timer = None
+        self.model_error = ""
+        self.get_logger().info("configured")
+        return super().on_configure(state)
+
+    def _configure_failed(self, message: str) -> None:
+        """Log, report on /diagnostics until a configure succeeds, and undo the partial configure."""
+        self.model_error = message
+        self.get_logger().error(f"configure failed, publishing nothing: {message}")
+        self._teardown()
+        self.diagnostics.error("model", message)
+        if self._problem_timer is None:
+            self._problem_timer = super().create_timer(
+                self.io_config.diagnostics_period_s, lambda: self.diagnostics.error("model", self.model_error)
+            )
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for args, kwargs in self._deferred_subscriptions:
+            self._active_subscriptions.append(super().create_subscription(*args, **kwargs))
+        self.get_logger().info("active")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self.get_logger().info("inactive")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return super().on_shutdown(state)
+
+    def _unsubscribe(self) -> None:
+        for sub in self._active_subscriptions:
+            self.destroy_subscription(sub)
+        self._active_subscriptions = []
+
+    def _teardown(self) -> None:
+        self._unsubscribe()
+        self._deferred_subscriptions = []
+        for pub in self._configured_publishers:
+            self.destroy_lifecycle_publisher(pub)
+        for timer in self._configured_timers:
+            self.destroy_timer(timer)
+        self._configured_publishers, self._configured_timers = [], []
+        self.release()
+
+    def _autostart(self) -> None:
+        if self.io_config.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
 
     # -- parameters ---------------------------------------------------------------------------
     def declare_config(self, cls: type[C], on_change: Callable[[C], None] | None = None) -> C:

@@ -6,8 +6,10 @@ Subscribes ``camera/image_raw`` (sensor QoS), publishes ``lkd/detections`` and, 
 detection carries the class *name* as ``results[0].hypothesis.class_id``: from the model's
 metadata, or the COCO names for a published DEIMv2 export without any (see ``detection.runtime``).
 
-A model that cannot be loaded does not stop the node: it logs the error, keeps reporting ERROR
-on /diagnostics, and stays discoverable so an operator sees why there are no detections.
+A managed (lifecycle) node: configure loads the model, activate subscribes (see
+:class:`~lkd_perception.nodes.base.LkdNode`). A model that cannot be loaded does not stop the node:
+configure fails, the node logs the error, keeps reporting ERROR on /diagnostics, and stays
+discoverable so an operator sees why there are no detections.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Sequence
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from lkd_perception.common.errors import LkdError
 from lkd_perception.detection.config import DetectorConfig
 from lkd_perception.detection.draw import draw_detections
 from lkd_perception.detection.runtime import Detector
@@ -33,15 +34,10 @@ class DetectorNode(LkdNode):
         super().__init__(node_name, **node_kwargs)
         self.cfg = self.declare_config(DetectorConfig, on_change=self._on_config)
         self.detector: Detector | None = None
-        self.model_error = ""
-        try:
-            self.detector = Detector(self.cfg)
-        except LkdError as exc:
-            self.model_error = str(exc)
-            self.get_logger().error(f"detector not loaded, publishing nothing: {exc}")
-            self.diagnostics.error("model", self.model_error)
-            self.create_timer(self.io_config.diagnostics_period_s, self._report_model_error)
-            return
+
+    def configure(self) -> None:
+        """Load the model (with TensorRT: build the engine, minutes on a Jetson) and create the outputs."""
+        self.detector = Detector(self.cfg)
         self.get_logger().info(
             f"{self.detector.info.family} model {self.detector.info.path}: input {self.detector.info.input_size}, "
             f"classes {list(self.detector.class_names)}, providers {list(self.detector.providers)}"
@@ -50,13 +46,13 @@ class DetectorNode(LkdNode):
         self.debug_pub = self.create_publisher(Image, "lkd/detections/debug_image", self.output_qos(depth=1))
         self.create_subscription(Image, "camera/image_raw", self.guarded("image", self._on_image), self.sensor_qos())
 
+    def release(self) -> None:
+        self.detector = None
+
     def _on_config(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
         if self.detector is not None:
             self.detector.config = cfg
-
-    def _report_model_error(self) -> None:
-        self.diagnostics.error("model", self.model_error)
 
     def _on_image(self, msg: Image) -> None:
         rgb = image_to_rgb(msg)

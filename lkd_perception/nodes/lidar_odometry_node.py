@@ -45,6 +45,9 @@ class LidarOdometryNode(LkdNode):
     def __init__(self, node_name: str = "lidar_odometry_node", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
         self.cfg = self.declare_config(OdometryConfig)
+
+    def configure(self) -> None:
+        """Build the pipeline (loads the descriptor model) and the outputs; subscribed while active."""
         self.pipeline = LioPipeline(self.cfg)
         self.pub_odom = self.create_publisher(Odometry, "lkd/odometry", self.output_qos())
         self.pub_path = self.create_publisher(Path, "lkd/path", self.output_qos(depth=1))

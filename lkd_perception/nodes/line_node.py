@@ -10,8 +10,9 @@ Subscribes ``camera/image_raw`` (sensor QoS) and publishes
 * ``lkd/lines/debug_image`` (rgb8, segments drawn) when ``publish_debug_image`` is on.
 
 Grouping settings (thresholds, tolerances) can be changed at run time; model, input size,
-providers and threads only at start-up. A model that cannot be loaded does not stop the node:
-it logs the error, reports ERROR on /diagnostics and stays up.
+providers and threads only at start-up. A managed (lifecycle) node: configure loads the model,
+activate subscribes. A model that cannot be loaded does not stop the node: configure fails, it
+logs the error, reports ERROR on /diagnostics and stays up.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 from visualization_msgs.msg import ImageMarker
 
-from lkd_perception.common.errors import LkdError
 from lkd_perception.io import messages
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.draw import draw_segments
@@ -39,15 +39,10 @@ class LineNode(LkdNode):
         super().__init__(node_name, **node_kwargs)
         self.cfg = self.declare_config(LineConfig, on_change=self._on_config)
         self.detector: LineDetector | None = None
-        self.model_error = ""
-        try:
-            self.detector = LineDetector(self.cfg)
-        except LkdError as exc:
-            self.model_error = str(exc)
-            self.get_logger().error(f"line model not loaded, publishing nothing: {exc}")
-            self.diagnostics.error("model", self.model_error)
-            self.create_timer(self.io_config.diagnostics_period_s, self._report_model_error)
-            return
+
+    def configure(self) -> None:
+        """Load the model and create the outputs (see the module docstring)."""
+        self.detector = LineDetector(self.cfg)
         self.get_logger().info(
             f"line model {self.detector.model_path}: input {self.detector.input_size[0]}x{self.detector.input_size[1]} "
             f"({self.detector.layout}), "
@@ -58,15 +53,15 @@ class LineNode(LkdNode):
         self.debug_pub = self.create_publisher(Image, "lkd/lines/debug_image", self.output_qos(depth=1))
         self.create_subscription(Image, "camera/image_raw", self.guarded("image", self._on_image), self.sensor_qos())
 
+    def release(self) -> None:
+        self.detector = None
+
     def _on_config(self, cfg: LineConfig) -> None:
         self.cfg = cfg
         if self.detector is not None:
             self.detector.config = replace(
                 cfg, model_path=self.detector.config.model_path, provider=self.detector.config.provider
             )
-
-    def _report_model_error(self) -> None:
-        self.diagnostics.error("model", self.model_error)
 
     def _on_image(self, msg: Image) -> None:
         rgb = image_to_rgb(msg)

@@ -46,10 +46,11 @@ class LaunchPlan:
     overrides: dict[str, Any] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)  # TOPIC_ARGUMENTS name -> topic
     log_level: str = "info"
+    autostart: bool = True
 
     def parameters(self) -> dict[str, Any]:
         """What every node gets over the file (the launch file's second ``parameters`` entry)."""
-        return {**self.overrides, "use_sim_time": self.use_sim_time}
+        return {**self.overrides, "use_sim_time": self.use_sim_time, "autostart": self.autostart}
 
     def ros_arguments(self, spec: NodeSpec) -> list[str]:
         """The node's ``--ros-args``: the parameter file for rcl to parse and the remappings."""
@@ -67,11 +68,13 @@ def plan(
     overrides: dict[str, Any] | None = None,
     topics: dict[str, str] | None = None,
     log_level: str = "info",
+    autostart: bool = True,
 ) -> LaunchPlan:
     """Resolve the graph into the nodes to start, without starting them.
 
     ``overrides`` set parameters of every node on top of the file (like the launch file's
-    ``use_sim_time``); ``topics`` rename inputs (keys of ``TOPIC_ARGUMENTS``).
+    ``use_sim_time``); ``topics`` rename inputs (keys of ``TOPIC_ARGUMENTS``); without
+    ``autostart`` the nodes wait unconfigured for lifecycle transitions.
     """
     path = Path(config_path) if config_path else default_config_path()
     if not path.is_file():
@@ -82,7 +85,7 @@ def plan(
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"log level {log_level!r} is not one of {list(LOG_LEVELS)}")
     return LaunchPlan(path.resolve(), namespace, use_sim_time, tuple(select(capabilities)), dict(overrides or {}),
-                      {k: v for k, v in (topics or {}).items() if v}, log_level)
+                      {k: v for k, v in (topics or {}).items() if v}, log_level, autostart)
 
 
 def instantiate(launch: LaunchPlan, context: Context | None = None) -> list[Node]:

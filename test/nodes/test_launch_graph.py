@@ -122,9 +122,9 @@ def test_launch_file_and_lkd_launch_start_the_same_nodes(ros_ctx):
     for action, spec in zip(launched, plan.nodes):
         assert action["executable"] == spec.executable and action["namespace"] == "car1"
         # the same file for rcl to parse, and the same parameters over it
-        assert action["parameters"] == [args["config"], {"use_sim_time": True}]
+        assert action["parameters"] == [args["config"], {"use_sim_time": True, "autostart": True}]
         assert plan.ros_arguments(spec)[:3] == ["--ros-args", "--params-file", str(Path(args["config"]).resolve())]
-        assert plan.parameters() == {"use_sim_time": True}
+        assert plan.parameters() == {"use_sim_time": True, "autostart": True}
         assert action["remappings"] == remappings(spec, topics) == expected_remaps[spec.name]
         assert action["ros_arguments"] == ["--log-level", "debug"] and plan.log_level == "debug"
         assert action["additional_env"] == dds_environment()  # the Fast DDS profile lkd launch uses
