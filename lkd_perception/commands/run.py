@@ -14,6 +14,9 @@ def _add(p: argparse.ArgumentParser) -> None:
                                                 "`lkd evaluate all`) and DIR/run.json (speed and health per capability)")
     p.add_argument("--capabilities", default="all", help="comma-separated: detection, lines, odometry (default all)")
     p.add_argument("--config", default=None, help="the nodes' parameter file (default config/vehicle.yaml)")
+    p.add_argument("--image-topic", default="/camera/image_raw", help="camera images in the bag")
+    p.add_argument("--lidar-topic", default="/lidar/points", help="LiDAR point clouds in the bag")
+    p.add_argument("--imu-topic", default="/imu/data", help="IMU samples in the bag")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,7 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = run_bag(args.bag, args.out, capabilities=args.capabilities, config=args.config, on_progress=progress)
+        result = run_bag(args.bag, args.out, capabilities=args.capabilities, config=args.config, on_progress=progress,
+                         image_topic=args.image_topic, lidar_topic=args.lidar_topic, imu_topic=args.imu_topic)
     finally:
         bar.close()
     for name, t in result.tasks.items():

@@ -188,8 +188,12 @@ def _diagnostics(make, end_ns: int, stats: Sequence[TaskStats]) -> Any:
 
 
 def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[str] = "all",
-            config: str | Path | None = None, on_progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Run the chosen capabilities on every message of ``bag``; write ``out_dir/outputs.mcap`` and ``run.json``."""
+            config: str | Path | None = None, on_progress: Callable[[int, int], None] | None = None,
+            image_topic: str = IMAGE_TOPIC, lidar_topic: str = LIDAR_TOPIC, imu_topic: str = IMU_TOPIC) -> RunResult:
+    """Run the chosen capabilities on every message of ``bag``; write ``out_dir/outputs.mcap`` and ``run.json``.
+
+    The input topics are the nodes' defaults unless given (the bag's names for what a launch
+    would remap)."""
     from lkd_perception.detection.runtime import Detector
     from lkd_perception.lines.runtime import LineDetector
     from lkd_perception.odometry.pipeline import LioPipeline
@@ -199,7 +203,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     info = bag_info(bag)
     have = {t.name for t in info.topics}
     cfgs = node_configs(config_path, capabilities)
-    needs = {"detector_node": IMAGE_TOPIC, "line_node": IMAGE_TOPIC, "lidar_odometry_node": LIDAR_TOPIC}
+    needs = {"detector_node": image_topic, "line_node": image_topic, "lidar_odometry_node": lidar_topic}
     skipped = {n: f"{needs[n]} is not in the bag" for n in cfgs if needs[n] not in have}
     t_load = time.perf_counter()
     detector = Detector(cfgs["detector_node"]) if "detector_node" in cfgs and "detector_node" not in skipped else None
@@ -211,9 +215,9 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
 
     stats = {n: TaskStats(n, "scan" if n == "lidar_odometry_node" else "image") for n in cfgs if n not in skipped}
     imu_stats = TaskStats("lidar_odometry_node", "imu")
-    topics = [t for t in (IMAGE_TOPIC if (detector or lines) else None,
-                          LIDAR_TOPIC if pipeline else None,
-                          IMU_TOPIC if pipeline else None,
+    topics = [t for t in (image_topic if (detector or lines) else None,
+                          lidar_topic if pipeline else None,
+                          imu_topic if pipeline else None,
                           TF_STATIC_TOPIC if pipeline else None) if t and t in have]
     static: dict[str, np.ndarray] = {}
     degraded: list[tuple[float, str]] = []
@@ -231,7 +235,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
             done += 1
             if on_progress and done % 50 == 0:
                 on_progress(done, total)
-            if topic == IMAGE_TOPIC:
+            if topic == image_topic:
                 hdr_ns, st, fid = stamp_ns(msg), msg.header.stamp, msg.header.frame_id
                 try:
                     rgb = _rgb(msg)
@@ -254,7 +258,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
                         for t, m in r[0]:
                             rec.write(t, m, r[1])
                         stats["line_node"].outputs += 1
-            elif topic == IMU_TOPIC:
+            elif topic == imu_topic:
                 w, a = msg.angular_velocity, msg.linear_acceleration
                 try:
                     pipeline.add_imu(stamp_ns(msg), np.array([w.x, w.y, w.z]), np.array([a.x, a.y, a.z]))
@@ -268,7 +272,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
                         q, p = t.transform.rotation, t.transform.translation
                         static[t.child_frame_id] = make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])),
                                                              [p.x, p.y, p.z])
-            elif topic == LIDAR_TOPIC:
+            elif topic == lidar_topic:
                 s = stats["lidar_odometry_node"]
                 hdr_ns, st, fid = stamp_ns(msg), msg.header.stamp, msg.header.frame_id
 
