@@ -28,6 +28,19 @@ def discover() -> list[Command]:
     return found
 
 
+class HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
+    """``--help`` that shows each option's default (unless its text already says it) and keeps
+    the example's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default in (None, False, argparse.SUPPRESS) or "default" in text.lower()
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
 def build_parser(cmds: Sequence[Command]) -> argparse.ArgumentParser:
     """A parser with nested subcommands (``lkd evaluate lines ...``)."""
     parser = argparse.ArgumentParser(prog="lkd", description="lkd_perception command line")
@@ -45,7 +58,9 @@ def build_parser(cmds: Sequence[Command]) -> argparse.ArgumentParser:
                 nodes[prefix] = sub
                 groups[prefix] = sub.add_subparsers(dest=f"cmd{depth}", metavar="WHAT")
                 groups[prefix].required = True
-        leaf = groups[cmd.path[:-1]].add_parser(cmd.path[-1], help=cmd.help, description=cmd.help)
+        leaf = groups[cmd.path[:-1]].add_parser(
+            cmd.path[-1], help=cmd.help, description=cmd.help, formatter_class=HelpWithDefaults,
+            epilog=f"example:\n  {cmd.example}" if cmd.example else None)
         cmd.add_arguments(leaf)
         leaf.set_defaults(_run=cmd.run)
     return parser

@@ -24,6 +24,8 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    #: one typical command line, shown at the end of ``--help`` (a test requires it)
+    example: str = ""
 
 
 def emit_json(obj: Any, out: str | Path | None) -> None:

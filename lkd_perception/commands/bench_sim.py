@@ -9,7 +9,7 @@ from lkd_perception.commands import Command, emit_json
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", default="urban", choices=("loop", "urban", "corridor"))
+    p.add_argument("--scenario", default="urban", choices=("loop", "urban", "corridor"), help="street layout to simulate")
     p.add_argument("--seconds", type=float, default=60.0, help="drive length (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-camera", action="store_true", help="LiDAR and IMU only")
@@ -64,4 +64,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("bench", "sim"), "time and memory of simulating a drive", _add_arguments, _run)]
+COMMANDS = [Command(("bench", "sim"), "time and memory of simulating a drive", _add_arguments, _run,
+            example='lkd bench sim --scenario urban --out runs/bench/sim.json')]

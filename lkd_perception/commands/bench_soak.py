@@ -190,4 +190,5 @@ def _stamps(run, topic: str) -> list[int]:
     return [int(s) for s in run.odometry_stamps_ns]
 
 
-COMMANDS = [Command(("bench", "soak"), "long replay through all nodes: keeping up, memory, kill/restart", _add, _run)]
+COMMANDS = [Command(("bench", "soak"), "long replay through all nodes: keeping up, memory, kill/restart", _add, _run,
+            example='lkd bench soak --seconds 180 --out runs/bench/soak.json')]

@@ -81,4 +81,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("config", "defaults"), "print every node's parameters with defaults (vehicle.yaml)", _add, _run)]
+COMMANDS = [Command(("config", "defaults"), "print every node's parameters with defaults (vehicle.yaml)", _add, _run,
+            example='lkd config defaults --profile vehicle --out config/vehicle.yaml')]

@@ -76,4 +76,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("demo",), "simulate a drive, run all nodes on it over DDS, evaluate, report", _add, _run)]
+COMMANDS = [Command(("demo",), "simulate a drive, run all nodes on it over DDS, evaluate, report", _add, _run,
+            example='lkd demo --out runs/demo')]

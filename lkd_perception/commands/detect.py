@@ -30,7 +30,8 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=0.001, help="score threshold (low for mAP evaluation)")
     p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (LeYOLO)")
     p.add_argument("--max-det", type=int, default=100, help="most detections per image")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="ONNX Runtime execution provider (tensorrt builds an engine on first use)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--gt", help="COCO annotations: image_id and category_id follow its file names and categories")
     p.add_argument("--out", help="COCO results JSON (default: stdout)")
@@ -171,7 +172,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", help="held-out COCO annotations for mAP (images/ beside it)")
     p.add_argument("--max-images", type=int, default=0, help="evaluate on at most this many images (0 = all)")
     p.add_argument("--sizes", type=int, nargs="+", default=[320, 640], help="LeYOLO latency input sizes")
-    p.add_argument("--leyolo-sizes", nargs="+", default=["n", "s"], choices=("n", "s", "m"))
+    p.add_argument("--leyolo-sizes", nargs="+", default=["n", "s"], choices=("n", "s", "m"),
+                   help="untrained LeYOLO sizes to time beside the shipped models (architecture cost only)")
     p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATH",
                    help="extra ONNX detector to benchmark (repeatable)")
     p.add_argument("--runs", type=int, default=30, help="timed inferences per measurement (after 5 warm-up)")
@@ -242,9 +244,14 @@ def _run_bench_real(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("detect",), "run a detector (LeYOLO or DETR ONNX) on images; COCO results JSON", _detect_args, _run_detect),
-    Command(("evaluate", "detections"), "COCO mAP of detections against annotations", _eval_args, _run_eval),
-    Command(("train", "leyolo"), "train LeYOLO on a COCO-format dataset", _train_args, _run_train),
-    Command(("export", "leyolo"), "export a LeYOLO checkpoint to ONNX (detector contract)", _export_args, _run_export),
-    Command(("bench", "detect"), "params, GFLOPs, latency and held-out mAP of the detectors", _bench_args, _run_bench),
+    Command(("detect",), "run a detector (LeYOLO or DETR ONNX) on images; COCO results JSON", _detect_args, _run_detect,
+            example='lkd detect photos/*.jpg --model detr --out detections.json --draw runs/drawn'),
+    Command(("evaluate", "detections"), "COCO mAP of detections against annotations", _eval_args, _run_eval,
+            example='lkd evaluate detections --pred detections.json --gt annotations.json --out map.json'),
+    Command(("train", "leyolo"), "train LeYOLO on a COCO-format dataset", _train_args, _run_train,
+            example='lkd train leyolo --data data/train/annotations.json --val-data data/val/annotations.json --out runs/leyolo'),
+    Command(("export", "leyolo"), "export a LeYOLO checkpoint to ONNX (detector contract)", _export_args, _run_export,
+            example='lkd export leyolo --checkpoint runs/leyolo/best.pt --out models/leyolo_mine.onnx'),
+    Command(("bench", "detect"), "params, GFLOPs, latency and held-out mAP of the detectors", _bench_args, _run_bench,
+            example='lkd bench detect --photos test/fixtures/detection_real --out runs/bench/detect.json'),
 ]

@@ -66,4 +66,5 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [Command(("evaluate", "all"), "evaluate a recorded replay: detection, lines, odometry, latency",
-                    _add, _run)]
+                    _add, _run,
+            example='lkd evaluate all runs/replay/recording --gt runs/sim/gt --out runs/eval')]

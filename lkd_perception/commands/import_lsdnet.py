@@ -22,4 +22,5 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [Command(("import", "lsdnet"), "the published Wireframe LSDNet ONNX into a line model of ours "
-                    "(metadata and provenance added, graph unchanged)", _add, _run)]
+                    "(metadata and provenance added, graph unchanged)", _add, _run,
+            example='lkd import lsdnet ../shared/pretrained/lsdnet_wireframe.onnx --out models/lsdnet_wireframe.onnx')]

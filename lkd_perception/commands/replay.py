@@ -56,4 +56,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("replay",), "replay a bag over ROS 2 with /clock (optionally run the nodes and record)", _add, _run)]
+COMMANDS = [Command(("replay",), "replay a bag over ROS 2 with /clock (optionally run the nodes and record)", _add, _run,
+            example='lkd replay runs/sim/drive.mcap --launch --record runs/replay/recording')]

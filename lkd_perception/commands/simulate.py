@@ -56,4 +56,5 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [Command(("simulate",), "simulate a drive (bag + ground truth) or a training data set",
-                    _add_arguments, _run)]
+                    _add_arguments, _run,
+            example='lkd simulate --out runs/sim --scenario urban --seconds 60 --image-format jpeg')]
