@@ -29,6 +29,7 @@ def test_colcon_build_installs_share_files(tmp_path):
     assert (share / "lkd_perception" / "launch" / "vehicle.launch.py").is_file()
     assert (share / "lkd_perception" / "config" / "vehicle.yaml").is_file()
     assert (share / "lkd_perception" / "config" / "fastdds.xml").is_file()
+    assert (share / "lkd_perception" / "rviz" / "vehicle.rviz").is_file()
     assert (share / "lkd_perception" / "package.xml").is_file()
     assert (share / "ament_index" / "resource_index" / "packages" / "lkd_perception").is_file()
     lib = tmp_path / "install" / "lkd_perception" / "lib"

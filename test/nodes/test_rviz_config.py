@@ -1,0 +1,71 @@
+"""rviz/vehicle.rviz shows what the nodes really publish, with QoS that matches.
+
+The nodes of config/vehicle.yaml start in this process (debug images on, as the RViz file says
+they must be); every topic of a display must then have a publisher among them whose reliability
+serves the display's and whose durability is the display's (so a latched topic reaches an RViz
+started late, and a volatile one is not waited for in vain).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+from lkd_perception.nodes import run_all
+from lkd_perception.nodes.graph import LOCAL_MAP_TOPIC, SCAN_TOPIC
+
+ROOT = Path(__file__).resolve().parents[2]
+RVIZ = ROOT / "rviz" / "vehicle.rviz"
+
+# Shown by the RViz file, published by lidar_odometry_node once it publishes its current scan and
+# local map. Asserted below to be unpublished still, so this list cannot outlive the fact.
+NOT_PUBLISHED_YET = {"/" + SCAN_TOPIC, "/" + LOCAL_MAP_TOPIC}
+
+_DURABILITY = {"Volatile": DurabilityPolicy.VOLATILE, "Transient Local": DurabilityPolicy.TRANSIENT_LOCAL}
+_RELIABILITY = {"Reliable": ReliabilityPolicy.RELIABLE, "Best Effort": ReliabilityPolicy.BEST_EFFORT}
+
+
+def _displays() -> list[dict]:
+    return yaml.safe_load(RVIZ.read_text())["Visualization Manager"]["Displays"]
+
+
+def test_rviz_config_has_the_views_users_expect():
+    manager = yaml.safe_load(RVIZ.read_text())["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "map"
+    by_class: dict[str, list[str]] = {}
+    for d in _displays():
+        by_class.setdefault(d["Class"].split("/")[-1], []).append(d.get("Topic", {}).get("Value", ""))
+    assert sorted(by_class["Image"]) == ["/lkd/detections/debug_image", "/lkd/lines/debug_image"]  # camera + overlays
+    assert by_class["Path"] == ["/lkd/path"] and by_class["Odometry"] == ["/lkd/odometry"]
+    assert "TF" in by_class
+    assert sorted(by_class["PointCloud2"]) == sorted(["/" + SCAN_TOPIC, "/" + LOCAL_MAP_TOPIC])
+
+
+def test_rviz_topics_are_published_with_matching_qos(ros_ctx):
+    plan = run_all.plan(ROOT / "config" / "vehicle.yaml", overrides={"publish_debug_image": True, "threads": 1})
+    nodes = run_all.instantiate(plan, context=ros_ctx)
+    try:
+        probe = nodes[0]
+        for d in _displays():
+            topic = d.get("Topic", {}).get("Value")
+            if not topic:
+                continue
+            infos = [i for i in probe.get_publishers_info_by_topic(topic)
+                     if i.node_name in {n.get_name() for n in nodes}]
+            if topic in NOT_PUBLISHED_YET:
+                assert not infos, f"{topic} is published now: remove it from NOT_PUBLISHED_YET"
+                continue
+            assert infos, f"{d['Name']}: no node publishes {topic}"
+            want_durability = _DURABILITY[d["Topic"]["Durability Policy"]]
+            want_reliability = _RELIABILITY[d["Topic"]["Reliability Policy"]]
+            for info in infos:
+                qos = info.qos_profile
+                assert qos.durability == want_durability, f"{topic}: published {qos.durability.name}, RViz asks " \
+                                                          f"{want_durability.name}"
+                assert qos.reliability == ReliabilityPolicy.RELIABLE or want_reliability == ReliabilityPolicy.BEST_EFFORT
+    finally:
+        for n in nodes:
+            n.destroy_node()
+
