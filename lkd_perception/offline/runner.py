@@ -205,6 +205,9 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     cfgs = node_configs(config_path, capabilities)
     needs = {"detector_node": image_topic, "line_node": image_topic, "lidar_odometry_node": lidar_topic}
     skipped = {n: f"{needs[n]} is not in the bag" for n in cfgs if needs[n] not in have}
+    if len(skipped) == len(cfgs):
+        raise InputError(f"{bag}: none of the inputs of {list(cfgs)} ({sorted(set(needs[n] for n in cfgs))}) is in "
+                         f"the bag; it has {sorted(have)}")
     t_load = time.perf_counter()
     detector = Detector(cfgs["detector_node"]) if "detector_node" in cfgs and "detector_node" not in skipped else None
     lines = LineDetector(cfgs["line_node"]) if "line_node" in cfgs and "line_node" not in skipped else None
@@ -215,10 +218,10 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
 
     stats = {n: TaskStats(n, "scan" if n == "lidar_odometry_node" else "image") for n in cfgs if n not in skipped}
     imu_stats = TaskStats("lidar_odometry_node", "imu")
-    topics = [t for t in (image_topic if (detector or lines) else None,
-                          lidar_topic if pipeline else None,
-                          imu_topic if pipeline else None,
-                          TF_STATIC_TOPIC if pipeline else None) if t and t in have]
+    cameras = detector is not None or lines is not None
+    odometry = pipeline is not None
+    topics = [t for t in (image_topic if cameras else None, lidar_topic if odometry else None,
+                          imu_topic if odometry else None, TF_STATIC_TOPIC if odometry else None) if t and t in have]
     static: dict[str, np.ndarray] = {}
     degraded: list[tuple[float, str]] = []
     make = M.bag_message
@@ -231,7 +234,8 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     done = 0
     with BagWriter(outputs) as writer:
         rec = _Recorder(writer)
-        for topic, log_ns, msg in read_messages(bag, topics):
+        # (no topics at all must read nothing: rosbags reads every connection when given none)
+        for topic, log_ns, msg in read_messages(bag, topics) if topics else ():
             done += 1
             if on_progress and done % 50 == 0:
                 on_progress(done, total)
