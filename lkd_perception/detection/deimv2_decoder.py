@@ -63,11 +63,15 @@ class SelfAttention(nn.Module):
         self.heads = heads
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
 
-    def forward(self, qk: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, qk: torch.Tensor, v: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """``pad`` (B,Q) True for padding queries, which no query attends to."""
         b, n, c = v.shape
         split = lambda t: t.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
         q, k, val = split(self.q_proj(qk)), split(self.k_proj(qk)), split(self.v_proj(v))
-        attn = torch.softmax(q @ k.transpose(-1, -2) / (c // self.heads) ** 0.5, -1)
+        logits = q @ k.transpose(-1, -2) / (c // self.heads) ** 0.5
+        if pad is not None:
+            logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
+        attn = torch.softmax(logits, -1)
         return self.out_proj((attn @ val).transpose(1, 2).reshape(b, n, c))
 
 
@@ -111,8 +115,8 @@ class DecoderLayer(nn.Module):
         self.norm3 = RMSNorm(dim)
 
     def forward(self, x: torch.Tensor, ref: torch.Tensor, values: list[torch.Tensor], shapes: list[tuple[int, int]],
-                pos: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.self_attn(x + pos, x))
+                pos: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm1(x + self.self_attn(x + pos, x, pad))
         x = self.norm2(x + self.cross_attn(x + pos, ref, values, shapes))
         return self.norm3((x + self.swish_ffn(x)).clamp(-65504, 65504))
 
@@ -160,11 +164,13 @@ def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 @dataclass
 class DecoderQueries:
-    """Queries handed to the decoder instead of its own top-k selection: content (B,Q,C) and
-    reference boxes before the sigmoid (B,Q,4)."""
+    """Queries handed to the decoder instead of its own top-k selection: content (B,Q,C),
+    reference boxes before the sigmoid (B,Q,4), and which are padding (B,Q) (batches of images
+    with different object counts)."""
 
     content: torch.Tensor
     ref_unact: torch.Tensor
+    pad: torch.Tensor | None = None
 
 
 @dataclass
@@ -221,7 +227,7 @@ class DEIMDecoder(nn.Module):
         anchors, valid = anchors.to(memory.device), valid.to(memory.device)
         memory = valid.to(memory.dtype) * memory
         logits = self.enc_score_head(memory)
-        _, idx = torch.topk(logits.max(-1).values, self.num_queries, dim=-1)
+        _, idx = torch.topk(logits.max(-1).values, min(self.num_queries, logits.shape[1]), dim=-1)
         gather = lambda t: t.gather(1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))  # noqa: E731
         top_memory = gather(memory)
         ref_unact = self.enc_bbox_head(top_memory) + gather(anchors.expand(memory.shape[0], -1, -1))
@@ -240,11 +246,13 @@ class DEIMDecoder(nn.Module):
 
     def forward(self, memory: torch.Tensor, shapes: list[tuple[int, int]], all_layers: bool = False,
                 queries: DecoderQueries | None = None) -> DecoderOutput:
+        pad = None
         if queries is None:
             top_memory, ref_unact, enc_logits, enc_boxes = self.select(memory, shapes)
             content, ref_unact = top_memory.detach(), ref_unact.detach()
         else:
             content, ref_unact, enc_logits, enc_boxes = queries.content, queries.ref_unact, None, None
+            pad = queries.pad
         values = self.values(memory, shapes)
         ref = ref_unact.sigmoid()
         pos = self.query_pos_head(ref).clamp(-10, 10)
@@ -252,7 +260,7 @@ class DEIMDecoder(nn.Module):
         logits_all, boxes_all, corners_all = [], [], []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, ref, values, shapes, pos)
+            x = layer(x, ref, values, shapes, pos, pad)
             if i == 0:
                 pre_boxes = torch.sigmoid(self.pre_bbox_head(x) + inverse_sigmoid(ref))
                 pre_logits = self.dec_score_head[0](x)

@@ -11,7 +11,6 @@ losses) start as copies of the last layer's.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.errors import ModelError
 from lkd_perception.common.paths import sha256_of
 from lkd_perception.detection.coco import COCO_CLASSES
@@ -156,13 +156,13 @@ def load_deimv2(path: str | Path) -> tuple[DEIMv2, list[str], dict[str, Any]]:
     """Model, class names and the checkpoint's other entries (training state) from :func:`save_deimv2`."""
     from lkd_perception.detection.deimv2_model import DEIMv2Spec
 
+    ckpt = load_checkpoint_file(path, "DEIMv2 checkpoint")
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
         spec = DEIMv2Spec(**ckpt["spec"])
         names = list(ckpt["class_names"])
         model = DEIMv2(spec, num_classes=len(names))
         model.load_state_dict(ckpt["state_dict"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: not a DEIMv2 checkpoint of ours: {exc}") from exc
     return model, names, ckpt
 

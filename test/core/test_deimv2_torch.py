@@ -36,7 +36,7 @@ SCORE_TOL, BOX_TOL_PX, SHOWN = 2e-3, 0.5, 0.3
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def imported(request):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # shared CPUs: more threads only spin
     path = resolve_model_path(MODELS[request.param])
     model, report = model_from_onnx(path)
     return request.param, path, model, report

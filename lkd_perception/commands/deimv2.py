@@ -1,0 +1,106 @@
+"""``lkd train deimv2``, ``lkd export deimv2``.
+
+Settings come from :class:`lkd_perception.detection.deimv2_train.DEIMv2TrainConfig`: an optional YAML file
+(flat, or under ``deimv2_train`` / ``clockdistill``) overridden by ``--set key=value``. Runs are
+resumable: started again with the same ``--out`` they continue from ``OUT/last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lkd_perception.commands import Command, emit_json
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="COCO folder (annotations.json + images/) or annotation file")
+    p.add_argument("--val", help="held-out COCO folder to evaluate on when training is done")
+    p.add_argument("--out", required=True, help="run folder: last.pt (resumable), model.pt (the result)")
+    p.add_argument("--config", help="YAML with DEIMv2TrainConfig keys (flat or under 'deimv2_train')")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing OUT/last.pt instead of resuming it")
+    p.add_argument("--json-out", help="write the summary JSON here (default stdout)")
+
+
+def _values(args: argparse.Namespace, section: str, fields: set[str]) -> dict[str, Any]:
+    import yaml
+
+    from lkd_perception.common.config import load_yaml
+    from lkd_perception.common.errors import ConfigError
+
+    values: dict[str, Any] = {}
+    if args.config:
+        raw = load_yaml(args.config)
+        values.update({k: v for k, v in raw.get(section, raw).items() if k in fields})
+    for item in args.set:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        if key.strip() in fields:
+            values[key.strip()] = yaml.safe_load(val)
+    return values
+
+
+def _known(args: argparse.Namespace, *classes) -> None:
+    """Every --set key must belong to one of the settings classes (a typo is an error, not ignored)."""
+    from dataclasses import fields
+
+    from lkd_perception.common.errors import ConfigError
+
+    names = {f.name for c in classes for f in fields(c)}
+    bad = [s.partition("=")[0].strip() for s in args.set if s.partition("=")[0].strip() not in names]
+    if bad:
+        raise ConfigError(f"unknown setting(s) {bad}; known: {sorted(names)}")
+
+
+def _train_cfg(args: argparse.Namespace):
+    from dataclasses import fields
+
+    from lkd_perception.common.config import from_dict
+    from lkd_perception.detection.deimv2_train import DEIMv2TrainConfig
+
+    return from_dict(DEIMv2TrainConfig, _values(args, "deimv2_train", {f.name for f in fields(DEIMv2TrainConfig)}))
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--init", required=True, help="starting weights: a published DEIMv2 ONNX or our checkpoint (.pt)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from lkd_perception.detection.deimv2_train import DEIMv2TrainConfig, fine_tune
+
+    _known(args, DEIMv2TrainConfig)
+    emit_json(fine_tune(args.init, args.data, args.out, _train_cfg(args), args.val, resume=not args.fresh), args.json_out)
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", help="our DEIMv2 checkpoint (.pt, e.g. RUN/model.pt)")
+    p.add_argument("--out", required=True, help="ONNX file to write (the published DEIMv2 contract)")
+    p.add_argument("--input-size", type=int, default=0, help="export size (multiple of 32; default: the checkpoint's)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lkd_perception.common.paths import sha256_of
+    from lkd_perception.detection.deimv2_export import export_deimv2
+    from lkd_perception.detection.deimv2_import import load_deimv2
+    from lkd_perception.detection.deimv2_train import with_input_size
+
+    model, names, _ = load_deimv2(args.ckpt)
+    if args.input_size:
+        model = with_input_size(model, args.input_size)
+    out = export_deimv2(model, args.out, names, extra={"trained_checkpoint": Path(args.ckpt).name})
+    emit_json({"onnx": str(out), "sha256": sha256_of(out), "variant": model.spec.name,
+               "input_size": model.spec.input_size, "class_names": names}, None)
+    return 0
+
+
+COMMANDS = [
+    Command(("train", "deimv2"), "fine-tune DEIMv2 (published ONNX or our checkpoint) on COCO-format data",
+            _add_train, _run_train),
+    Command(("export", "deimv2"), "our DEIMv2 checkpoint -> ONNX with the published contract", _add_export, _run_export),
+]
