@@ -7,6 +7,7 @@ import importlib
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -32,6 +33,8 @@ def test_missing_model_reports_error_and_stays_up(ros_ctx, spin_until, latest_st
         assert spin_until(ex, lambda: latest_status(diags, name) is not None, 10.0)
         s = latest_status(diags, name)
         assert s.level == DiagnosticStatus.ERROR and "gone.onnx" in s.message
+        # a managed node: the failed configure left it unconfigured, and configuring again fails the same way
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE and node.detector is None
     finally:
         ex.shutdown()
         node.destroy_node()
