@@ -13,7 +13,9 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,17 @@ class Command:
     run: Callable[[argparse.Namespace], int]
     #: one typical command line, shown at the end of ``--help`` (a test requires it)
     example: str = ""
+
+
+def progress(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None) -> Iterable[T]:
+    """``items`` with a progress bar on stderr for the long offline commands.
+
+    The bar shows only on a terminal (tqdm's ``disable=None``): logs, pipes and CI keep one
+    line per error instead of carriage-return noise.
+    """
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, disable=None, dynamic_ncols=True)
 
 
 def emit_json(obj: Any, out: str | Path | None) -> None:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, progress
 from lkd_perception.common.config import describe
 
 # Benchmarked when present; absent ones are listed as skipped with the reason. The runs/detr/
@@ -73,7 +73,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         draw_dir.mkdir(parents=True, exist_ok=True)
     drawn: set[str] = set()
     results = []
-    for index, path in enumerate(args.images):
+    for index, path in enumerate(progress(args.images, "detect", "img")):
         name = Path(path).name
         if ids is not None and name not in ids:
             raise InputError(f"{path}: file name not in {args.gt}")

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, progress
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         draw_dir.mkdir(parents=True, exist_ok=True)
     det = LineDetector(_line_config(args))
     result = {}
-    for path in args.images:
+    for path in progress(args.images, "lines", "img"):
         rgb = read_rgb(path)
         found = det.detect(rgb)
         result[Path(path).name] = predictions_to_json(found.segments, found.scores)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, progress
 
 _SCENARIOS = ("loop", "urban", "corridor")
 
@@ -50,7 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from lkd_perception.sim.recording import write_drive
 
-        summary = write_drive(args.out, cfg, save_frames=args.save_frames)
+        summary = write_drive(args.out, cfg, save_frames=args.save_frames,
+                              wrap_events=lambda events: progress(events, "simulate", "msg"))
     emit_json(summary.to_dict(), args.summary)
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -61,8 +61,13 @@ def _imu_slice(series: ImuSeries, lo_ns: int, hi_ns: int) -> ImuSeries:
     return ImuSeries(series.stamps_ns[m], series.gyro[m], series.accel[m], series.frame_id)
 
 
-def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) -> RecordingSummary:
-    """Simulate ``cfg`` and write the bag and ground truth into ``out_dir`` (must not hold a bag)."""
+def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False,
+                wrap_events: Callable[[list], Iterable] | None = None) -> RecordingSummary:
+    """Simulate ``cfg`` and write the bag and ground truth into ``out_dir`` (must not hold a bag).
+
+    ``wrap_events`` wraps the list of sensor events (scans and frames, in time order) before they
+    are simulated: the CLI passes a progress bar.
+    """
     out = Path(out_dir)
     bag_path = out / "drive.mcap"
     if bag_path.exists():
@@ -94,7 +99,7 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False) 
             events += [(t, 0, k) for k, t in enumerate(frame_times)]
             events.sort()
             imu_written = START_NS - 1
-            for t_event, kind, k in events:
+            for t_event, kind, k in (wrap_events(events) if wrap_events else events):
                 stop_ns = int(to_ns(t_event)) + 1
                 chunk = _imu_slice(imu.series, imu_written + 1, stop_ns)
                 if len(chunk):
