@@ -58,6 +58,11 @@ class OdometryConfig:
         lo=0.0,
         hi=1e3,
     )
+    degeneracy_min_points: int = param(
+        10, "A scan is degenerate along its least constrained axis (corridor, tunnel, open field) when fewer "
+        "matched points than this have a normal facing that axis: reported (diagnostics WARN, large covariance "
+        "there) and the pose along that axis is kept at the motion prediction (IMU). 0 = never.", lo=0, hi=100000,
+    )
     # --- BEV image and features ---------------------------------------------------------------
     bev_resolution: float = param(0.4, "BEV pixel size (m/px).", lo=0.05, hi=2.0)
     bev_range: float = param(50.0, "BEV half-width (m); the image is (2*range/res+1)^2.", lo=5.0, hi=200.0)

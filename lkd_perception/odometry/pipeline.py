@@ -23,6 +23,7 @@ from lkd_perception.odometry.keyframes import Keyframe, pack_cloud
 from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, LoopParams, polar_descriptor
 from lkd_perception.odometry.motion import ImuBuffer, InertialState, Twist, deskew
 from lkd_perception.odometry.pose_graph import PoseGraph
+from lkd_perception.odometry.uncertainty import ScanUncertainty, scan_uncertainty
 from lkd_perception.odometry.registration import (
     BevRows,
     LocalMap,
@@ -52,6 +53,7 @@ class OdometryResult:
     bev_inliers: int = 0
     overlap: float = 0.0
     twist: Twist = field(default_factory=Twist.zero)
+    uncertainty: ScanUncertainty = field(default_factory=ScanUncertainty.origin)
 
     @property
     def map_pose(self) -> np.ndarray:
@@ -147,6 +149,7 @@ class LioPipeline:
         self._anchors = _AnchorLog()  # every scan: stamp, keyframe id, T_kf_scan
         self._fit_history: deque[tuple[float, float]] = deque(maxlen=50)  # (overlap, rmse) of good fits
         self._poor_streak = 0
+        self._last_fit: RegistrationResult | None = None  # the fit chosen for the latest scan
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -196,11 +199,25 @@ class LioPipeline:
         bev_rows, bev_guess = (None, None) if first else self._bev_rows(features, predicted)
 
         # 4. registration, estimating the in-scan motion with the pose
+        uncertainty = ScanUncertainty.origin()
         if first:
             pose, overlap, status, trusted = np.eye(4), 1.0, "initialised", True
         else:
             motion = ScanMotion(times[idx], self._pose, dt) if deskewing else None
             pose, overlap, status, trusted = self._register_scan(points[idx], predicted, bev_rows, bev_guess, motion, pre is not None)
+            fit = self._last_fit
+            uncertainty = scan_uncertainty(np.zeros((6, 6)) if fit is None else fit.information,
+                                           np.zeros((0, 3)) if fit is None else fit.normals,
+                                           float("inf") if fit is None else fit.rmse, pose[:3, :3], dt, c.degeneracy_min_points)
+            if uncertainty.degenerate:
+                # the registration's position along the free axis is noise (normal errors, the
+                # map's edge): keep the prediction's there (LOAM's solution remapping)
+                a = uncertainty.weakest_axis
+                pose = pose.copy()
+                pose[:3, 3] += a * float(a @ (predicted[:3, 3] - pose[:3, 3]))
+                axis = ", ".join(f"{v:+.2f}" for v in a)
+                status += f"; degenerate: only {uncertainty.support} points constrain ({axis}); " \
+                          f"kept at the {'IMU' if pre is not None else 'constant-velocity'} prediction along it"
         new_twist = Twist.zero()
         if not first:
             delta = pose_inverse(self._pose) @ pose
@@ -234,7 +251,8 @@ class LioPipeline:
         kid = len(self._keyframes) - 1
         self._anchors.append(int(stamp_ns), kid, pose_inverse(self._keyframes[kid]) @ pose)
         n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
-        return OdometryResult(int(stamp_ns), pose.copy(), self._map_T_odom.copy(), is_kf, loops, status, n_bev, overlap, self._twist)
+        return OdometryResult(int(stamp_ns), pose.copy(), self._map_T_odom.copy(), is_kf, loops, status, n_bev, overlap, self._twist,
+                              uncertainty)
 
     def keyframe_poses(self) -> dict[int, np.ndarray]:
         """Optimised map poses of all keyframes (id -> T_map_base)."""
@@ -285,6 +303,7 @@ class LioPipeline:
         streets): the fit is accepted and becomes the new reference.
         """
         c = self.config
+        self._last_fit = None
 
         def run(initial: np.ndarray, widen: float = 1.0) -> RegistrationResult:
             return register(
@@ -314,6 +333,7 @@ class LioPipeline:
                 alt = run(coarse.pose)
                 if better(alt, best, overlap_gain=0.01, rmse_ratio=1.0):
                     best, how = alt, label + ", coarse-to-fine"
+        self._last_fit = best
         if self._poor_fit(best):
             self._poor_streak += 1
             if self._poor_streak < POOR_RESET:

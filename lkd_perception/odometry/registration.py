@@ -14,7 +14,7 @@ Poses are updated on the left: ``T <- exp(delta) T`` with ``delta = (omega, v)``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -133,13 +133,23 @@ class ScanMotion:
 @dataclass(frozen=True)
 class RegistrationResult:
     """Estimated pose, the fraction of points with a correspondence, and their point-to-plane
-    RMSE (m) over correspondences with a planar neighbourhood."""
+    RMSE (m) over correspondences with a planar neighbourhood.
+
+    ``information``: J^T J of those point-to-plane rows at the estimate (unit-weight rows), 6x6
+    over ``(omega, dp)``: a rotation ``omega`` about the vehicle's position and a shift ``dp`` of
+    it, both along the odom axes, which is the parameterisation of a ROS pose covariance (and
+    independent of how far the vehicle is from the odom origin). What the scene itself
+    constrains, the motion prior left out, so that a direction the scene does not hold (along
+    a corridor) shows as a small eigenvalue instead of being filled in by the prediction.
+    """
 
     pose: np.ndarray
     overlap: float
     rmse: float
     iterations: int
     bev_rows: int
+    information: np.ndarray = field(default_factory=lambda: np.zeros((6, 6)))
+    normals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # of those rows, for the support of an axis
 
 
 def register(
@@ -204,9 +214,12 @@ def register(
     # distance would mostly measure the map's voxel spacing, not the alignment
     n = target.normals[idx[ok]]
     planar = np.any(n != 0.0, axis=1)
-    r = np.sum(n[planar] * (X[ok][planar] - target.points[idx[ok]][planar]), axis=1)
+    Xp = X[ok][planar]
+    r = np.sum(n[planar] * (Xp - target.points[idx[ok]][planar]), axis=1)
     rmse = float(np.sqrt(np.mean(r**2))) if r.size else float("inf")
-    return RegistrationResult(T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors))
+    J = np.concatenate([np.cross(Xp - T[:3, 3], n[planar]), n[planar]], axis=1)
+    return RegistrationResult(T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors), J.T @ J,
+                              n[planar])
 
 
 def _bev_normal_equations(T: np.ndarray, bev: BevRows) -> tuple[np.ndarray, np.ndarray]:
