@@ -34,6 +34,7 @@ NOT_DECLARED = {
     "onnx": "export and quantisation only; no rosdep key",
     "faster_coco_eval": "lkd evaluate detections only; no rosdep key",
     "kiss_icp": "the optional KISS-ICP baseline of lkd odometry; no rosdep key",
+    "ray": "lkd evaluate fleet and lkd bench fleet only (pip); no rosdep key",
 }
 
 
@@ -92,7 +93,7 @@ def test_undeclared_modules_are_imported_and_have_no_rosdep_key():
     keys = _lines("rosdep_keys.txt")
     for module in NOT_DECLARED:
         assert module in imported, f"{module} is no longer imported: drop it from NOT_DECLARED"
-    for module in ("onnx", "faster_coco_eval", "kiss_icp"):
+    for module in ("onnx", "faster_coco_eval", "kiss_icp", "ray"):
         name = module.replace("_", "-")
         assert not {f"python3-{name}", f"python3-{name}-pip"} & keys, f"{module} has a rosdep key now: declare it"
 
