@@ -46,10 +46,6 @@ GRAPH: tuple[NodeSpec, ...] = (
 TOPIC_ARGUMENTS: dict[str, str] = {"image_topic": "camera/image_raw", "lidar_topic": "lidar/points",
                                    "imu_topic": "imu/data"}
 
-#: what lidar_odometry_node publishes for RViz (rviz/vehicle.rviz shows them): the current scan
-#: and the local map, both point clouds
-SCAN_TOPIC, LOCAL_MAP_TOPIC = "lkd/scan", "lkd/local_map"
-
 #: rcl's log levels, for the ``log_level`` launch argument
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")
 
