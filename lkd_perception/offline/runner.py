@@ -29,6 +29,7 @@ import numpy as np
 from lkd_perception import __version__
 from lkd_perception.common.config import from_dict, load_yaml, node_parameters
 from lkd_perception.common.errors import InputError, LkdError
+from lkd_perception.common.frames import TransformTree
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
 from lkd_perception.io import messages as M
 from lkd_perception.io.bag import RELIABLE_QOS, BagWriter, bag_info, read_messages, stamp_ns
@@ -222,7 +223,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     odometry = pipeline is not None
     topics = [t for t in (image_topic if cameras else None, lidar_topic if odometry else None,
                           imu_topic if odometry else None, TF_STATIC_TOPIC if odometry else None) if t and t in have]
-    static: dict[str, np.ndarray] = {}
+    static = TransformTree()  # every /tf_static edge
     degraded: list[tuple[float, str]] = []
     make = M.bag_message
     out.mkdir(parents=True, exist_ok=True)
@@ -272,17 +273,16 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
                 imu_stats.inputs += 1
             elif topic == TF_STATIC_TOPIC:
                 for t in msg.transforms:
-                    if t.header.frame_id == odo_cfg.base_frame:
-                        q, p = t.transform.rotation, t.transform.translation
-                        static[t.child_frame_id] = make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])),
-                                                             [p.x, p.y, p.z])
+                    q, p = t.transform.rotation, t.transform.translation
+                    static.add(t.header.frame_id, t.child_frame_id,
+                               make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])), [p.x, p.y, p.z]))
             elif topic == lidar_topic:
                 s = stats["lidar_odometry_node"]
                 hdr_ns, st, fid = stamp_ns(msg), msg.header.stamp, msg.header.frame_id
 
                 def scan() -> tuple[Any, list[tuple[str, Any]]]:
-                    if not pipeline.started and fid in static:
-                        pipeline.set_lidar_extrinsic(static[fid])
+                    if not pipeline.started and (T := static.lookup(odo_cfg.base_frame, fid)) is not None:
+                        pipeline.set_lidar_extrinsic(T)  # as the node: /tf_static, through any chain of frames
                     result = pipeline.add_scan(hdr_ns, _cloud(msg))
                     return result, odo_out.messages(make, pipeline, result, st)
 
