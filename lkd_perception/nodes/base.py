@@ -153,6 +153,8 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
         """Drop what :meth:`configure` loaded (subclasses), on cleanup and shutdown."""
 
     def create_publisher(self, msg_type: Any, topic: str, qos_profile: Any, **kwargs: Any) -> Any:
+        """While configuring: a lifecycle publisher, quiet unless active and destroyed on cleanup.
+        Otherwise (``/diagnostics``, made in the constructor): a plain one, heard in every state."""
         if self._configuring:
             pub = self.create_lifecycle_publisher(msg_type, topic, qos_profile, **kwargs)
             self._configured_publishers.append(pub)
@@ -160,12 +162,15 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
         return super().create_publisher(msg_type, topic, qos_profile, **kwargs)
 
     def create_subscription(self, msg_type: Any, topic: str, callback: Any, qos_profile: Any, **kwargs: Any) -> Any:
-        if self._configuring:  # created on activate; there is nothing to return yet
+        """While configuring: recorded and created on each activate, destroyed on deactivate, so an
+        inactive node takes no input (returns None: there is no subscription yet)."""
+        if self._configuring:
             self._deferred_subscriptions.append(((msg_type, topic, callback, qos_profile), kwargs))
             return None
         return super().create_subscription(msg_type, topic, callback, qos_profile, **kwargs)
 
     def create_timer(self, *args: Any, **kwargs: Any) -> Any:
+        """While configuring: destroyed again on cleanup, with what configure made."""
         timer = super().create_timer(*args, **kwargs)
         if self._configuring:
             self._configured_timers.append(timer)
