@@ -109,3 +109,28 @@ def test_every_parameter_reaches_nodes_under_a_namespace(ros_ctx):
         assert "Traceback" not in err, err[-3000:]
     if any(code not in (0, -signal.SIGINT) for code, _ in results):
         pytest.fail(f"exit codes {[c for c, _ in results]}: {[e[-2000:] for _, e in results]}")
+
+
+def test_offline_reading_of_the_parameter_file_is_rcls(ros_ctx, tmp_path):
+    """node_parameters (what the offline commands read from the file) applies sections as rcl does:
+    wildcards, bare names, and file order (a later matching section wins)."""
+    from lkd_perception.common.config import load_yaml, node_parameters
+
+    f = tmp_path / "params.yaml"
+    f.write_text(
+        "/**:\n  ros__parameters:\n    a: 1\n    b: 1\n    c: 1\n    d: 1\n"
+        "/**/n:\n  ros__parameters:\n    a: 2\n"
+        "n:\n  ros__parameters:\n    b: 3\n"
+        "/car1/*:\n  ros__parameters:\n    c: 4\n"
+        "/*/front/n:\n  ros__parameters:\n    d: 5\n"
+        "/**/*:\n  ros__parameters:\n    e: 6\n"
+        "/*/n:\n  ros__parameters:\n    a: 7\n"
+    )
+    for namespace in ("", "car1", "car1/front", "car2/front"):
+        node = Node("n", namespace=namespace or None, context=ros_ctx, cli_args=["--ros-args", "--params-file", str(f)],
+                    automatically_declare_parameters_from_overrides=True)
+        try:
+            by_rcl = {k: p.value for k, p in node.get_parameters_by_prefix("").items() if k not in ROS_OWN}
+        finally:
+            node.destroy_node()
+        assert node_parameters(load_yaml(f), "n", namespace) == by_rcl, namespace
