@@ -1,6 +1,7 @@
-"""``lkd train deimv2``, ``lkd export deimv2``.
+"""``lkd train deimv2``, ``lkd distill deimv2``, ``lkd export deimv2``.
 
-Settings come from :class:`lkd_perception.detection.deimv2_train.DEIMv2TrainConfig`: an optional YAML file
+Settings come from :class:`lkd_perception.detection.deimv2_train.DEIMv2TrainConfig` (and, for
+distillation, :class:`lkd_perception.detection.clockdistill.ClockWeights`): an optional YAML file
 (flat, or under ``deimv2_train`` / ``clockdistill``) overridden by ``--set key=value``. Runs are
 resumable: started again with the same ``--out`` they continue from ``OUT/last.pt``.
 """
@@ -76,6 +77,26 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_distill(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt), e.g. Femto fine-tuned on the same classes")
+    p.add_argument("--student", required=True, help="student start: a published DEIMv2 ONNX or our checkpoint (.pt)")
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from lkd_perception.common.config import from_dict
+    from lkd_perception.detection.clockdistill import ClockWeights, distill
+    from lkd_perception.detection.deimv2_train import DEIMv2TrainConfig
+
+    _known(args, DEIMv2TrainConfig, ClockWeights)
+    weights = from_dict(ClockWeights, _values(args, "clockdistill", {f.name for f in fields(ClockWeights)}))
+    emit_json(distill(args.teacher, args.student, args.data, args.out, _train_cfg(args), weights, args.val,
+                      resume=not args.fresh), args.json_out)
+    return 0
+
+
 def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", help="our DEIMv2 checkpoint (.pt, e.g. RUN/model.pt)")
     p.add_argument("--out", required=True, help="ONNX file to write (the published DEIMv2 contract)")
@@ -102,5 +123,6 @@ def _run_export(args: argparse.Namespace) -> int:
 COMMANDS = [
     Command(("train", "deimv2"), "fine-tune DEIMv2 (published ONNX or our checkpoint) on COCO-format data",
             _add_train, _run_train),
+    Command(("distill", "deimv2"), "CLoCKDistill a DEIMv2 teacher into a DEIMv2 student", _add_distill, _run_distill),
     Command(("export", "deimv2"), "our DEIMv2 checkpoint -> ONNX with the published contract", _add_export, _run_export),
 ]
