@@ -25,6 +25,9 @@ class TransformTree:
     def __len__(self) -> int:
         return len(self._edges)
 
+    def __contains__(self, frame: object) -> bool:
+        return frame in self._edges or any(p == frame for p, _ in self._edges.values())
+
     def add(self, parent: str, child: str, T_parent_child: np.ndarray) -> None:
         self._edges[child] = (parent, np.asarray(T_parent_child, dtype=float).copy())
 

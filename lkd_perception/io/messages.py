@@ -158,14 +158,16 @@ def odometry_msg(
     twist_linear: np.ndarray | None = None,
     twist_angular: np.ndarray | None = None,
     pose_covariance: np.ndarray | None = None,
+    twist_covariance: np.ndarray | None = None,
 ) -> Any:
     """Odometry with the pose of ``child_frame_id`` in ``frame_id``; twist in the child frame."""
     cov = np.zeros(36) if pose_covariance is None else np.asarray(pose_covariance, dtype=np.float64).reshape(36)
+    tcov = np.zeros(36) if twist_covariance is None else np.asarray(twist_covariance, dtype=np.float64).reshape(36)
     pose = make("geometry_msgs/msg/PoseWithCovariance", pose=_pose(make, T), covariance=cov)
     twist = make("geometry_msgs/msg/TwistWithCovariance",
                  twist=make("geometry_msgs/msg/Twist", linear=_vector3(make, twist_linear),
                             angular=_vector3(make, twist_angular)),
-                 covariance=np.zeros(36))
+                 covariance=tcov)
     return make(ODOMETRY, header=header(make, stamp, frame_id), child_frame_id=child_frame_id, pose=pose, twist=twist)
 
 
@@ -205,12 +207,14 @@ class OdometryOutputs:
     def messages(self, make: MessageMaker, pipeline: Any, r: Any, stamp: Any) -> list[tuple[str, Any]]:
         """(relative topic, message) pairs for result ``r`` of ``pipeline`` (topics as the node names them)."""
         c = self.cfg
+        u = r.uncertainty
         out: list[tuple[str, Any]] = [
             ("lkd/odometry", odometry_msg(make, stamp, c.odom_frame, c.base_frame, r.pose, r.twist.linear,
-                                          r.twist.angular)),
-            ("/tf", tf_message(make, [transform_stamped(make, stamp, c.map_frame, c.odom_frame, r.map_T_odom),
-                                      transform_stamped(make, stamp, c.odom_frame, c.base_frame, r.pose)])),
+                                          r.twist.angular, u.pose_covariance, u.twist_covariance)),
         ]
+        if c.publish_tf:  # off when robot_localization / AMCL own the TF tree and fuse lkd/odometry
+            out.append(("/tf", tf_message(make, [transform_stamped(make, stamp, c.map_frame, c.odom_frame, r.map_T_odom),
+                                                 transform_stamped(make, stamp, c.odom_frame, c.base_frame, r.pose)])))
         due = self._last_path_ns is None or r.stamp_ns - self._last_path_ns >= c.path_period_s * 1e9
         if r.loop_closures or (r.keyframe and due):
             stamps, poses = pipeline.map_path()

@@ -4,19 +4,25 @@ Subscribes ``lidar/points`` (sensor QoS) and ``imu/data`` (sensor reliability, d
 slow scan does not drop gyro samples) and publishes
 
 * ``lkd/odometry`` (``nav_msgs/Odometry``): odom -> base_link, twist in base_link;
-* ``lkd/path`` (``nav_msgs/Path``, frame map): the loop-corrected keyframe poses (every
+  with the registration's pose and twist covariance (large along an axis the scene leaves free);
+* ``lkd/path`` (``nav_msgs/Path``, frame map, transient local: RViz started later gets the
+  latest): the loop-corrected keyframe poses (every
   ``keyframe_distance``) plus the latest scan's, re-published after every loop closure and
   otherwise at a keyframe at most every ``path_period_s``: a path of every scan, rebuilt at each
   keyframe, cost 160 ms a message after 10 minutes (6000 poses) and grew without bound;
 * ``/tf``: ``odom -> base_link`` (odometry) and ``map -> odom`` (loop-closure correction), the
-  REP-105 split;
+  REP-105 split; not with ``publish_tf: false`` (robot_localization or AMCL own the tree);
+* ``lkd/scan`` and ``lkd/local_map`` (``sensor_msgs/PointCloud2``, base_link / odom): the
+  deskewed scan and the registration's local map for RViz, at most every
+  ``scan_cloud_period_s`` / ``map_cloud_period_s`` and only while subscribed;
 * ``lkd/loop_closures`` (``visualization_msgs/MarkerArray``): a line between the two keyframes
   of every accepted loop, in the map frame.
 
 The algorithm is :class:`lkd_perception.odometry.pipeline.LioPipeline`; this node converts
-messages and reports. The LiDAR mounting comes from the ``base_T_lidar`` parameter, or from
-``/tf_static`` (base_frame -> the cloud's frame) when that arrives before the first scan.
-Bad scans (empty, all-NaN, out of order) are warnings on /diagnostics and the node keeps going.
+messages and reports. The LiDAR mounting comes from ``/tf_static`` (base_frame -> the cloud's
+frame through any chain of frames) when that arrives before the first scan, else from the
+``base_T_lidar`` parameter, with a warning. Bad scans (empty, all-NaN, out of order) are
+warnings on /diagnostics and the node keeps going; so are degenerate scans.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from sensor_msgs.msg import Imu, PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
+from lkd_perception.common.frames import TransformTree
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
+from lkd_perception.io.codecs import Cloud
 from lkd_perception.io.messages import OdometryOutputs
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.base import LkdNode, run_node
-from lkd_perception.nodes.conversions import pointcloud2_to_cloud, ros_message, stamp_to_ns
+from lkd_perception.nodes.conversions import cloud_to_pointcloud2, pointcloud2_to_cloud, ros_message, stamp_to_ns
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.pipeline import LioPipeline, OdometryResult
 
@@ -50,7 +58,10 @@ class LidarOdometryNode(LkdNode):
         """Build the pipeline (loads the descriptor model) and the outputs; subscribed while active."""
         self.pipeline = LioPipeline(self.cfg)
         self.pub_odom = self.create_publisher(Odometry, "lkd/odometry", self.output_qos())
-        self.pub_path = self.create_publisher(Path, "lkd/path", self.output_qos(depth=1))
+        self.pub_path = self.create_publisher(Path, "lkd/path", qos_profiles.latched_qos(1))
+        self.pub_scan = self.create_publisher(PointCloud2, "lkd/scan", self.output_qos(depth=1))
+        self.pub_map = self.create_publisher(PointCloud2, "lkd/local_map", self.output_qos(depth=1))
+        self._cloud_sent_ns: dict[str, int] = {}  # topic -> stamp of the last one published
         self.pub_tf = self.create_publisher(TFMessage, "/tf", self.output_qos(depth=100))
         self.pub_loops = self.create_publisher(MarkerArray, "lkd/loop_closures", self.output_qos(depth=1))
         imu_qos = qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE))
@@ -61,7 +72,7 @@ class LidarOdometryNode(LkdNode):
         self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
-        self._static: dict[str, np.ndarray] = {}  # child frame -> T_base_child from /tf_static
+        self._static = TransformTree()  # every /tf_static edge, for chains base -> ... -> lidar
         self.outputs = OdometryOutputs(self.cfg)
         self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
         self.get_logger().info(
@@ -75,20 +86,43 @@ class LidarOdometryNode(LkdNode):
 
     def _on_tf_static(self, msg: TFMessage) -> None:
         for t in msg.transforms:
-            if t.header.frame_id == self.cfg.base_frame:
-                q, p = t.transform.rotation, t.transform.translation
-                T = make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])), [p.x, p.y, p.z])
-                self._static[t.child_frame_id] = T
+            q, p = t.transform.rotation, t.transform.translation
+            T = make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])), [p.x, p.y, p.z])
+            self._static.add(t.header.frame_id, t.child_frame_id, T)
 
     def _on_scan(self, msg: PointCloud2) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        if not self.pipeline.started and msg.header.frame_id in self._static:
-            self.pipeline.set_lidar_extrinsic(self._static[msg.header.frame_id])
-            self.get_logger().info(f"LiDAR extrinsic {self.cfg.base_frame} <- {msg.header.frame_id} from /tf_static")
+        if not self.pipeline.started:
+            self._take_extrinsic(msg.header.frame_id)
         result = self.pipeline.add_scan(stamp_ns, pointcloud2_to_cloud(msg))
         self._publish(result, msg.header.stamp)
-        if result.status.startswith("degraded"):
+        self._publish_clouds(result, msg.header.stamp)
+        if result.status.startswith("degraded") or result.uncertainty.degenerate:
             self.diagnostics.warn("scan", result.status)
+
+    def _take_extrinsic(self, lidar_frame: str) -> None:
+        T = self._static.lookup(self.cfg.base_frame, lidar_frame)
+        if T is not None:
+            self.pipeline.set_lidar_extrinsic(T)
+            self.get_logger().info(f"LiDAR extrinsic {self.cfg.base_frame} <- {lidar_frame} from /tf_static")
+        else:
+            self.get_logger().warning(
+                f"/tf_static does not connect {self.cfg.base_frame!r} and the clouds' frame {lidar_frame!r} "
+                f"({len(self._static)} static transforms so far): LiDAR extrinsic from base_T_lidar {self.cfg.base_T_lidar}")
+
+    def _publish_clouds(self, r: OdometryResult, stamp) -> None:
+        """The scan and the local map for RViz: throttled, and skipped while nobody listens (the
+        local map is tens of thousands of points)."""
+        c = self.cfg
+        for topic, pub, period, frame, points in (
+            ("lkd/scan", self.pub_scan, c.scan_cloud_period_s, c.base_frame, lambda: self.pipeline.last_scan_points),
+            ("lkd/local_map", self.pub_map, c.map_cloud_period_s, c.odom_frame, lambda: self.pipeline.map.points),
+        ):
+            last = self._cloud_sent_ns.get(topic)
+            if pub.get_subscription_count() == 0 or (last is not None and r.stamp_ns - last < period * 1e9):
+                continue
+            pub.publish(cloud_to_pointcloud2(Cloud(np.asarray(points(), dtype=np.float32)), stamp, frame))
+            self._cloud_sent_ns[topic] = r.stamp_ns
 
     def _publish(self, r: OdometryResult, stamp) -> None:
         pubs = {"lkd/odometry": self.pub_odom, "/tf": self.pub_tf, "lkd/path": self.pub_path,

@@ -116,6 +116,18 @@ class OdometryConfig:
         lo=0.0,
         hi=600.0,
     )
+    publish_tf: bool = param(
+        True, "Publish odom->base_link and map->odom on /tf; false when another node (robot_localization, AMCL) "
+        "owns those transforms and fuses lkd/odometry (with its covariance) instead.", read_only=True,
+    )
+    scan_cloud_period_s: float = param(
+        1.0, "The node publishes the latest deskewed scan (lkd/scan, base_link, map voxel) for RViz at most this "
+        "often (s of scan time), and only while someone subscribes; 0 = every scan.", lo=0.0, hi=3600.0,
+    )
+    map_cloud_period_s: float = param(
+        5.0, "The same for the local map used for registration (lkd/local_map, odom frame): tens of thousands of "
+        "points, so less often.", lo=0.0, hi=3600.0,
+    )
     odom_sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
     odom_sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)
     loop_sigma_rot: float = param(0.02, "Loop factor rotation sigma (rad).", lo=1e-6, hi=10.0)

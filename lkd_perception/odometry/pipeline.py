@@ -150,6 +150,7 @@ class LioPipeline:
         self._fit_history: deque[tuple[float, float]] = deque(maxlen=50)  # (overlap, rmse) of good fits
         self._poor_streak = 0
         self._last_fit: RegistrationResult | None = None  # the fit chosen for the latest scan
+        self.last_scan_points = np.zeros((0, 3))
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -236,6 +237,7 @@ class LioPipeline:
             self.loops.keyframes[0] = replace(self.loops.keyframes[0], cloud=pack_cloud(first_map))
         self._first_scan = (points, times) if first and deskewing else None
         map_points = voxel_downsample(points, c.map_voxel_size)
+        self.last_scan_points = map_points  # deskewed, base frame at the stamp (for display)
         if trusted:  # a misregistered scan in the map would be a ghost that later scans lock onto
             self.map.update(transform_points(pose, map_points), pose[:3, 3])
         self._twist = new_twist

@@ -18,10 +18,9 @@ from lkd_perception.nodes import run_all
 ROOT = Path(__file__).resolve().parents[2]
 RVIZ = ROOT / "rviz" / "vehicle.rviz"
 
-# lidar_odometry_node's current scan and local map (being added to the node): checked like every
-# other topic when published; while the node does not publish them yet, their absence is allowed.
-# Empty this once it does.
-AWAITED = {"/lkd/scan", "/lkd/local_map"}
+# topics a display may show that no node publishes yet (none: the odometry node publishes its
+# scan and local map)
+AWAITED: set[str] = set()
 
 _DURABILITY = {"Volatile": DurabilityPolicy.VOLATILE, "Transient Local": DurabilityPolicy.TRANSIENT_LOCAL}
 _RELIABILITY = {"Reliable": ReliabilityPolicy.RELIABLE, "Best Effort": ReliabilityPolicy.BEST_EFFORT}
