@@ -246,10 +246,11 @@ def decode_pointcloud2(
 ) -> Cloud:
     """Points of a PointCloud2 as a :class:`Cloud`, whatever the field order, offsets and padding.
 
-    Non-finite points are dropped (organised clouds mark missing returns with NaN). Per-point
-    time is taken from ``t``/``time``/``offset_time``/``timestamp``: integer fields are read as
-    nanoseconds; absolute times (a ``timestamp`` in epoch seconds) are made relative to
-    ``stamp_s`` when given, else to the earliest point.
+    Non-finite points are dropped (organised clouds mark missing returns with NaN; the Ouster
+    driver writes zeros instead, which the odometry's ``min_range`` drops). Per-point time is
+    taken from ``t``/``time``/``offset_time``/``timestamp`` (see :func:`_relative_seconds`:
+    relative integer nanoseconds, relative float seconds, absolute epoch seconds or
+    nanoseconds) and made relative to ``stamp_s`` when given, else to the earliest point.
     """
     specs = {}
     for f in fields:
@@ -297,15 +298,7 @@ def decode_pointcloud2(
     time = None
     for name in _TIME_FIELDS:
         if name in specs:
-            raw = rec[name]
-            if np.issubdtype(raw.dtype, np.integer):
-                t = raw.astype(np.float64) * 1e-9
-            else:
-                t = raw.astype(np.float64)
-            if t.size and np.nanmax(np.abs(t)) > 1e6:  # absolute epoch seconds
-                ref = stamp_s if stamp_s is not None else float(np.nanmin(t))
-                t = t - ref
-            time = t.astype(np.float32)
+            time = _relative_seconds(rec[name], stamp_s)
             keep &= np.isfinite(time)
             break
     if intensity is not None:
@@ -315,6 +308,36 @@ def decode_pointcloud2(
         None if intensity is None else intensity[keep],
         None if time is None else time[keep],
     )
+
+
+# An absolute per-point time in a float field, by magnitude (epoch 2001-2286): the unit it is in.
+# Livox's driver 2 writes ``timestamp`` as float64 nanoseconds, Hesai's as float64 seconds.
+_ABSOLUTE_UNITS = ((1e17, 1e-9), (1e14, 1e-6), (1e11, 1e-3), (1e6, 1.0))
+
+
+def _relative_seconds(raw: np.ndarray, stamp_s: float | None) -> np.ndarray:
+    """Per-point time in seconds after the cloud's stamp, from the drivers' conventions.
+
+    Integer fields are nanoseconds after the stamp (Ouster ``t`` uint32, Livox ``offset_time``
+    uint32); float fields are seconds after the stamp (Velodyne ``time`` float32, negative when a
+    driver stamps the end of the sweep) unless they are absolute epoch times (Hesai and Livox
+    ``timestamp`` float64), which are told by their size and made relative to ``stamp_s`` (else
+    to the earliest point). The subtraction is done in float64: epoch seconds in float32 would
+    keep only 128 s steps.
+    """
+    if np.issubdtype(raw.dtype, np.integer):
+        return (raw.astype(np.float64) * 1e-9).astype(np.float32)
+    t = raw.astype(np.float64)
+    finite = t[np.isfinite(t)]
+    peak = float(np.max(np.abs(finite))) if finite.size else 0.0
+    for threshold, unit in _ABSOLUTE_UNITS:
+        if peak > threshold:
+            ref = stamp_s if stamp_s is not None else float(np.min(finite)) * unit
+            if unit != 1.0 and stamp_s is not None:
+                # nanoseconds as float64 (1.7e18) keep 256 ns steps; subtract in the raw unit
+                return ((t - stamp_s / unit) * unit).astype(np.float32)
+            return (t * unit - ref).astype(np.float32)
+    return t.astype(np.float32)
 
 
 def encode_pointcloud2(cloud: Cloud) -> tuple[list[tuple[str, int, int, int]], int, bytes]:
