@@ -100,3 +100,14 @@ def test_comparison_flags_an_injected_regression(fleet_a, drives, tmp_path, loca
 def test_find_bags_names_and_skips_outputs(drives, fleet_a):
     names = [n for n, _ in find_bags([drives, fleet_a])]
     assert names == ["drives__corrupt__drive", "drives__loop__drive", "drives__urban__drive"]
+
+
+def test_worst_first_and_degraded_spans_without_ray():
+    rows = [{"bag": "good", "status": "ok", "mAP50_95": 0.5, "ape_odom_m": 0.05, "degraded_scans": 0},
+            {"bag": "drifty", "status": "ok", "mAP50_95": 0.5, "ape_odom_m": 0.9, "degraded_scans": 12},
+            {"bag": "broken", "status": "failed", "error": "InputError: cannot read bag"},
+            {"bag": "fine", "status": "ok", "mAP50_95": 0.52, "ape_odom_m": 0.04, "degraded_scans": 0}]
+    assert [r["bag"] for r in report.worst_first(rows)] == ["broken", "drifty", "good", "fine"]
+    assert report.degraded_spans([10.0, 10.1, 10.2, 30.0, 10.9]) == [(10.0, 10.9), (30.0, 30.0)]
+    s = report.summarize(rows)
+    assert (s["ok"], s["failed"]) == (3, 1) and s["metrics"]["ape_odom_m"]["max"] == 0.9
