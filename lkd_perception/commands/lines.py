@@ -314,6 +314,9 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="models/lsdnet.onnx")
     p.add_argument("--input-width", type=int, default=None, help="default: LineConfig.input_width")
     p.add_argument("--input-height", type=int, default=None, help="default: LineConfig.input_height")
+    p.add_argument("--endpoint-refinement", default="heat_half", choices=("heat_half", "none"),
+                   help="none for a model distilled from the Wireframe LSDNet (its heat runs past the line ends, "
+                        "like the teacher's; the grouping then keeps the extreme projections)")
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -321,8 +324,9 @@ def _run_export(args: argparse.Namespace) -> int:
     from lkd_perception.lines.export import export_onnx, load_checkpoint
 
     cfg = LineConfig()
+    extra = {"endpoint_refinement": "none"} if args.endpoint_refinement == "none" else None
     path = export_onnx(load_checkpoint(args.checkpoint), args.out,
-                       args.input_width or cfg.input_width, args.input_height or cfg.input_height)
+                       args.input_width or cfg.input_width, args.input_height or cfg.input_height, extra)
     emit_json({"onnx": str(path), "bytes": path.stat().st_size}, None)
     return 0
 

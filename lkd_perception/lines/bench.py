@@ -27,7 +27,9 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
-from lkd_perception.lines.config import INT8_MODEL_PATH, LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig
+from lkd_perception.lines.config import (
+    DISTILLED_INT8_MODEL_PATH, DISTILLED_MODEL_PATH, INT8_MODEL_PATH, LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig,
+)
 from lkd_perception.lines.sim_source import labelled_images
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
@@ -36,6 +38,8 @@ _LSDNET_VARIANTS: dict[str, dict[str, str]] = {
     "lsdnet_cpu": {"provider": "cpu", "model_path": LIGHT_MODEL_PATH},
     "lsdnet_int8": {"provider": "cpu", "model_path": INT8_MODEL_PATH},
     "lsdnet_wireframe": {"provider": "cpu", "model_path": WIREFRAME_MODEL_PATH},
+    "lsdnet_distilled": {"provider": "cpu", "model_path": DISTILLED_MODEL_PATH},
+    "lsdnet_distilled_int8": {"provider": "cpu", "model_path": DISTILLED_INT8_MODEL_PATH},
     "lsdnet_cuda": {"provider": "cuda", "model_path": LIGHT_MODEL_PATH},
     "lsdnet_wireframe_cuda": {"provider": "cuda", "model_path": WIREFRAME_MODEL_PATH},
 }

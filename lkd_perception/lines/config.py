@@ -29,6 +29,9 @@ LIGHT_MODEL_PATH = "models/lsdnet.onnx"
 INT8_MODEL_PATH = "models/lsdnet_int8.onnx"
 #: the published Wireframe-trained LSDNet, imported with ``lkd import lsdnet``
 WIREFRAME_MODEL_PATH = "models/lsdnet_wireframe.onnx"
+#: our light network distilled from the Wireframe LSDNet on photographs (``lkd distill lines``), and its INT8 version
+DISTILLED_MODEL_PATH = "models/lsdnet_distilled.onnx"
+DISTILLED_INT8_MODEL_PATH = "models/lsdnet_distilled_int8.onnx"
 
 
 @dataclass(frozen=True)
@@ -108,3 +111,7 @@ class LineConfig:
     )
     threads: int = param(2, "ONNX Runtime intra-op threads (0 = library default)", lo=0, hi=64, read_only=True)
     publish_debug_image: bool = param(False, "line_node: also publish the image with the segments drawn")
+    image_transport: str = param("raw", "camera input: raw sensor_msgs/Image on camera/image_raw, or compressed: "
+                                 "sensor_msgs/CompressedImage (JPEG/PNG) on camera/image_raw/compressed "
+                                 "(image_transport's topic name; read when the node is configured)",
+                                 choices=("raw", "compressed"), read_only=True)

@@ -126,6 +126,15 @@ def test_two_steps_lower_the_loss_and_the_checkpoint_resumes(tmp_path):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4] and all(math.isfinite(r["loss"]) for r in records)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+    # the checkpoint exports; the distilled model is marked to skip our endpoint refinement
+    onnx_path = tmp_path / "student.onnx"
+    assert main(["export", "lines", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(onnx_path),
+                 "--input-width", "96", "--input-height", "64", "--endpoint-refinement", "none"]) == 0
+    from lkd_perception.lines.config import LineConfig
+    from lkd_perception.lines.runtime import LineDetector
+
+    det = LineDetector(LineConfig(model_path=str(onnx_path), input_width=96, input_height=64, threads=1))
+    assert det.output_stride == 2 and not det.endpoint_refinement
 
 
 def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
