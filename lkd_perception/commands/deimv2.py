@@ -1,4 +1,4 @@
-"""``lkd train deimv2``, ``lkd distill deimv2``, ``lkd export deimv2``.
+"""``lkd train deimv2``, ``lkd distill deimv2``, ``lkd export deimv2``, ``lkd ablate deimv2``.
 
 Settings come from :class:`lkd_perception.detection.deimv2_train.DEIMv2TrainConfig` (and, for
 distillation, :class:`lkd_perception.detection.clockdistill.ClockWeights`): an optional YAML file
@@ -120,9 +120,45 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ablate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="COCO training folder (e.g. lkd simulate --dataset detection)")
+    p.add_argument("--val", required=True, help="held-out COCO folder scored with faster-coco-eval")
+    p.add_argument("--out", required=True, help="folder of the run folders and ablation.json (resumable)")
+    p.add_argument("--teacher-init", default="models/deimv2_femto_coco.onnx", help="teacher start (Femto)")
+    p.add_argument("--student-init", default="models/deimv2_atto_coco.onnx", help="student start (Atto)")
+    p.add_argument("--teacher-steps", type=int, default=400, help="fine-tuning steps of the teacher")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (>= 3 for a spread)")
+    p.add_argument("--photos", nargs="*", default=[], help="real photographs for the COCO-class agreement")
+    p.add_argument("--config", help="YAML with DEIMv2TrainConfig / ClockWeights keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--json-out", help="also write the summary here (default stdout)")
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from lkd_perception.common.config import from_dict
+    from lkd_perception.common.paths import resolve_model_path
+    from lkd_perception.detection.clockdistill import ClockWeights
+    from lkd_perception.detection.deimv2_ablation import run_ablation
+    from lkd_perception.detection.deimv2_train import DEIMv2TrainConfig
+    from lkd_perception.io.formats import read_rgb
+
+    _known(args, DEIMv2TrainConfig, ClockWeights)
+    weights = from_dict(ClockWeights, _values(args, "clockdistill", {f.name for f in fields(ClockWeights)}))
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    summary = run_ablation(resolve_model_path(args.teacher_init), resolve_model_path(args.student_init), args.data,
+                           args.val, args.out, _train_cfg(args), args.teacher_steps, seeds, weights,
+                           [read_rgb(p) for p in args.photos])
+    emit_json(summary, args.json_out)
+    return 0
+
+
 COMMANDS = [
     Command(("train", "deimv2"), "fine-tune DEIMv2 (published ONNX or our checkpoint) on COCO-format data",
             _add_train, _run_train),
     Command(("distill", "deimv2"), "CLoCKDistill a DEIMv2 teacher into a DEIMv2 student", _add_distill, _run_distill),
+    Command(("ablate", "deimv2"), "student alone vs with CLoCKDistill over seeds, scored on held-out frames",
+            _add_ablate, _run_ablate),
     Command(("export", "deimv2"), "our DEIMv2 checkpoint -> ONNX with the published contract", _add_export, _run_export),
 ]

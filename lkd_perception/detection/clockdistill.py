@@ -18,7 +18,9 @@ memory at the box centre. Teacher and student decode the *same* boxes, so their 
 one to one without matching and the student learns the teacher's class distribution (binary KL
 with temperature, per class, as sigmoid classifiers score them) and box refinements (L1 + GIoU),
 each query weighted by the teacher's confidence max_c sigmoid(logit): what the teacher is unsure
-of teaches little. Padding queries (images with fewer objects) are masked out of self-attention.
+of teaches little. The sum over queries is divided by the number of objects, the detection
+loss's normaliser (a mean over queries instead put TCLD at 5% of the loss on simulated frames).
+Padding queries (images with fewer objects) are masked out of self-attention.
 
 Weights: the third-party reimplementation's values (alpha 5e-5, beta 1e-7 on channel *sums* of
 256-channel maps; lambda 1/5/2; T = 2) are unverified (REFERENCE 1.4). LCMD here averages over
@@ -133,11 +135,11 @@ def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
 
 def tcld_loss(student: DecoderOutput, teacher: DecoderOutput, valid: torch.Tensor, w: ClockWeights) -> torch.Tensor:
     """Teacher-confidence-weighted KL + L1 + GIoU between the two decoders' outputs on the same
-    target-aware queries, layer by layer (both DEIMv2 decoders have the same depth), averaged over
-    valid queries."""
+    target-aware queries, layer by layer (both DEIMv2 decoders have the same depth), summed over
+    the valid queries and divided by the number of objects, as the detection loss is."""
     if student.logits.shape[0] != teacher.logits.shape[0]:
         raise ConfigError(f"student decoder has {student.logits.shape[0]} layers, teacher {teacher.logits.shape[0]}")
-    n = valid.sum().clamp(min=1.0)
+    n = (valid.sum() / len(PERTURBATIONS)).clamp(min=1.0)
     total = student.logits.sum() * 0.0
     for j in range(student.logits.shape[0]):
         t_logits, t_boxes = teacher.logits[j].detach(), teacher.boxes[j].detach()
