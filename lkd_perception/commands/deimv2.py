@@ -73,7 +73,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from lkd_perception.detection.deimv2_train import DEIMv2TrainConfig, fine_tune
 
     _known(args, DEIMv2TrainConfig)
-    emit_json(fine_tune(args.init, args.data, args.out, _train_cfg(args), args.val, resume=not args.fresh), args.json_out)
+    from lkd_perception.common.paths import resolve_model_path
+
+    emit_json(fine_tune(resolve_model_path(args.init), args.data, args.out, _train_cfg(args), args.val, resume=not args.fresh), args.json_out)
     return 0
 
 
@@ -92,7 +94,9 @@ def _run_distill(args: argparse.Namespace) -> int:
 
     _known(args, DEIMv2TrainConfig, ClockWeights)
     weights = from_dict(ClockWeights, _values(args, "clockdistill", {f.name for f in fields(ClockWeights)}))
-    emit_json(distill(args.teacher, args.student, args.data, args.out, _train_cfg(args), weights, args.val,
+    from lkd_perception.common.paths import resolve_model_path
+
+    emit_json(distill(args.teacher, resolve_model_path(args.student), args.data, args.out, _train_cfg(args), weights, args.val,
                       resume=not args.fresh), args.json_out)
     return 0
 

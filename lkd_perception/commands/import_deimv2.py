@@ -15,9 +15,10 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lkd_perception.common.paths import resolve_model_path
     from lkd_perception.detection.deimv2_import import import_deimv2
 
-    emit_json(import_deimv2(args.onnx, args.out, args.export), None)
+    emit_json(import_deimv2(resolve_model_path(args.onnx), args.out, args.export), None)
     return 0
 
 
