@@ -35,6 +35,10 @@ class DetectorConfig:
     fp16: bool = param(True, "half precision where the provider supports it (TensorRT)", read_only=True)
     threads: int = param(2, "ONNX Runtime intra-op threads (0 = runtime default)", lo=0, hi=64, read_only=True)
     publish_debug_image: bool = param(False, "also publish the input image with boxes drawn (detector_node)")
+    image_transport: str = param("raw", "camera input: raw sensor_msgs/Image on camera/image_raw, or compressed: "
+                                 "sensor_msgs/CompressedImage (JPEG/PNG) on camera/image_raw/compressed "
+                                 "(image_transport's topic name; read when the node is configured)",
+                                 choices=("raw", "compressed"), read_only=True)
 
     @property
     def model_path(self) -> str:

@@ -293,6 +293,18 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
         return SetParametersResult(successful=True)
 
     # -- QoS ----------------------------------------------------------------------------------
+    def subscribe_camera(self, transport: str, callback: Callable[[Any], None]) -> None:
+        """Subscribe the camera: ``sensor_msgs/Image`` on ``camera/image_raw`` (``raw``), or
+        ``sensor_msgs/CompressedImage`` on the resolved image topic + ``/compressed`` (``compressed``:
+        image_transport's convention, so remapping ``camera/image_raw`` moves both)."""
+        from sensor_msgs.msg import CompressedImage, Image
+
+        if transport == "compressed":
+            topic = self.resolve_topic_name("camera/image_raw") + "/compressed"
+            self.create_subscription(CompressedImage, topic, callback, self.sensor_qos())
+        else:
+            self.create_subscription(Image, "camera/image_raw", callback, self.sensor_qos())
+
     def sensor_qos(self):
         """QoS of sensor subscriptions, from the ``sensor_qos_*`` parameters."""
         return qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, self.io_config.sensor_qos_depth)

@@ -16,7 +16,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry, Path
-from sensor_msgs.msg import Image, PointCloud2, PointField
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
@@ -25,6 +25,7 @@ from lkd_perception.io import messages
 from lkd_perception.io.codecs import (
     Cloud,
     CodecError,
+    decode_compressed_image,
     decode_image,
     decode_pointcloud2,
     encode_image,
@@ -69,8 +70,10 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """Pixels as (H, W, 3) uint8 RGB, whatever the encoding."""
+def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+    """Pixels as (H, W, 3) uint8 RGB, whatever the encoding; JPEG/PNG ``CompressedImage`` too."""
+    if isinstance(msg, CompressedImage):
+        return decode_compressed_image(msg.format, msg.data)
     return image_to_rgb_array(image_to_numpy(msg), msg.encoding)
 
 

@@ -1,6 +1,7 @@
 """detector_node: camera images in, ``vision_msgs/Detection2DArray`` out (LeYOLO or a DETR-family model).
 
-Subscribes ``camera/image_raw`` (sensor QoS), publishes ``lkd/detections`` and, when
+Subscribes ``camera/image_raw`` (sensor QoS; ``image_transport: compressed`` takes JPEG/PNG on
+``camera/image_raw/compressed``), publishes ``lkd/detections`` and, when
 ``publish_debug_image`` is on, ``lkd/detections/debug_image`` (rgb8 with boxes drawn by
 :func:`lkd_perception.detection.draw.draw_detections`, the same picture as ``lkd detect --draw``). Each
 detection carries the class *name* as ``results[0].hypothesis.class_id``: from the model's
@@ -44,7 +45,7 @@ class DetectorNode(LkdNode):
         )
         self.pub = self.create_publisher(Detection2DArray, "lkd/detections", self.output_qos())
         self.debug_pub = self.create_publisher(Image, "lkd/detections/debug_image", self.output_qos(depth=1))
-        self.create_subscription(Image, "camera/image_raw", self.guarded("image", self._on_image), self.sensor_qos())
+        self.subscribe_camera(self.cfg.image_transport, self.guarded("image", self._on_image))
 
     def release(self) -> None:
         self.detector = None

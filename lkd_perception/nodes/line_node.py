@@ -1,6 +1,7 @@
 """line_node: camera images in, line segments out (LSDNet).
 
-Subscribes ``camera/image_raw`` (sensor QoS) and publishes
+Subscribes ``camera/image_raw`` (sensor QoS; ``image_transport: compressed`` takes JPEG/PNG on
+``camera/image_raw/compressed``) and publishes
 
 * ``lkd/lines`` (``vision_msgs/Detection2DArray``): one oriented box per segment, the encoding of
   :mod:`lkd_perception.lines.encoding` (midpoint, direction theta, size_x = length,
@@ -51,7 +52,7 @@ class LineNode(LkdNode):
         self.pub = self.create_publisher(Detection2DArray, "lkd/lines", self.output_qos())
         self.marker_pub = self.create_publisher(ImageMarker, "lkd/lines/markers", self.output_qos())
         self.debug_pub = self.create_publisher(Image, "lkd/lines/debug_image", self.output_qos(depth=1))
-        self.create_subscription(Image, "camera/image_raw", self.guarded("image", self._on_image), self.sensor_qos())
+        self.subscribe_camera(self.cfg.image_transport, self.guarded("image", self._on_image))
 
     def release(self) -> None:
         self.detector = None
