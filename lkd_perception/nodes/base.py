@@ -27,7 +27,7 @@ from lkd_perception.common.config import ParamSpec, coerce_value, describe, para
 from lkd_perception.common.errors import ConfigError, LkdError
 from lkd_perception.common.heap import can_release_free_heap, release_free_heap
 from lkd_perception.nodes import qos as qos_profiles
-from lkd_perception.nodes.dds import use_dds_profile
+from lkd_perception.nodes.dds import explain_node_error, use_dds_profile
 from lkd_perception.nodes.diagnostics import DiagnosticsReporter
 
 C = TypeVar("C")
@@ -365,7 +365,13 @@ def run_node(node_cls: Callable[..., Node], args: Sequence[str] | None = None) -
     rclpy.init(args=args)
     node = None
     try:
-        node = node_cls()
+        try:
+            node = node_cls()
+        except RCLError as exc:
+            if (reason := explain_node_error(exc)) is None:
+                raise
+            print(f"{node_cls.__name__}: error: {reason}", file=sys.stderr)
+            raise SystemExit(2) from None
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         spin_until_shutdown(executor)

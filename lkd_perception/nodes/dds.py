@@ -51,3 +51,22 @@ def use_dds_profile() -> str | None:
     os.environ.update(dds_environment())
     return os.environ.get(PROFILE_ENV) or None
 
+
+#: what rcl says when ROS 2 security is requested from a Fast DDS built without it
+_NO_SECURITY = "doesn't have the security libraries"
+
+
+def explain_node_error(exc: Exception) -> str | None:
+    """One actionable line for a node that the middleware refused to create, or None.
+
+    The ROS 2 Python wheels' Fast DDS has no DDS-Security plugins, so with
+    ``ROS_SECURITY_ENABLE=true`` every participant is refused (never started open). Users meet
+    that as an RCLError deep in rclpy; this says what it means and where to read on.
+    """
+    text = " ".join(str(exc).split())
+    if _NO_SECURITY in text:
+        return ("ROS 2 security is requested (ROS_SECURITY_ENABLE=true) but this ROS 2 installation's Fast DDS "
+                "has no security plugins (the Python wheels are built without them); no node was started. "
+                "Use a ROS 2 from the apt repositories for DDS-Security, or unset ROS_SECURITY_ENABLE "
+                "and keep DDS off untrusted networks (README, 'Security')")
+    return None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -28,7 +29,7 @@ from rclpy.parameter import Parameter
 
 from lkd_perception.common.errors import ConfigError
 from lkd_perception.nodes.base import spin_until_shutdown
-from lkd_perception.nodes.dds import use_dds_profile
+from lkd_perception.nodes.dds import explain_node_error, use_dds_profile
 from lkd_perception.nodes.graph import LOG_LEVELS, TOPIC_ARGUMENTS, NodeSpec, default_config_path, remappings, select
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,12 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
     executors: list[SingleThreadedExecutor] = []
     threads: list[threading.Thread] = []
     try:
-        nodes = instantiate(launch)
+        try:
+            nodes = instantiate(launch)
+        except RCLError as exc:
+            if (reason := explain_node_error(exc)) is None:
+                raise
+            raise ConfigError(reason) from None
         for n in nodes:
             ex = SingleThreadedExecutor()
             ex.add_node(n)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 SCRIPT = """
 import rclpy
@@ -46,3 +47,14 @@ def test_without_security_the_same_node_starts(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROS_SECURITY")}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert "STARTED" in out.stdout, out.stdout + out.stderr
+
+
+def test_lkd_launch_says_so_in_one_line(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, ROS_SECURITY_ENABLE="true", ROS_SECURITY_STRATEGY="Enforce",
+               ROS_SECURITY_KEYSTORE=str(_keystore(tmp_path / "keystore")))
+    out = subprocess.run([sys.executable, "-m", "lkd_perception.cli", "launch", str(root / "config" / "vehicle.yaml"),
+                          "--capabilities", "lines"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("lkd: error:")]
+    assert len(errors) == 1 and "no security plugins" in errors[0] and "Traceback" not in out.stderr
