@@ -28,7 +28,8 @@ def _run(args: argparse.Namespace) -> int:
                          height=args.height, azimuths=args.azimuths, config=args.config,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
     for b in result["lkd_run"]["per_bag"]:
-        caps = ", ".join(f"{n} {c['realtime_factor']}x" for n, c in b["capabilities"].items())
+        caps = ", ".join(f"{n} {c['realtime_factor']}x (CPU time {c['cpu_realtime_factor']}x)"
+                         for n, c in b["capabilities"].items())
         print(f"lkd run {b['bag']}: {b['realtime_factor']}x real time overall; {caps}", file=sys.stderr)
     runs = result["runs"]
     print(f"fleet: {runs['1']['bags_per_hour']} bags/h with 1 worker, "

@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         bar.close()
     for name, t in result.tasks.items():
         print(f"{name}: {t['inputs']} messages, {t['ms_per_message']} ms each, "
-              f"{t['realtime_factor']}x real time", file=sys.stderr)
+              f"{t['realtime_factor']}x real time ({t['cpu_realtime_factor']}x in CPU time)", file=sys.stderr)
     emit_json(result.to_dict(), None)
     return 0
 

@@ -79,7 +79,8 @@ def bench_fleet(work: str | Path, bags: int = 4, seconds: float = 60.0, workers:
         wall = time.perf_counter() - t0
         per_bag.append({"bag": d.name, "duration_s": r.bag_duration_s, "wall_s": round(wall, 2),
                         "realtime_factor": round(r.bag_duration_s / wall, 3),
-                        "capabilities": {n: {"realtime_factor": t["realtime_factor"], "ms_per_message": t["ms_per_message"]}
+                        "capabilities": {n: {k: t[k] for k in ("realtime_factor", "cpu_realtime_factor",
+                                                                 "ms_per_message", "inputs")}
                                          for n, t in r.tasks.items()}})
     result["lkd_run"] = {"per_bag": per_bag, "loadavg_before": load0, "loadavg_after": os.getloadavg()}
 

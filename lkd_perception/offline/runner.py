@@ -10,7 +10,9 @@ names, so ``lkd evaluate all`` reads it like a recorded replay.
 Timing. Each output is logged at the time a node that takes every message in order would have
 published it when the bag plays at 1x: ``max(input arrival, previous output) + compute time``,
 so ``arrival - header stamp`` in the recording is the latency that node would show, queueing
-included. The real-time factor per capability is bag duration / compute time.
+included. The real-time factor per capability is bag duration / compute time (wall), and
+``cpu_realtime_factor`` the same with the process's CPU time, which other jobs sharing the cores
+inflate far less (it counts every thread, so it is the cost, not the latency, of a capability).
 
 Bad messages (LkdError from the core) are counted as warnings and the run goes on, as in the
 nodes; an unreadable bag is an :class:`InputError`.
@@ -86,6 +88,7 @@ class TaskStats:
     inputs: int = 0
     outputs: int = 0
     compute_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the process during the callbacks: less sensitive to other jobs on the cores
     warnings: int = 0
     errors: int = 0
     last_problem: str = ""
@@ -99,6 +102,8 @@ class TaskStats:
             "compute_s": round(self.compute_s, 4),
             "ms_per_message": round(1e3 * self.compute_s / self.inputs, 3) if self.inputs else None,
             "realtime_factor": round(bag_duration_s / self.compute_s, 3) if self.compute_s > 0 else None,
+            "cpu_s": round(self.cpu_s, 4),
+            "cpu_realtime_factor": round(bag_duration_s / self.cpu_s, 3) if self.cpu_s > 0 else None,
             "warnings": self.warnings, "errors": self.errors, "last_problem": self.last_problem,
             "latency_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
             "latency_p95_ms": round(float(np.percentile(lat, 95)), 3) if lat.size else None,
@@ -143,7 +148,7 @@ def _timed(stats: TaskStats, arrival_ns: int, header_ns: int, fn: Callable[[], A
     """Run one callback as the node's ``guarded`` does (a bad message is a warning, a bug an error,
     the run goes on); returns (result, simulated publish time ns) or None when it failed."""
     stats.inputs += 1
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     try:
         out = fn()
     except LkdError as exc:
@@ -156,6 +161,7 @@ def _timed(stats: TaskStats, arrival_ns: int, header_ns: int, fn: Callable[[], A
         return None
     dt = time.perf_counter() - t0
     stats.compute_s += dt
+    stats.cpu_s += time.process_time() - c0
     done_ns = max(arrival_ns, stats.busy_until_ns) + int(dt * 1e9)
     stats.busy_until_ns = done_ns
     stats.latencies_ms.append((done_ns - header_ns) * 1e-6)
