@@ -46,7 +46,8 @@ TF_STATIC_TOPIC = "/tf_static"
 OUTPUTS_FILE = "outputs.mcap"
 SUMMARY_FILE = "run.json"
 
-# output topic (absolute, as the nodes publish without a namespace) -> message type
+# output topic (absolute, as the nodes publish without a namespace) -> message type (a topic not
+# listed is written with the type of its rosbags message)
 OUTPUT_TYPES: dict[str, str] = {
     "/lkd/detections": M.DETECTION_ARRAY,
     "/lkd/lines": M.DETECTION_ARRAY,
@@ -140,7 +141,7 @@ class _Recorder:
 
     def write(self, topic: str, msg: Any, log_ns: int) -> None:
         topic = topic if topic.startswith("/") else "/" + topic
-        self.writer.write(topic, OUTPUT_TYPES[topic], msg, log_ns, RELIABLE_QOS)
+        self.writer.write(topic, OUTPUT_TYPES.get(topic) or msg.__msgtype__, msg, log_ns, RELIABLE_QOS)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
 
