@@ -183,7 +183,7 @@ class LioPipeline:
         # 1. prediction: IMU preintegration if samples cover the interval, else constant velocity
         twist, pre = self._twist, None
         if not first and c.use_imu and self.imu.covers(self._last_stamp, stamp_ns, c.imu_max_gap_s):  # type: ignore[arg-type]
-            pre = self.imu.preintegrate(self._last_stamp, stamp_ns)  # type: ignore[arg-type]
+            pre = self.imu.preintegrate(self._last_stamp, stamp_ns, self.inertial.gyro_bias)  # type: ignore[arg-type]
             twist = Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt)
         predicted = self._pose @ twist.delta(dt)
 
@@ -206,6 +206,8 @@ class LioPipeline:
         else:
             motion = ScanMotion(times[idx], self._pose, dt) if deskewing else None
             pose, overlap, status, trusted = self._register_scan(points[idx], predicted, bev_rows, bev_guess, motion, pre is not None)
+            if self._first_scan is not None and motion is not None and trusted:
+                pose = self._refine_second_scan(points[idx], pose, motion, bev_rows)
             fit = self._last_fit
             uncertainty = scan_uncertainty(np.zeros((6, 6)) if fit is None else fit.information,
                                            np.zeros((0, 3)) if fit is None else fit.normals,
@@ -229,11 +231,7 @@ class LioPipeline:
 
         # 5. map and state; the first scan's motion is known only now: re-deskew it
         if self._first_scan is not None and deskewing:
-            first_pts, first_times = self._first_scan
-            fixed = deskew(first_pts, first_times, new_twist)
-            first_map = voxel_downsample(fixed, c.map_voxel_size)
-            self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
-            self.map.update(first_map, np.zeros(3))
+            first_map = self._rebuild_first_map(new_twist)
             self.loops.keyframes[0] = replace(self.loops.keyframes[0], cloud=pack_cloud(first_map))
         self._first_scan = (points, times) if first and deskewing else None
         map_points = voxel_downsample(points, c.map_voxel_size)
@@ -351,6 +349,27 @@ class LioPipeline:
         if best.overlap < 0.2:
             status = f"degraded: only {best.overlap:.0%} of points matched the map"
         return best.pose, best.overlap, status, True
+
+    def _rebuild_first_map(self, twist: Twist) -> np.ndarray:
+        """The map from the first scan deskewed with ``twist`` (its motion is known only from the second)."""
+        c = self.config
+        first_pts, first_times = self._first_scan  # type: ignore[misc]
+        first_map = voxel_downsample(deskew(first_pts, first_times, twist), c.map_voxel_size)
+        self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
+        self.map.update(first_map, np.zeros(3))
+        return first_map
+
+    def _refine_second_scan(self, source: np.ndarray, pose: np.ndarray, motion: ScanMotion, bev_rows: BevRows | None) -> np.ndarray:
+        """Register the second scan again against the first scan deskewed with the motion just
+        estimated. The first registration ran against a first scan smeared by the whole sweep's
+        motion (unknown then): on a real Ouster clip at 2.5 m/s it found 0.165 m for a 0.25 m step."""
+        c = self.config
+        for _ in range(2):
+            self._rebuild_first_map(motion.twist(pose))
+            fit = register(source, self.map, pose, c.max_correspondence_distance, c.max_iterations, c.convergence,
+                           bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight, motion=motion)
+            pose, self._last_fit = fit.pose, fit
+        return pose
 
     def _poor_fit(self, reg: RegistrationResult) -> bool:
         """Clearly worse than the median of the recent accepted fits (none yet: not poor)."""
