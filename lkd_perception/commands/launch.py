@@ -69,4 +69,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("launch",), "run the vehicle's nodes in one process (no ros2 launch needed)", _add, _run)]
+COMMANDS = [Command(("launch",), "run the vehicle's nodes in one process (no ros2 launch needed)", _add, _run,
+            example='lkd launch config/vehicle.yaml --namespace car1')]
