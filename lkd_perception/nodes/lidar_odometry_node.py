@@ -12,6 +12,8 @@ slow scan does not drop gyro samples) and publishes
   keyframe, cost 160 ms a message after 10 minutes (6000 poses) and grew without bound;
 * ``/tf``: ``odom -> base_link`` (odometry) and ``map -> odom`` (loop-closure correction), the
   REP-105 split; not with ``publish_tf: false`` (robot_localization or AMCL own the tree);
+* ``lkd/map_pose`` (``geometry_msgs/PoseWithCovarianceStamped``, frame map, transient local):
+  the newest keyframe's loop-corrected pose with its GTSAM marginal covariance, at keyframes;
 * ``lkd/scan`` and ``lkd/local_map`` (``sensor_msgs/PointCloud2``, base_link / odom): the
   deskewed scan and the registration's local map for RViz, at most every
   ``scan_cloud_period_s`` / ``map_cloud_period_s`` and only while subscribed;
@@ -28,6 +30,7 @@ warnings on /diagnostics and the node keeps going; so are degenerate scans.
 from __future__ import annotations
 
 import numpy as np
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import Imu, PointCloud2
@@ -35,12 +38,12 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from lkd_perception.common.frames import TransformTree
-from lkd_perception.common.se3 import make_pose, matrix_from_quat
+from lkd_perception.common.se3 import make_pose, matrix_from_quat, quat_from_matrix
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.io.messages import OdometryOutputs
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.base import LkdNode, run_node
-from lkd_perception.nodes.conversions import cloud_to_pointcloud2, pointcloud2_to_cloud, ros_message, stamp_to_ns
+from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, pointcloud2_to_cloud, ros_message, stamp_to_ns
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.pipeline import LioPipeline, OdometryResult
 
@@ -59,6 +62,7 @@ class LidarOdometryNode(LkdNode):
         self.pipeline = LioPipeline(self.cfg)
         self.pub_odom = self.create_publisher(Odometry, "lkd/odometry", self.output_qos())
         self.pub_path = self.create_publisher(Path, "lkd/path", qos_profiles.latched_qos(1))
+        self.pub_map_pose = self.create_publisher(PoseWithCovarianceStamped, "lkd/map_pose", qos_profiles.latched_qos(1))
         self.pub_scan = self.create_publisher(PointCloud2, "lkd/scan", self.output_qos(depth=1))
         self.pub_map = self.create_publisher(PointCloud2, "lkd/local_map", self.output_qos(depth=1))
         self._cloud_sent_ns: dict[str, int] = {}  # topic -> stamp of the last one published
@@ -97,6 +101,8 @@ class LidarOdometryNode(LkdNode):
         result = self.pipeline.add_scan(stamp_ns, pointcloud2_to_cloud(msg))
         self._publish(result, msg.header.stamp)
         self._publish_clouds(result, msg.header.stamp)
+        if result.keyframe:
+            self._publish_map_pose()
         if result.status.startswith("degraded") or result.uncertainty.degenerate:
             self.diagnostics.warn("scan", result.status)
 
@@ -109,6 +115,16 @@ class LidarOdometryNode(LkdNode):
             self.get_logger().warning(
                 f"/tf_static does not connect {self.cfg.base_frame!r} and the clouds' frame {lidar_frame!r} "
                 f"({len(self._static)} static transforms so far): LiDAR extrinsic from base_T_lidar {self.cfg.base_T_lidar}")
+
+    def _publish_map_pose(self) -> None:
+        stamp_ns, T, cov = self.pipeline.keyframe_map_pose()
+        m = PoseWithCovarianceStamped()
+        m.header.stamp, m.header.frame_id = ns_to_stamp(stamp_ns), self.cfg.map_frame
+        p, q = m.pose.pose.position, m.pose.pose.orientation
+        p.x, p.y, p.z = (float(v) for v in T[:3, 3])
+        q.x, q.y, q.z, q.w = (float(v) for v in quat_from_matrix(T[:3, :3]))
+        m.pose.covariance = np.asarray(cov, dtype=np.float64).reshape(36)
+        self.pub_map_pose.publish(m)
 
     def _publish_clouds(self, r: OdometryResult, stamp) -> None:
         """The scan and the local map for RViz: throttled, and skipped while nobody listens (the

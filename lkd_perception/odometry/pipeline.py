@@ -258,6 +258,15 @@ class LioPipeline:
         """Optimised map poses of all keyframes (id -> T_map_base)."""
         return self.graph.estimates()
 
+    def keyframe_map_pose(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """Stamp, T_map_base and its 6x6 covariance (ROS order, map axes; GTSAM marginal) of
+        the newest keyframe: the map pose with the uncertainty the pose graph assigns it, for
+        a localisation filter or AMCL's initial pose."""
+        kid = len(self._keyframes) - 1
+        if kid < 0:
+            raise InputError("no keyframe yet")
+        return int(self.loops.keyframes.stamps[kid]), self.graph.estimate(kid), self.graph.marginal_covariance(kid)
+
     def map_trajectory(self) -> tuple[np.ndarray, np.ndarray]:
         """Stamps (N,) and T_map_base (N, 4, 4) of every accepted scan, each anchored to the
         latest keyframe at its time, so loop closures correct the whole history."""

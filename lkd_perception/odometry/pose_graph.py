@@ -196,6 +196,20 @@ class PoseGraph:
             raise InputError(f"variable {key} has not been optimised yet; call optimize()")
         return self._estimate.atPose3(gtsam.symbol_shorthand.X(key)).matrix()
 
+    def marginal_covariance(self, key: int) -> np.ndarray:
+        """6x6 marginal covariance of one pose in ROS order (x, y, z, roll, pitch, yaw) about the
+        map axes: GTSAM's is over its tangent (rotation, translation) in the body frame, and
+        (dp, dtheta_map) = [[0, R], [R, 0]] (omega_body, v_body) to first order. Cheap for the
+        newest keyframe (near the root of the Bayes tree), so it can be asked at every keyframe."""
+        if self._estimate is None or not self._estimate.exists(gtsam.symbol_shorthand.X(key)):
+            raise InputError(f"variable {key} has not been optimised yet; call optimize()")
+        cov = np.asarray(self._isam.marginalCovariance(gtsam.symbol_shorthand.X(key)))
+        R = self._estimate.atPose3(gtsam.symbol_shorthand.X(key)).rotation().matrix()
+        J = np.zeros((6, 6))
+        J[:3, 3:], J[3:, :3] = R, R
+        out = J @ cov @ J.T
+        return 0.5 * (out + out.T)
+
     def estimates_view(self) -> Mapping[int, np.ndarray]:
         """The current estimates as a lazy mapping: a lookup converts one pose, so a caller that
         needs a few poses of a long graph does not pay for all of them (see :meth:`estimates`)."""

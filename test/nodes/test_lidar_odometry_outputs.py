@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import SingleThreadedExecutor
@@ -57,6 +58,9 @@ def test_covariance_no_tf_latched_path_and_clouds(ros_ctx, spin_until):
         late: list = []
         probe.create_subscription(PathMsg, "lkd/path", late.append, qos.latched_qos(1))
         assert spin_until(ex, lambda: len(late) == 1, 10.0), "the latched path did not reach a late subscriber"
+        map_poses: list = []
+        probe.create_subscription(PoseWithCovarianceStamped, "lkd/map_pose", map_poses.append, qos.latched_qos(1))
+        assert spin_until(ex, lambda: len(map_poses) == 1, 10.0), "the latched map pose did not reach a late subscriber"
     finally:
         ex.shutdown()
         node.destroy_node()
@@ -64,6 +68,13 @@ def test_covariance_no_tf_latched_path_and_clouds(ros_ctx, spin_until):
 
     assert tfs == []
     assert late[0].header.frame_id == "map" and len(late[0].poses) >= 2
+    # the newest keyframe's map pose with the pose graph's marginal covariance: grown from the
+    # anchored first keyframe by the odometry factors' sigmas (5 cm, 0.01 rad each)
+    mp = map_poses[0]
+    assert mp.header.frame_id == "map" and mp.header.stamp == late[0].poses[-1].header.stamp
+    cov = np.array(mp.pose.covariance).reshape(6, 6)
+    assert np.allclose(cov, cov.T) and np.linalg.eigvalsh(cov).min() > 0
+    assert 0.04 < np.sqrt(cov[0, 0]) < 0.5 and 0.005 < np.sqrt(cov[5, 5]) < 0.1
     for o in odoms:
         for cov in (np.array(o.pose.covariance).reshape(6, 6), np.array(o.twist.covariance).reshape(6, 6)):
             assert np.allclose(cov, cov.T) and np.linalg.eigvalsh(cov).min() > 0
