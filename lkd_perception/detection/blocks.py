@@ -128,24 +128,30 @@ class DNiNHead(nn.Module):
         """Raw per-level maps [B, 4*reg_max + nc, H, W] (what the loss consumes)."""
         return [torch.cat((b(f), c(f)), 1) for f, b, c in zip(feats, self.box, self.cls)]
 
-    def decode(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """YOLOv8 output [B, 4 + nc, N]: xywh (centre, size) in input pixels, sigmoid scores."""
-        b = maps[0].shape[0]
-        points, stride = make_anchors(maps, self.strides)
-        flat = torch.cat([m.flatten(2) for m in maps], 2)  # [B, C, N]
-        box, cls = flat.split((4 * self.reg_max, self.nc), 1)
-        dist = dfl_expectation(box.view(b, 4, self.reg_max, -1), self.bins)  # [B, 4, N] in stride units
+    def predict(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """YOLOv8 output [B, 4 + nc, N] from the neck features: xywh (centre, size) in input pixels,
+        sigmoid scores. The eval/export path; ``forward`` + the loss is the training path.
+
+        The numbers are those of decoding ``forward``'s maps (DFL expectation, anchor centres), but
+        the graph is written for ONNX Runtime's CPU kernels, measured on the official nano
+        (profiles in the model card): box and class maps are flattened separately, so there is no
+        per-level Concat followed by a Split of the joined tensor; the sigmoid follows each level's
+        last class convolution, where ONNX Runtime fuses it into the convolution; and the DFL softmax
+        over the bin axis is exp(x - max) / sum, because ONNX Runtime runs Softmax on a non-last
+        axis with two transposes (it was the costliest single op of the decode).
+        """
+        boxes = [branch(f) for f, branch in zip(feats, self.box)]
+        scores = torch.cat([branch(f).sigmoid().flatten(2) for f, branch in zip(feats, self.cls)], 2)
+        points, stride = make_anchors(boxes, self.strides)
+        box = torch.cat([m.flatten(2) for m in boxes], 2)
+        logits = box.view(box.shape[0], 4, self.reg_max, -1)
+        weights = (logits - logits.amax(2, keepdim=True)).exp()
+        dist = (weights * self.bins.view(1, 1, -1, 1)).sum(2) / weights.sum(2)  # [B, 4, N] in stride units
         lt, rb = dist[:, :2], dist[:, 2:]
         pts = points.transpose(0, 1).unsqueeze(0)  # [1, 2, N]
         centre = (pts + (rb - lt) / 2) * stride.view(1, 1, -1)
         size = (lt + rb) * stride.view(1, 1, -1)
-        return torch.cat((centre, size, cls.sigmoid()), 1)
-
-
-def dfl_expectation(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """Expected distance from DFL bin logits: softmax over the bin axis (dim 2), weighted by bin index."""
-    prob = logits.softmax(2)
-    return (prob * bins.view(1, 1, -1, 1)).sum(2)
+        return torch.cat((centre, size, scores), 1)
 
 
 def make_anchors(maps: list[torch.Tensor], strides: tuple[int, ...], offset: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -144,8 +144,8 @@ class LeYOLO(nn.Module):
             if isinstance(m, nn.BatchNorm2d):
                 m.eps, m.momentum = BN_EPS, BN_MOMENTUM
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Raw head maps per level (P3, P4, P5)."""
+    def neck(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps the head reads (P3, P4, P5)."""
         saved: dict[int, torch.Tensor] = {}
         y = x
         for i, layer in enumerate(self.layers):
@@ -156,11 +156,11 @@ class LeYOLO(nn.Module):
                 y = layer(y)
             if i in self._keep:
                 saved[i] = y
-        return self.head([saved[i] for i in self.head_from])
+        return [saved[i] for i in self.head_from]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        maps = self.features(x)
-        return maps if self.training else self.head.decode(maps)
+        feats = self.neck(x)
+        return self.head(feats) if self.training else self.head.predict(feats)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -90,3 +90,27 @@ def test_loss_without_objects_is_classification_only():
     parts = DetectionLoss(2, model.strides)(model(torch.rand(2, 3, 64, 64)), torch.zeros(0, 6))
     assert parts.box == 0.0 and parts.dfl == 0.0 and parts.cls > 0
     parts.total.backward()  # still differentiable
+
+
+def test_eval_output_is_the_yolov8_decode_of_the_raw_maps():
+    """The export path (``head.predict``) must equal the textbook decode of the training maps:
+    softmax over the 16 DFL bins, expected distance, anchor centres at cell + 0.5, times the stride."""
+    torch.manual_seed(0)
+    model = LeYOLO("n", nc=3).eval()
+    for m in model.head.modules():  # non-trivial logits: random last-layer weights in every branch
+        if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+            torch.nn.init.normal_(m.weight, std=0.5)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        out = model(x)[0].double()
+        maps = model.head(model.neck(x))
+    expected = []
+    for m, s in zip(maps, model.strides):
+        m = m[0].double()
+        h, w = m.shape[1:]
+        ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        dist = (m[:64].view(4, 16, h, w).softmax(1) * torch.arange(16.0).view(1, 16, 1, 1)).sum(1)
+        l, t, r, b = dist
+        box = torch.stack(((xs + (r - l) / 2) * s, (ys + (b - t) / 2) * s, (l + r) * s, (t + b) * s))
+        expected.append(torch.cat((box, m[64:].sigmoid())).flatten(1))
+    torch.testing.assert_close(out, torch.cat(expected, 1), rtol=0, atol=1e-4)
