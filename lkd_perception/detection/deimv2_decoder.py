@@ -70,6 +70,8 @@ class SelfAttention(nn.Module):
         q, k, val = split(self.q_proj(qk)), split(self.k_proj(qk)), split(self.v_proj(v))
         logits = q @ k.transpose(-1, -2) / (c // self.heads) ** 0.5
         if pad is not None:
+            # an image without objects has only padding: masking all its keys would give NaN rows
+            pad = pad & ~pad.all(-1, keepdim=True)
             logits = logits.masked_fill(pad[:, None, None, :], float("-inf"))
         attn = torch.softmax(logits, -1)
         return self.out_proj((attn @ val).transpose(1, 2).reshape(b, n, c))

@@ -121,6 +121,16 @@ def test_target_queries_are_the_same_boxes_for_teacher_and_student(published, da
     assert int((~qt.pad).sum()) == 5 * sum(len(tt.labels) for tt in t)
 
 
+def test_an_image_without_objects_gives_finite_losses_and_gradients(published, data):
+    x, t = _batch(data)
+    t = [t[0], Targets(torch.zeros(0, dtype=torch.long), torch.zeros(0, 4))]  # the second image: nothing
+    d = ClockDistiller(_model(published, "femto", data), _model(published, "atto", data))
+    loss, parts = d.step_loss(x, t)
+    loss.backward()
+    assert all(np.isfinite(v) for v in parts.values())
+    assert all(torch.isfinite(p.grad).all() for p in d.parameters() if p.grad is not None)
+
+
 def test_teacher_must_have_the_students_classes(published, data):
     with pytest.raises(ConfigError, match="classes"):
         ClockDistiller(published["femto"][0], _model(published, "atto", data))
