@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, progress
 from lkd_perception.common.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ def _odometry_run(args: argparse.Namespace) -> int:
         imu_arrays = (imu.stamps_ns, imu.gyro, imu.accel)
     else:
         imu_arrays = (np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)))
-    skipped = run_pipeline(pipeline, read_clouds(args.bag, args.lidar_topic), *imu_arrays)
+    scans = progress(read_clouds(args.bag, args.lidar_topic), "odometry", "scan", total=info.topic(args.lidar_topic).count)
+    skipped = run_pipeline(pipeline, scans, *imu_arrays)
     stamps, poses = pipeline.map_trajectory()
     write_tum(args.out, stamps, poses)
     if args.loops:
