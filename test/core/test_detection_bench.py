@@ -61,6 +61,8 @@ def test_bench_on_real_photographs_puts_every_shipped_model_side_by_side(tmp_pat
     for name in ("leyolo_n_coco (320)", "leyolo_n_coco_480", "deimv2_atto_coco (320)", "deimv2_femto_coco (416)"):
         row = rows[name]
         assert row["session_ms"] > 0 and row["detector_ms"] > 0 and row["vs_baseline"] > 0
+        assert row["session_p10_ms"] <= row["session_ms"] <= row["session_p90_ms"]
+        assert row["session_cpu_ms"] > 0 and row["cpu_vs_baseline"] > 0
         assert row["people"]["messi5.jpg"] >= 1 and row["people"]["basketball2.png"] >= 1, name
     # fidelity is measured, not assumed: the 320 import against the official raw outputs, DEIMv2
     # decoding against the file's own outputs
