@@ -140,7 +140,8 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
                            "opencv_lsd,opencv_fld",
                    help="comma list: lsdnet_cpu (models/lsdnet.onnx), lsdnet_int8 (models/lsdnet_int8.onnx), "
                         "lsdnet_wireframe (models/lsdnet_wireframe.onnx), lsdnet_cuda, lsdnet_wireframe_cuda, "
-                        "opencv_lsd, opencv_fld; lsdnet_cpu@WxH / lsdnet_int8@WxH run at another input size")
+                        "opencv_lsd, opencv_fld; lsdnet_cpu@WxH / lsdnet_int8@WxH run at another input size; "
+                        "model:PATH any LSDNet ONNX file of ours (a candidate beside the shipped models)")
     p.add_argument("--save-data", default=None,
                    help="also write the held-out images and gt.json here (for lkd evaluate lines)")
     _add_config_args(p)

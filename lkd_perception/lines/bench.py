@@ -27,9 +27,7 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
-from lkd_perception.lines.config import (
-    DISTILLED_INT8_MODEL_PATH, DISTILLED_MODEL_PATH, INT8_MODEL_PATH, LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig,
-)
+from lkd_perception.lines.config import INT8_MODEL_PATH, LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig
 from lkd_perception.lines.sim_source import labelled_images
 from lkd_perception.lines.synthetic import SyntheticImage, augment, render_scene
 
@@ -38,8 +36,6 @@ _LSDNET_VARIANTS: dict[str, dict[str, str]] = {
     "lsdnet_cpu": {"provider": "cpu", "model_path": LIGHT_MODEL_PATH},
     "lsdnet_int8": {"provider": "cpu", "model_path": INT8_MODEL_PATH},
     "lsdnet_wireframe": {"provider": "cpu", "model_path": WIREFRAME_MODEL_PATH},
-    "lsdnet_distilled": {"provider": "cpu", "model_path": DISTILLED_MODEL_PATH},
-    "lsdnet_distilled_int8": {"provider": "cpu", "model_path": DISTILLED_INT8_MODEL_PATH},
     "lsdnet_cuda": {"provider": "cuda", "model_path": LIGHT_MODEL_PATH},
     "lsdnet_wireframe_cuda": {"provider": "cuda", "model_path": WIREFRAME_MODEL_PATH},
 }
@@ -114,7 +110,15 @@ def make_detector(method: str, cfg: LineConfig) -> Any:
     ``lsdnet_*@WxH`` runs LSDNet at another network input size (the speed/accuracy trade-off;
     not for the fixed-size Wireframe model); ``lsdnet_int8`` is the INT8 model on the CPU,
     ``lsdnet_wireframe`` the published Wireframe LSDNet (``lkd import lsdnet``).
+    ``model:PATH`` is any LSDNet ONNX file of ours on the CPU (e.g. a model of ``lkd distill
+    lines`` before it is shipped), so a candidate is measured in the same run as the shipped ones.
     """
+    if method.startswith("model:"):
+        from lkd_perception.lines.runtime import LineDetector
+
+        if not Path(method[6:]).is_file():
+            raise ConfigError(f"line model not found: {method[6:]}")
+        return LineDetector(replace(cfg, provider="cpu", model_path=method[6:]))
     method, _, size = method.partition("@")
     if size:
         w, _, h = size.partition("x")

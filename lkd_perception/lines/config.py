@@ -29,9 +29,6 @@ LIGHT_MODEL_PATH = "models/lsdnet.onnx"
 INT8_MODEL_PATH = "models/lsdnet_int8.onnx"
 #: the published Wireframe-trained LSDNet, imported with ``lkd import lsdnet``
 WIREFRAME_MODEL_PATH = "models/lsdnet_wireframe.onnx"
-#: our light network distilled from the Wireframe LSDNet on photographs (``lkd distill lines``), and its INT8 version
-DISTILLED_MODEL_PATH = "models/lsdnet_distilled.onnx"
-DISTILLED_INT8_MODEL_PATH = "models/lsdnet_distilled_int8.onnx"
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,18 @@ def test_bench_runs_every_method_on_the_same_images(tmp_path):
         assert r["metrics"]["images"] == 2
 
 
+def test_bench_measures_a_model_file_beside_the_shipped_ones(tmp_path):
+    out = tmp_path / "bench.json"
+    light = str(Path(__file__).resolve().parents[2] / "models" / "lsdnet.onnx")
+    rc = main(["bench", "lines", "--source", "synthetic", "--count", "1", "--width", "160", "--height", "120",
+               "--methods", f"model:{light},model:{tmp_path / 'none.onnx'}", "--out", str(out),
+               "--set", "input_width=160", "--set", "input_height=128", "--set", "threads=1"])
+    assert rc == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["methods"]}
+    assert rows[f"model:{light}"]["available"] and rows[f"model:{light}"]["metrics"]["images"] == 1
+    assert not rows[f"model:{tmp_path / 'none.onnx'}"]["available"]
+
+
 def test_bench_on_the_hand_labelled_photographs(tmp_path):
     gt = Path(__file__).resolve().parents[1] / "fixtures" / "lines_real" / "gt.json"
     out = tmp_path / "bench.json"
