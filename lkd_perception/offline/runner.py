@@ -125,7 +125,7 @@ class RunResult:
     load_s: float
     wall_s: float
     tasks: dict[str, dict[str, Any]]
-    degraded_scans: tuple[tuple[float, str], ...]  # (stamp s, status) of odometry scans marked degraded
+    degraded_scans: tuple[tuple[float, str], ...]  # (stamp s, status) of odometry scans degraded or degenerate
     counts: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,7 +300,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
                 for t, m in msgs:
                     rec.write(t, m, pub_ns)
                 s.outputs += 1
-                if result.status.startswith("degraded"):
+                if result.status.startswith("degraded") or result.uncertainty.degenerate:  # the node's warnings
                     s.warnings += 1
                     s.last_problem = result.status
                     degraded.append((hdr_ns * 1e-9, result.status))
