@@ -34,8 +34,8 @@ from lkd_perception.common.errors import InputError, LkdError
 from lkd_perception.common.frames import TransformTree
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
 from lkd_perception.io import messages as M
-from lkd_perception.io.bag import RELIABLE_QOS, BagWriter, bag_info, read_messages, stamp_ns
-from lkd_perception.io.codecs import decode_image, decode_pointcloud2, image_to_rgb_array
+from lkd_perception.io.bag import RELIABLE_QOS, BagWriter, bag_info, image_topic_in, read_messages, rgb_of, stamp_ns
+from lkd_perception.io.codecs import decode_pointcloud2
 from lkd_perception.nodes.graph import default_config_path, select
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -169,11 +169,6 @@ def _timed(stats: TaskStats, arrival_ns: int, header_ns: int, fn: Callable[[], A
     return out, done_ns
 
 
-def _rgb(msg: Any) -> np.ndarray:
-    return image_to_rgb_array(decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data),
-                              msg.encoding)
-
-
 def _cloud(msg: Any):
     return decode_pointcloud2(msg.fields, msg.data, msg.point_step, msg.row_step, msg.width, msg.height,
                               msg.is_bigendian, stamp_s=stamp_ns(msg) * 1e-9)
@@ -210,6 +205,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     config_path = Path(config) if config else default_config_path()
     info = bag_info(bag)
     have = {t.name for t in info.topics}
+    image_topic = image_topic_in(info, image_topic)  # a recording of compressed frames: <topic>/compressed
     cfgs = node_configs(config_path, capabilities)
     needs = {"detector_node": image_topic, "line_node": image_topic, "lidar_odometry_node": lidar_topic}
     skipped = {n: f"{needs[n]} is not in the bag" for n in cfgs if needs[n] not in have}
@@ -250,7 +246,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
             if topic == image_topic:
                 hdr_ns, st, fid = stamp_ns(msg), msg.header.stamp, msg.header.frame_id
                 try:
-                    rgb = _rgb(msg)
+                    rgb = rgb_of(msg)
                 except LkdError as exc:
                     for s in (stats.get("detector_node"), stats.get("line_node")):
                         if s is not None:

@@ -57,3 +57,16 @@ def test_lidar_only_bag_runs_odometry_and_skips_the_cameras(tmp_path):
     assert np.all(lat > 0)  # published after the scan arrived: sweep time + compute
     with pytest.raises(InputError, match="none of the inputs"):
         run_bag(bag, tmp_path / "none", capabilities="detection")
+
+
+def test_bag_of_compressed_frames_is_read_by_its_base_topic(tmp_path):
+    """A drive recorded as JPEG (image_transport's <topic>/compressed) runs like a raw one."""
+    cfg = make_config("loop", 0.5, 3, camera=True, lidar_azimuths=512, camera_width=160, camera_height=120,
+                      camera_format="jpeg")
+    write_drive(tmp_path, cfg)
+    r = run_bag(tmp_path / "drive.mcap", tmp_path / "run", capabilities="detection,lines",
+                config=default_config_path("simulation.yaml"))
+    assert not r.skipped
+    for node in ("detector_node", "line_node"):
+        t = r.tasks[node]
+        assert t["inputs"] == t["outputs"] == 6 and t["warnings"] == 0, (node, t)  # 0.5 s at 10 Hz, from t=0
