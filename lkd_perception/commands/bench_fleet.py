@@ -40,4 +40,5 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [Command(("bench", "fleet"), "lkd run vs real time per capability; fleet bags/hour, 1 vs N Ray workers",
-                    _add, _run)]
+                    _add, _run,
+            example='lkd bench fleet --work runs/fleet_bench --bags 4 --out runs/bench/fleet.json')]

@@ -100,7 +100,9 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command(("evaluate", "fleet"), "evaluate many bags on Ray (lkd run + evaluate all per bag): one fleet report",
-            _add, _run),
+            _add, _run,
+            example='lkd evaluate fleet bags/ --out runs/fleet --workers 2'),
     Command(("evaluate", "compare"), "compare two fleet runs (software A vs B on the same bags)",
-            _add_compare, _run_compare),
+            _add_compare, _run_compare,
+            example='lkd evaluate compare runs/fleet_a runs/fleet_b'),
 ]

@@ -43,4 +43,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("run",), "run the capabilities on a bag offline (no DDS) and record their outputs", _add, _run)]
+COMMANDS = [Command(("run",), "run the capabilities on a bag offline (no DDS) and record their outputs", _add, _run,
+            example='lkd run runs/sim/drive.mcap --out runs/offline')]
