@@ -61,7 +61,7 @@ def _odometry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="ROS 2 bag (mcap or sqlite3 folder/file)")
     p.add_argument("--out", required=True, help="TUM trajectory to write (map frame, loop-corrected)")
     p.add_argument("--config", help="YAML with OdometryConfig keys (or a ROS 2 parameter file)")
-    p.add_argument("--lidar-topic", default="/lidar/points")
+    p.add_argument("--lidar-topic", default="/lidar/points", help="PointCloud2 topic of the LiDAR")
     p.add_argument("--imu-topic", default="/imu/data", help="absent from the bag: LiDAR-only, with a warning")
     p.add_argument("--no-imu", action="store_true", help="LiDAR-only even when the bag has the IMU topic")
     p.add_argument("--base-frame", help="vehicle body frame (default: the config's base_frame)")
@@ -212,7 +212,7 @@ def _plot(pred, gt, alignment, loops: list[dict[str, Any]], path: str) -> None:
 # --- lkd bench odometry ------------------------------------------------------------------------
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per scenario")
-    p.add_argument("--scenarios", default="loop,urban,corridor")
+    p.add_argument("--scenarios", default="loop,urban,corridor", help="simulated drives, comma-separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drop-fraction", type=float, default=0.0,
                    help="skip about this fraction of scans, as a busy live node does (IMU kept); both methods see the same scans")
@@ -365,7 +365,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="simulated seconds per training drive")
     p.add_argument("--train", default="loop:10,urban:11,corridor:13", help="scenario:seed drives to train on")
     p.add_argument("--heldout", default="urban:12", help="scenario:seed drive for the held-out check")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", help="JSON file for the training report (default stdout)")
 
@@ -395,8 +395,12 @@ def _train_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("train", "bev-descriptor"), "train the BEV local-descriptor CNN on simulated drives and export ONNX", _train_args, _train_run),
-    Command(("odometry",), "LiDAR-inertial odometry over a bag -> TUM trajectory", _odometry_args, _odometry_run),
-    Command(("evaluate", "odometry"), "APE / RPE / KITTI drift of a TUM trajectory against ground truth", _evaluate_args, _evaluate_run),
-    Command(("bench", "odometry"), "ours vs KISS-ICP on simulated loop/urban/corridor drives", _bench_args, _bench_run),
+    Command(("train", "bev-descriptor"), "train the BEV local-descriptor CNN on simulated drives and export ONNX", _train_args, _train_run,
+            example='lkd train bev-descriptor --out models/bev_descriptor.onnx'),
+    Command(("odometry",), "LiDAR-inertial odometry over a bag -> TUM trajectory", _odometry_args, _odometry_run,
+            example='lkd odometry runs/sim/drive.mcap --out runs/odom/trajectory.txt'),
+    Command(("evaluate", "odometry"), "APE / RPE / KITTI drift of a TUM trajectory against ground truth", _evaluate_args, _evaluate_run,
+            example='lkd evaluate odometry --pred runs/odom/trajectory.txt --gt runs/sim/gt/trajectory.txt --plot runs/odom/plot.png'),
+    Command(("bench", "odometry"), "ours vs KISS-ICP on simulated loop/urban/corridor drives", _bench_args, _bench_run,
+            example='lkd bench odometry --out runs/bench/odometry.json'),
 ]
