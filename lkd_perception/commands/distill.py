@@ -27,21 +27,21 @@ def _add(p: argparse.ArgumentParser) -> None:
                    help="share of each batch from simulator frames with exact labels")
     p.add_argument("--sim-runs", default="loop:11,urban:12,corridor:13,urban:14,loop:15,urban:16",
                    help="simulator drives scenario:seed,... (the light model's training drives), 1 frame/s")
-    p.add_argument("--sim-seconds", type=float, default=60.0)
-    p.add_argument("--sim-size", default="480x360")
+    p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each simulator drive, s")
+    p.add_argument("--sim-size", default="480x360", help="simulator frame size WxH")
     p.add_argument("--sim-cache", default=None,
                    help="npz of rendered simulator frames (default OUT/sim_frames.npz; rendered once, then reused)")
     p.add_argument("--val", default=None, metavar="GT.json",
                    help="labelled validation photographs: each snapshot is scored (sAP10, F^H) into the log")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch", type=int, default=12)
-    p.add_argument("--crop", type=int, default=160)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=6000, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=12, help="crops per batch")
+    p.add_argument("--crop", type=int, default=160, help="crop side in pixels")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--augment", type=float, default=0.5, help="photometric augmentation strength 0..1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--snapshot-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints")
+    p.add_argument("--snapshot-every", type=int, default=500, help="steps between snapshots scored on the validation photographs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -131,5 +131,6 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command(("distill", "lines"), "distil the light line network from the Wireframe LSDNet on real photographs",
-            _add, _run),
+            _add, _run,
+            example='lkd distill lines --teacher models/lsdnet_wireframe.onnx --photos runs/photos --out runs/distill'),
 ]

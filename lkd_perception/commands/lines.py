@@ -126,10 +126,10 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
                    help="held-out images: simulator frames, synthetic shapes, or the images of --gt")
     p.add_argument("--gt", default="", help="labelled: line ground-truth JSON, images in its folder "
                    "(e.g. test/fixtures/lines_real/gt.json, hand-labelled photographs)")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640, help="frame width the methods are timed at")
+    p.add_argument("--height", type=int, default=480, help="frame height the methods are timed at")
     p.add_argument("--sim-runs", default="urban:1001,loop:1002", help="held-out drives scenario:seed,...")
-    p.add_argument("--sim-seconds", type=float, default=60.0)
+    p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each held-out drive, s")
     p.add_argument("--sim-rate", type=float, default=0.25, help="held-out frames per simulated second")
     p.add_argument("--count", type=int, default=30, help="synthetic held-out images")
     p.add_argument("--seed", type=int, default=1000, help="synthetic held-out seed (training uses others)")
@@ -182,10 +182,10 @@ def _save_heldout(images, folder: Path) -> None:
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/lines/train", help="folder for checkpoint.pt and log.json")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=12, help="crops per batch")
     p.add_argument("--crop", type=int, default=128, help="square training image size (multiple of 8 x the stride)")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--stride", type=int, default=2, choices=(1, 2),
@@ -311,8 +311,8 @@ def _sim_crops(args: argparse.Namespace, out: Path):
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default="runs/lines/train/checkpoint.pt")
-    p.add_argument("--out", default="models/lsdnet.onnx")
+    p.add_argument("--checkpoint", default="runs/lines/train/checkpoint.pt", help="training checkpoint (lkd train lines)")
+    p.add_argument("--out", default="models/lsdnet.onnx", help="ONNX file to write")
     p.add_argument("--input-width", type=int, default=None, help="default: LineConfig.input_width")
     p.add_argument("--input-height", type=int, default=None, help="default: LineConfig.input_height")
     p.add_argument("--endpoint-refinement", default="heat_half", choices=("heat_half", "none"),
@@ -336,7 +336,7 @@ def _add_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="models/lsdnet.onnx", help="FP32 LSDNet export")
     from lkd_perception.lines.config import INT8_MODEL_PATH
 
-    p.add_argument("--out", default=INT8_MODEL_PATH)
+    p.add_argument("--out", default=INT8_MODEL_PATH, help="INT8 ONNX file to write")
     p.add_argument("--calibration", nargs="+", required=True,
                    help="training images: an .npz of simulator frames (lkd train lines caches one) or image files")
     p.add_argument("--count", type=int, default=64, help="calibration images drawn from them")
@@ -364,13 +364,19 @@ def _run_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("lines",), "detect line segments in images (LSDNet)", _add_detect, _run_detect),
+    Command(("lines",), "detect line segments in images (LSDNet)", _add_detect, _run_detect,
+            example='lkd lines photos/*.png --out lines.json --draw runs/drawn'),
     Command(("evaluate", "lines"), "sAP5/10/15 and F^H of line predictions against ground truth",
-            _add_evaluate, _run_evaluate),
+            _add_evaluate, _run_evaluate,
+            example='lkd evaluate lines --pred lines.json --gt test/fixtures/lines_real/gt.json'),
     Command(("bench", "lines"), "every shipped line model vs OpenCV LSD and FLD: accuracy, latency, memory",
-            _add_bench, _run_bench),
+            _add_bench, _run_bench,
+            example='lkd bench lines --out runs/bench/lines.json'),
     Command(("quantize", "lines"), "INT8 line model for CPUs (static, calibrated on training images)",
-            _add_quantize, _run_quantize),
-    Command(("train", "lines"), "train the LSDNet line detector on synthetic scenes", _add_train, _run_train),
-    Command(("export", "lines"), "export a trained LSDNet checkpoint to ONNX", _add_export, _run_export),
+            _add_quantize, _run_quantize,
+            example='lkd quantize lines --model models/lsdnet.onnx --out models/lsdnet_int8.onnx --calibration runs/lines/frames.npz'),
+    Command(("train", "lines"), "train the LSDNet line detector on synthetic scenes", _add_train, _run_train,
+            example='lkd train lines --out runs/lines'),
+    Command(("export", "lines"), "export a trained LSDNet checkpoint to ONNX", _add_export, _run_export,
+            example='lkd export lines --checkpoint runs/lines/last.pt --out models/lsdnet_mine.onnx'),
 ]
