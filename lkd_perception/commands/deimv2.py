@@ -160,9 +160,13 @@ def _run_ablate(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command(("train", "deimv2"), "fine-tune DEIMv2 (published ONNX or our checkpoint) on COCO-format data",
-            _add_train, _run_train),
-    Command(("distill", "deimv2"), "CLoCKDistill a DEIMv2 teacher into a DEIMv2 student", _add_distill, _run_distill),
+            _add_train, _run_train,
+            example='lkd train deimv2 --init models/deimv2_atto_coco.onnx --data data/train/annotations.json --val data/val/annotations.json --out runs/deimv2_atto'),
+    Command(("distill", "deimv2"), "CLoCKDistill a DEIMv2 teacher into a DEIMv2 student", _add_distill, _run_distill,
+            example='lkd distill deimv2 --teacher runs/deimv2_femto/last.pt --student models/deimv2_atto_coco.onnx --data data/train/annotations.json --out runs/deimv2_clock'),
     Command(("ablate", "deimv2"), "student alone vs with CLoCKDistill over seeds, scored on held-out frames",
-            _add_ablate, _run_ablate),
-    Command(("export", "deimv2"), "our DEIMv2 checkpoint -> ONNX with the published contract", _add_export, _run_export),
+            _add_ablate, _run_ablate,
+            example='lkd ablate deimv2 --data data/train/annotations.json --val data/val/annotations.json --out runs/deimv2_ablation --seeds 0,1,2'),
+    Command(("export", "deimv2"), "our DEIMv2 checkpoint -> ONNX with the published contract", _add_export, _run_export,
+            example='lkd export deimv2 runs/deimv2_atto/last.pt --out models/deimv2_atto_sim.onnx'),
 ]

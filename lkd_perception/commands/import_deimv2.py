@@ -24,5 +24,6 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command(("import", "deimv2"), "import a published DEIMv2 ONNX into our PyTorch DEIMv2 (checkpoint, optional ONNX)",
-            _args, _run),
+            _args, _run,
+            example='lkd import deimv2 models/deimv2_atto_coco.onnx --out runs/deimv2_atto.pt'),
 ]
