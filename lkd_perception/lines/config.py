@@ -47,7 +47,8 @@ class LineConfig:
         "ONNX model file (models/lsdnet_wireframe.onnx: the published Wireframe-trained LSDNet, fixed 288x288 "
         "input, the default for real cameras; models/lsdnet.onnx: our light FP32 network, trained on synthetic "
         "and simulator images, better and 2x faster on simulator frames (config/simulation.yaml); "
-        "models/lsdnet_int8.onnx: its INT8 version (7-bit weights, right on every x86 CPU), faster on CPUs, lower sAP on real photographs); a "
+        "models/lsdnet_int8.onnx: its INT8 version (7-bit weights, right on every x86 CPU), faster on CPUs, "
+        "lower sAP on real photographs); a "
         "relative path is looked up in the current folder, the package share dir, then the repository",
         read_only=True,
     )
