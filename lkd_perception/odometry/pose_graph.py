@@ -22,6 +22,7 @@ incrementally with its robust kernel, and the next global solve re-judges it wit
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,12 @@ from lkd_perception.common.errors import ConfigError, InputError
 
 ROBUST_KERNELS = ("cauchy", "geman_mcclure", "huber", "none")
 CHI2_6DOF_99 = 16.81  # 99 % quantile of chi-square with 6 degrees of freedom
+#: prior that holds a variable of an ill-posed graph near its guess after a failed update (rad, m):
+#: loose enough that any real constraint on it wins
+WEAK_PRIOR_SIGMA_ROT = 1.0
+WEAK_PRIOR_SIGMA_TRANS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def _sigmas(sigma_rot: float, sigma_trans: float) -> gtsam.noiseModel.Diagonal:
@@ -92,6 +99,7 @@ class PoseGraph:
         self._keys: set[int] = set()
         self._pending_loops: list[_Between] = []  # loop factors added since the last optimize()
         self.global_solves = 0  # GNC runs (for diagnostics and tests)
+        self.restarts = 0  # rebuilds after a failed iSAM2 update (see _restart)
 
     def __contains__(self, key: int) -> bool:
         return key in self._keys
@@ -133,10 +141,14 @@ class PoseGraph:
         """
         consistent = all(self._agrees(b) for b in self._pending_loops)
         self._pending_loops = []
-        self._isam.update(self._new_factors, self._new_values)
+        factors, values = self._new_factors, self._new_values
         self._new_factors = gtsam.NonlinearFactorGraph()
         self._new_values = gtsam.Values()
-        estimate = self._isam.calculateEstimate()
+        try:
+            self._isam.update(factors, values)
+            estimate = self._isam.calculateEstimate()
+        except RuntimeError as exc:  # gtsam raises RuntimeError, e.g. for an indeterminate linear system
+            estimate = self._restart(values, exc)
         if relinearize_all and not consistent and any(b.robust != "none" for b in self._betweens):
             self.global_solves += 1
             estimate = self._solve_gnc(estimate)
@@ -150,6 +162,48 @@ class PoseGraph:
             self._isam.update(graph, estimate)
             estimate = self._isam.calculateEstimate()
         self._estimate = estimate
+
+    def _restart(self, new_values: gtsam.Values, exc: RuntimeError) -> gtsam.Values:
+        """Rebuild iSAM2 after an update that failed.
+
+        iSAM2 keeps the values of a failed update, so without this every later update fails with
+        "key already exists" and the map is lost for the rest of the drive. The whole graph is
+        solved again in one batch from the last estimate plus the new guesses; if it is still
+        ill-posed (a variable held only by near-zero information), every variable the last
+        estimate does not hold gets a weak prior at its guess, which keeps the graph solvable and
+        lets later keyframes attach to it.
+        """
+        self.restarts += 1
+        log.warning("pose graph: iSAM2 update failed (%s); rebuilding the graph",
+                    " ".join(str(exc).split())[:160])
+        values = gtsam.Values()
+        for key in new_values.keys():
+            values.insert(key, new_values.atPose3(key))
+        if self._estimate is not None:
+            for key in self._estimate.keys():
+                if not values.exists(key):
+                    values.insert(key, self._estimate.atPose3(key))
+        graph = gtsam.NonlinearFactorGraph()
+        for f in self._priors:
+            graph.add(f)
+        for i, b in enumerate(self._betweens):
+            if i not in self._rejected:
+                graph.add(b.factor(with_kernel=True))
+        try:
+            self._isam = gtsam.ISAM2(self._params)
+            self._isam.update(graph, values)
+            return self._isam.calculateEstimate()
+        except RuntimeError:
+            held = self._estimate
+            for key in new_values.keys():
+                if held is None or not held.exists(key):
+                    f = gtsam.PriorFactorPose3(key, new_values.atPose3(key), _sigmas(WEAK_PRIOR_SIGMA_ROT,
+                                                                                      WEAK_PRIOR_SIGMA_TRANS))
+                    self._priors.append(f)
+                    graph.add(f)
+            self._isam = gtsam.ISAM2(self._params)
+            self._isam.update(graph, values)
+            return self._isam.calculateEstimate()
 
     def _agrees(self, b: _Between) -> bool:
         """Whether a factor's whitened error at the current estimate is within the chi-square gate."""

@@ -97,3 +97,30 @@ def test_incremental_updates_pass_only_new_factors():
         g.add_variable(2, np.eye(4))
     with pytest.raises(InputError):
         g.add_factor(3, 9, np.eye(4), 0.1, 0.1)
+
+
+def test_a_failed_update_does_not_lose_the_graph():
+    """iSAM2 keeps the values of an update that raised (here: a variable held only by a factor of
+    near-zero information makes the system indeterminate); without a rebuild every later keyframe
+    failed with "key already exists" for the rest of the drive."""
+    step = make_pose(np.eye(3), [1.0, 0.0, 0.0])
+    g = PoseGraph()
+    g.add_variable(0, np.eye(4))
+    g.fix_variable(0, np.eye(4))
+    g.add_variable(1, step)
+    g.add_factor(0, 1, step, 0.01, 0.05)
+    g.optimize()
+    g.add_variable(2, step @ step)
+    g.add_factor(1, 2, step, 1e9, 1e9)  # no information on x2
+    g.optimize()
+    g.add_variable(3, step @ step @ step)
+    g.add_factor(2, 3, step, 0.01, 0.05)
+    g.optimize()  # indeterminate near x2: rebuilt, not raised
+    assert g.restarts == 1
+    for k in (4, 5):
+        g.add_variable(k, make_pose(np.eye(3), [float(k), 0.0, 0.0]))
+        g.add_factor(k - 1, k, step, 0.01, 0.05)
+        g.optimize()
+    assert g.restarts == 1
+    np.testing.assert_allclose(g.estimate(1)[:3, 3], [1.0, 0.0, 0.0], atol=1e-6)  # the anchored part is kept
+    np.testing.assert_allclose(g.estimate(5)[:3, 3] - g.estimate(3)[:3, 3], [2.0, 0.0, 0.0], atol=1e-6)
