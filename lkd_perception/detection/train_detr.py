@@ -25,6 +25,7 @@ from lkd_perception.common.errors import ConfigError, InputError, ModelError
 from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnorm
 from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
 from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
+from lkd_perception.detection.deimv2_train import batch as _batch  # same images and targets layout
 from lkd_perception.detection.matcher import Targets
 from lkd_perception.eval.detection import evaluate_detections
 
@@ -140,19 +141,6 @@ def load_coco_detection(root: str | Path, input_size: int, max_frames: int = 0) 
     coco_sub = {**coco, "images": images, "annotations": [a for v in per_image.values() for a in v]}
     return DetectionSet(arr, labels, boxes, [im["id"] for im in images], np.asarray(sizes, np.int64).reshape(-1, 2),
                         [c["name"] for c in cats], [c["id"] for c in cats], coco_sub)
-
-
-def _batch(data: DetectionSet, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, list[Targets]]:
-    imgs = data.images[idx].copy()
-    targets = []
-    for j, (i, flip) in enumerate(zip(idx, flips)):
-        b = data.boxes[i].copy()
-        if flip:
-            imgs[j] = imgs[j, :, ::-1]
-            b[:, 0] = 1.0 - b[:, 0]
-        targets.append(Targets(torch.from_numpy(data.labels[i]), torch.from_numpy(b)))
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
-    return x, targets
 
 
 def _set_train_mode(model: Detr, frozen_bn: bool) -> None:

@@ -2,26 +2,21 @@
 numpy covers every encoding a camera driver sends).
 
 The byte layouts live in :mod:`lkd_perception.io.codecs` and are shared with the bag readers;
-this module only moves fields between rclpy message objects and those codecs, and builds the
-product's output messages.
+this module only moves fields between rclpy message objects and those codecs. The product's
+output messages are built by :mod:`lkd_perception.io.messages` with :func:`ros_message` as the
+message factory (the same builders write ``lkd run``'s recordings).
 """
 
 from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import TransformStamped
-from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
-from tf2_msgs.msg import TFMessage
-from vision_msgs.msg import Detection2DArray
 
-from lkd_perception.io import messages
 from lkd_perception.io.codecs import (
     Cloud,
     CodecError,
@@ -43,11 +38,6 @@ __all__ = [
     "numpy_to_image",
     "pointcloud2_to_cloud",
     "cloud_to_pointcloud2",
-    "detection2d_array",
-    "odometry_msg",
-    "path_msg",
-    "transform_stamped",
-    "tf_message",
     "ros_message",
     "stamp_to_ns",
     "ns_to_stamp",
@@ -124,42 +114,3 @@ def ros_message(msgtype: str, **fields) -> object:
 def _message_class(msgtype: str) -> type:
     pkg, kind, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
-
-
-def detection2d_array(
-    stamp: Time,
-    frame_id: str,
-    centers: np.ndarray,
-    sizes: np.ndarray,
-    thetas: np.ndarray | None,
-    scores: np.ndarray,
-    class_ids: Sequence[str],
-) -> Detection2DArray:
-    """A Detection2DArray of (possibly rotated) boxes; one hypothesis per detection."""
-    return messages.detection2d_array(ros_message, stamp, frame_id, centers, sizes, thetas, scores, class_ids)
-
-
-def transform_stamped(stamp: Time, parent: str, child: str, T: np.ndarray) -> TransformStamped:
-    return messages.transform_stamped(ros_message, stamp, parent, child, T)
-
-
-def tf_message(transforms: Sequence[TransformStamped]) -> TFMessage:
-    return messages.tf_message(ros_message, transforms)
-
-
-def odometry_msg(
-    stamp: Time,
-    frame_id: str,
-    child_frame_id: str,
-    T: np.ndarray,
-    twist_linear: np.ndarray | None = None,
-    twist_angular: np.ndarray | None = None,
-    pose_covariance: np.ndarray | None = None,
-) -> Odometry:
-    """Odometry with the pose of ``child_frame_id`` in ``frame_id``; twist in the child frame."""
-    return messages.odometry_msg(ros_message, stamp, frame_id, child_frame_id, T, twist_linear, twist_angular,
-                                 pose_covariance)
-
-
-def path_msg(stamp: Time, frame_id: str, stamps: Sequence[Time], poses: Sequence[np.ndarray]) -> Path:
-    return messages.path_msg(ros_message, stamp, frame_id, stamps, poses)

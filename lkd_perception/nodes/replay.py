@@ -447,10 +447,10 @@ def run_replay(
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from lkd_perception.io.bag import bag_info, image_topic_in, open_bag
+    from lkd_perception.io.bag import bag_info, image_topic_in
 
-    open_bag(bag).close()  # an unreadable bag is refused before any node process starts
-    if image_topic_in(bag_info(bag), "/camera/image_raw").endswith("/compressed"):
+    info = bag_info(bag)  # an unreadable bag is refused here, before any node process starts
+    if image_topic_in(info, "/camera/image_raw").endswith("/compressed"):
         # a recording of compressed frames only: the camera nodes read image_transport's topic
         overrides = {"image_transport": "compressed", **(overrides or {})}
     use_dds_profile()  # before the first participant; the node processes inherit it

@@ -10,21 +10,18 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 
 from lkd_perception.common.se3 import make_pose, yaw_pitch_roll_matrix
 from lkd_perception.io.codecs import POINTFIELD_DTYPES
+from lkd_perception.io import messages
 from lkd_perception.nodes.conversions import (
     Cloud,
     ConversionError,
     cloud_to_pointcloud2,
-    detection2d_array,
     image_to_numpy,
     image_to_rgb,
     ns_to_stamp,
     numpy_to_image,
-    odometry_msg,
-    path_msg,
     pointcloud2_to_cloud,
+    ros_message,
     stamp_to_ns,
-    tf_message,
-    transform_stamped,
 )
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 1, "uyvy": 2, "yuyv": 2, "yuv422": 2}
@@ -194,20 +191,20 @@ def test_bad_clouds_raise_one_clear_error():
 def test_builders():
     stamp = ns_to_stamp(1_700_000_000_123_456_789)
     assert stamp_to_ns(stamp) == 1_700_000_000_123_456_789
-    arr = detection2d_array(stamp, "camera", np.array([[10.0, 20.0]]), np.array([[4.0, 2.0]]), np.array([0.5]),
+    arr = messages.detection2d_array(ros_message, stamp, "camera", np.array([[10.0, 20.0]]), np.array([[4.0, 2.0]]), np.array([0.5]),
                             np.array([0.9]), ["car"])
     d = arr.detections[0]
     assert (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.theta) == (10.0, 20.0, 0.5)
     assert d.results[0].hypothesis.class_id == "car" and d.results[0].hypothesis.score == pytest.approx(0.9)
     with pytest.raises(ConversionError):
-        detection2d_array(stamp, "camera", np.zeros((2, 2)), np.zeros((1, 2)), None, np.zeros(1), ["a"])
+        messages.detection2d_array(ros_message, stamp, "camera", np.zeros((2, 2)), np.zeros((1, 2)), None, np.zeros(1), ["a"])
     T = make_pose(yaw_pitch_roll_matrix(0.3, 0.1, -0.2), [1.0, 2.0, 3.0])
-    odo = odometry_msg(stamp, "odom", "base_link", T, twist_linear=np.array([1.0, 0, 0]))
+    odo = messages.odometry_msg(ros_message, stamp, "odom", "base_link", T, twist_linear=np.array([1.0, 0, 0]))
     q = odo.pose.pose.orientation
     assert odo.child_frame_id == "base_link" and odo.pose.pose.position.z == 3.0
     assert np.isclose(q.x**2 + q.y**2 + q.z**2 + q.w**2, 1.0)
-    path = path_msg(stamp, "map", [stamp, stamp], [T, np.eye(4)])
+    path = messages.path_msg(ros_message, stamp, "map", [stamp, stamp], [T, np.eye(4)])
     assert len(path.poses) == 2 and path.poses[1].pose.orientation.w == 1.0
-    tf = tf_message([transform_stamped(stamp, "map", "odom", T)])
+    tf = messages.tf_message(ros_message, [messages.transform_stamped(ros_message, stamp, "map", "odom", T)])
     assert tf.transforms[0].child_frame_id == "odom" and tf.transforms[0].transform.translation.y == 2.0
     assert isinstance(Cloud(np.zeros((0, 3), np.float32)), Cloud)

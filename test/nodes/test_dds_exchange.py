@@ -10,14 +10,15 @@ from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import Detection2DArray
 
+from lkd_perception.io import messages
 from lkd_perception.nodes.conversions import (
     Cloud,
     cloud_to_pointcloud2,
-    detection2d_array,
     image_to_numpy,
     ns_to_stamp,
     numpy_to_image,
     pointcloud2_to_cloud,
+    ros_message,
 )
 from lkd_perception.nodes.qos import output_qos
 
@@ -30,7 +31,7 @@ def test_messages_arrive_byte_exact(ros_ctx, spin_until):
     cloud = cloud_to_pointcloud2(
         Cloud(rng.normal(size=(500, 3)).astype(np.float32), rng.random(500).astype(np.float32),
               np.linspace(0, 0.1, 500, dtype=np.float32)), stamp, "lidar")
-    dets = detection2d_array(stamp, "camera_optical", np.array([[5.0, 6.0], [7.5, 8.5]]),
+    dets = messages.detection2d_array(ros_message, stamp, "camera_optical", np.array([[5.0, 6.0], [7.5, 8.5]]),
                              np.array([[2.0, 3.0], [4.0, 1.0]]), np.array([0.0, 1.2]), np.array([0.9, 0.4]),
                              ["car", "line"])
     sent = {"image": image, "cloud": cloud, "dets": dets}

@@ -19,7 +19,8 @@ from tf2_msgs.msg import TFMessage
 from lkd_perception.common.se3 import make_pose
 from lkd_perception.io.ouster import OusterMetadata, load_frames, ouster_pointcloud2
 from lkd_perception.nodes import qos
-from lkd_perception.nodes.conversions import ns_to_stamp, tf_message, transform_stamped
+from lkd_perception.io import messages
+from lkd_perception.nodes.conversions import ns_to_stamp, ros_message
 from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "odometry"
@@ -50,7 +51,7 @@ def test_real_ouster_clip_through_the_node(ros_ctx, spin_until):
     ex.add_node(probe)
     k = 0
     try:
-        pub_static.publish(tf_message([transform_stamped(ns_to_stamp(0), "base_link", "os_sensor", T_BASE_SENSOR)]))
+        pub_static.publish(messages.tf_message(ros_message, [messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "os_sensor", T_BASE_SENSOR)]))
         assert spin_until(ex, lambda: "os_sensor" in node._static, 10.0)
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_imu.get_subscription_count() > 0, 10.0)
         for f in frames:

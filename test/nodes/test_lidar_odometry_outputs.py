@@ -20,7 +20,8 @@ from tf2_msgs.msg import TFMessage
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.nodes import qos
-from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, pointcloud2_to_cloud, tf_message, transform_stamped
+from lkd_perception.io import messages
+from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, pointcloud2_to_cloud, ros_message
 from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "odometry"))
@@ -98,9 +99,9 @@ def test_mounting_through_a_tf_static_chain(ros_ctx, spin_until):
     pub = probe.create_publisher(PointCloud2, "lidar/points", qos.output_qos(10))
     pub_static = probe.create_publisher(TFMessage, "/tf_static", qos.latched_qos(10))
     try:
-        pub_static.publish(tf_message([
-            transform_stamped(ns_to_stamp(0), "sensor_mount", "lidar_yawed", pose_inverse(T_base_mount) @ T_base_lidar),
-            transform_stamped(ns_to_stamp(0), "base_link", "sensor_mount", T_base_mount),
+        pub_static.publish(messages.tf_message(ros_message, [
+            messages.transform_stamped(ros_message, ns_to_stamp(0), "sensor_mount", "lidar_yawed", pose_inverse(T_base_mount) @ T_base_lidar),
+            messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "sensor_mount", T_base_mount),
         ]))
         assert spin_until(ex, lambda: "lidar_yawed" in node._static and "sensor_mount" in node._static, 10.0)
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 10.0)

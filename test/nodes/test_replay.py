@@ -13,7 +13,8 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.nodes.conversions import detection2d_array, image_to_numpy
+from lkd_perception.io import messages
+from lkd_perception.nodes.conversions import image_to_numpy, ros_message
 from lkd_perception.nodes.qos import sensor_qos
 from lkd_perception.nodes.replay import LATE_WARN_MS, ReplayProgress, ReplayResult, lateness_warning, run_replay
 
@@ -58,7 +59,7 @@ class Relay(Node):
 
     def on_image(self, msg: Image) -> None:
         self.images.append(image_to_numpy(msg))
-        self.pub.publish(detection2d_array(msg.header.stamp, msg.header.frame_id, np.zeros((1, 2)), np.ones((1, 2)),
+        self.pub.publish(messages.detection2d_array(ros_message, msg.header.stamp, msg.header.frame_id, np.zeros((1, 2)), np.ones((1, 2)),
                                            None, np.array([0.5]), ["car"]))
 
 
