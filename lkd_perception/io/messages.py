@@ -171,6 +171,14 @@ def odometry_msg(
     return make(ODOMETRY, header=header(make, stamp, frame_id), child_frame_id=child_frame_id, pose=pose, twist=twist)
 
 
+def pose_with_covariance_stamped(make: MessageMaker, stamp: Any, frame_id: str, T: np.ndarray,
+                                 covariance: np.ndarray) -> Any:
+    """``geometry_msgs/PoseWithCovarianceStamped`` (covariance 6x6, rotation-then-translation as ROS orders it)."""
+    pose = make("geometry_msgs/msg/PoseWithCovariance", pose=_pose(make, T),
+                covariance=np.asarray(covariance, dtype=np.float64).reshape(36))
+    return make("geometry_msgs/msg/PoseWithCovarianceStamped", header=header(make, stamp, frame_id), pose=pose)
+
+
 def path_msg(make: MessageMaker, stamp: Any, frame_id: str, stamps: Sequence[Any], poses: Sequence[np.ndarray]) -> Any:
     if len(stamps) != len(poses):
         raise CodecError("path_msg: stamps and poses differ in length")

@@ -38,8 +38,9 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from lkd_perception.common.frames import TransformTree
-from lkd_perception.common.se3 import make_pose, matrix_from_quat, quat_from_matrix
+from lkd_perception.common.se3 import make_pose, matrix_from_quat
 from lkd_perception.io.codecs import Cloud
+from lkd_perception.io import messages
 from lkd_perception.io.messages import OdometryOutputs
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.base import LkdNode, run_node
@@ -118,13 +119,8 @@ class LidarOdometryNode(LkdNode):
 
     def _publish_map_pose(self) -> None:
         stamp_ns, T, cov = self.pipeline.keyframe_map_pose()
-        m = PoseWithCovarianceStamped()
-        m.header.stamp, m.header.frame_id = ns_to_stamp(stamp_ns), self.cfg.map_frame
-        p, q = m.pose.pose.position, m.pose.pose.orientation
-        p.x, p.y, p.z = (float(v) for v in T[:3, 3])
-        q.x, q.y, q.z, q.w = (float(v) for v in quat_from_matrix(T[:3, :3]))
-        m.pose.covariance = np.asarray(cov, dtype=np.float64).reshape(36)
-        self.pub_map_pose.publish(m)
+        self.pub_map_pose.publish(messages.pose_with_covariance_stamped(ros_message, ns_to_stamp(stamp_ns),
+                                                                        self.cfg.map_frame, T, cov))
 
     def _publish_clouds(self, r: OdometryResult, stamp) -> None:
         """The scan and the local map for RViz: throttled, and skipped while nobody listens (the
