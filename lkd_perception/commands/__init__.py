@@ -13,7 +13,8 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -39,6 +40,25 @@ def progress(items: Iterable[T], desc: str, unit: str = "it", total: int | None 
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+@contextmanager
+def counting_bar(desc: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback that draws a progress bar on stderr, closed on exit, for jobs
+    that report counts as they go (``lkd run``, ``lkd evaluate fleet``)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit=unit, file=sys.stderr, desc=desc, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 def emit_json(obj: Any, out: str | Path | None) -> None:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, counting_bar, emit_json
 
 
 def _add(p: argparse.ArgumentParser) -> None:
@@ -32,25 +32,14 @@ def _add(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from lkd_perception.eval import fleet as report
     from lkd_perception.offline.fleet import run_fleet
 
-    bar = tqdm(total=0, unit="bag", file=sys.stderr, desc="fleet", dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with counting_bar("fleet", "bag") as progress:
         result = run_fleet(args.bags, args.out, capabilities=args.capabilities, config=args.config,
                            gt_root=args.gt_root, workers=args.workers, address=args.address,
                            cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, force=args.force,
                            on_progress=progress)
-    finally:
-        bar.close()
     out = Path(args.out)
     doc = write_fleet(out, result.rows, {"software": result.software, "config": args.config or "config/vehicle.yaml",
                                          "capabilities": args.capabilities},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, counting_bar, emit_json
 
 
 def _add(p: argparse.ArgumentParser) -> None:
@@ -20,22 +20,11 @@ def _add(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from lkd_perception.offline.runner import run_bag
 
-    bar = tqdm(total=0, unit="msg", file=sys.stderr, desc="run", dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with counting_bar("run", "msg") as progress:
         result = run_bag(args.bag, args.out, capabilities=args.capabilities, config=args.config, on_progress=progress,
                          image_topic=args.image_topic, lidar_topic=args.lidar_topic, imu_topic=args.imu_topic)
-    finally:
-        bar.close()
     for name, t in result.tasks.items():
         print(f"{name}: {t['inputs']} messages, {t['ms_per_message']} ms each, "
               f"{t['realtime_factor']}x real time ({t['cpu_realtime_factor']}x in CPU time)", file=sys.stderr)
