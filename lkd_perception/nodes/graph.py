@@ -24,21 +24,22 @@ class NodeSpec:
     module: str  # python module that holds the node class
     class_name: str
     inputs: tuple[str, ...] = ()  # topics it subscribes to (relative), so a replay can wait for it
+    outputs: tuple[str, ...] = ()  # per-frame topics it publishes (relative), so a recorder can wait for them
 
 
 GRAPH: tuple[NodeSpec, ...] = (
     NodeSpec(
         "detector_node", "detector_node", "detection", "lkd_perception.nodes.detector_node", "DetectorNode",
-        inputs=("camera/image_raw",),
+        inputs=("camera/image_raw",), outputs=("lkd/detections",),
     ),
     NodeSpec(
         "line_node", "line_node", "lines", "lkd_perception.nodes.line_node", "LineNode",
-        inputs=("camera/image_raw",),
+        inputs=("camera/image_raw",), outputs=("lkd/lines", "lkd/lines/markers"),
     ),
     NodeSpec(
         "lidar_odometry_node", "lidar_odometry_node", "odometry",
         "lkd_perception.nodes.lidar_odometry_node", "LidarOdometryNode",
-        inputs=("lidar/points", "imu/data"),
+        inputs=("lidar/points", "imu/data"), outputs=("lkd/odometry",),
     ),
 )
 

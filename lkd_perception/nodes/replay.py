@@ -287,6 +287,10 @@ class BagRecorder(Node):
 
         return cb
 
+    def publisher_counts(self) -> dict[str, int]:
+        """Publishers matched on each recorded topic (the replay waits for the nodes' outputs)."""
+        return {t: self.count_publishers(t) for t in self.topics}
+
     def close(self) -> None:
         with self._lock:
             if self._writer is not None:
@@ -473,17 +477,32 @@ def run_replay(
         spin_thread = threading.Thread(target=executor.spin, daemon=True)
         spin_thread.start()
 
-        needed = set(wait_for)
+        # bag topic -> subscribers it must have; recorded topic -> publishers the recorder must see.
+        # Several nodes read the camera: waiting for "any subscriber" let the first node's match
+        # release the bag while the second was still being discovered, and it lost its first frames.
+        needed: dict[str, int] = {t: 1 for t in wait_for}
+        outputs: dict[str, int] = {}
         if nodes is not None:
             nodes.start()
-            needed |= {"/" + t for s in nodes.specs.values() for t in s.inputs} & set(player.topics)
-        if needed:
+            for spec in nodes.specs.values():
+                for t in spec.inputs:
+                    if "/" + t in player.topics:
+                        needed["/" + t] = needed.get("/" + t, 0) + 1
+                for t in spec.outputs if recorder is not None else ():
+                    if "/" + t in recorder.topics:
+                        outputs["/" + t] = outputs.get("/" + t, 0) + 1
+        if needed or outputs:
             deadline = time.monotonic() + startup_timeout_s
-            while not all(player.subscriber_counts().get(t, 0) > 0 for t in needed):
+            while True:
+                subs, pubs = player.subscriber_counts(), recorder.publisher_counts() if recorder else {}
+                missing = [f"{t} ({subs.get(t, 0)}/{n} subscribers)" for t, n in needed.items() if subs.get(t, 0) < n]
+                missing += [f"{t} ({pubs.get(t, 0)}/{n} publishers)" for t, n in outputs.items() if pubs.get(t, 0) < n]
+                if not missing:
+                    break
                 if nodes is not None:
                     nodes.check_started()
                 if time.monotonic() > deadline:
-                    raise InputError(f"nothing subscribed to {sorted(needed)} within {startup_timeout_s:.0f} s")
+                    raise InputError(f"not connected within {startup_timeout_s:.0f} s: {', '.join(missing)}")
                 time.sleep(0.2)
             time.sleep(1.0)  # let discovery settle in both directions before the first message
 
