@@ -16,11 +16,11 @@ file override nothing here: every tunable lives in the YAML, whose sections are 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from lkd_perception.nodes.dds import dds_environment
 from lkd_perception.nodes.graph import CAPABILITIES, LOG_LEVELS, PACKAGE, TOPIC_ARGUMENTS, remappings, select
 

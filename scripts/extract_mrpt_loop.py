@@ -168,8 +168,11 @@ def check_odometry(arrays: dict[str, np.ndarray], mrpt_odometry_path: np.ndarray
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("export_dir", type=Path, help=f"folder holding {DESCRIBE_NAME}, {ICP_SLAM_PATH_NAME} and {ODOMETRY_PATH_NAME}")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "test" / "fixtures" / "odometry" / OUTPUT_NAME)
+    ap.add_argument("export_dir", type=Path, help=f"folder holding {DESCRIBE_NAME}, {ICP_SLAM_PATH_NAME} and "
+                                                  f"{ODOMETRY_PATH_NAME}")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "test" / "fixtures" / "odometry" / OUTPUT_NAME
+    )
     args = ap.parse_args()
     scans, odos = parse_describe((args.export_dir / DESCRIBE_NAME).read_text())
     arrays = build_arrays(scans, odos)
@@ -178,7 +181,10 @@ def main() -> None:
     arrays["icp_slam_path"] = read_path(args.export_dir / ICP_SLAM_PATH_NAME, n)
     np.savez_compressed(args.out, **arrays)
     n_valid = int(np.count_nonzero(arrays["ranges_cm"]))
-    print(f"{args.out}: {len(scans)} scans x {arrays['ranges_cm'].shape[1]} beams ({n_valid} valid), {len(odos)} increments, {args.out.stat().st_size} bytes; odometry within {gap * 1000:.1f} mm of icp-slam's")
+    print(
+        f"{args.out}: {len(scans)} scans x {arrays['ranges_cm'].shape[1]} beams ({n_valid} valid), {len(odos)} "
+        f"increments, {args.out.stat().st_size} bytes; odometry within {gap * 1000:.1f} mm of icp-slam's"
+    )
 
 
 if __name__ == "__main__":

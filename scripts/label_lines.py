@@ -8,7 +8,8 @@ those it cannot support so that the person fixes the rough label.
 
 Input: a rough JSON in the ground-truth line format of ``lkd_perception.lines.json_format``
 (``{image: {"width": W, "height": H, "lines": [[x1, y1, x2, y2], ...]}}``), images beside it (or in
-``--images``). An image entry may carry ``"refine": {"band": 5}`` to override a knob for that image. Output: the same format with refined endpoints, rounded to 0.01 px.
+``--images``). An image entry may carry ``"refine": {"band": 5}`` to override a knob for that image.
+Output: the same format with refined endpoints, rounded to 0.01 px.
 
 Per rough segment (pixel centres at integer coordinates, x right, y down):
 
@@ -88,8 +89,16 @@ def _frame(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     return p, u, n, length
 
 
-def _candidates(gx: np.ndarray, gy: np.ndarray, p: np.ndarray, u: np.ndarray, n: np.ndarray,
-                t_lo: float, t_hi: float, prm: RefineParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _candidates(
+    gx: np.ndarray,
+    gy: np.ndarray,
+    p: np.ndarray,
+    u: np.ndarray,
+    n: np.ndarray,
+    t_lo: float,
+    t_hi: float,
+    prm: RefineParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pixels near the line: positions (M,2), along t, across s, signed normal gradient g_n."""
     h, w = gx.shape
     ends = np.array([p + t_lo * u, p + t_hi * u])
@@ -100,7 +109,7 @@ def _candidates(gx: np.ndarray, gy: np.ndarray, p: np.ndarray, u: np.ndarray, n:
     y1 = int(min(h - 1, np.ceil(ends[:, 1].max() + pad)))
     if x1 < x0 or y1 < y0:
         return np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0)
-    ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+    ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
     pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
     rel = pts - p
     t, s = rel @ u, rel @ n
@@ -176,7 +185,7 @@ def refine_segment(gx: np.ndarray, gy: np.ndarray, rough: np.ndarray, prm: Refin
     bins = np.zeros(int(np.ceil(length + prm.extend)) - lo + 1, bool)
     if near.any():
         bins[np.clip(np.round(t[near]).astype(int) - lo, 0, len(bins) - 1)] = True
-    rough_bins = bins[-lo:-lo + int(round(length)) + 1]
+    rough_bins = bins[-lo : -lo + int(round(length)) + 1]
     support = float(rough_bins.mean()) if len(rough_bins) else 0.0
     if not bins.any():
         return Refined(rough, 0.0, True)
@@ -214,7 +223,9 @@ def write_labels(path: Path, labels: dict[str, dict]) -> None:
     for name, v in labels.items():
         rows = ",\n".join("    " + json.dumps(row) for row in v["lines"])
         extra = f', "refine": {json.dumps(v["refine"])}' if "refine" in v else ""
-        parts.append(f'  {json.dumps(name)}: {{"width": {v["width"]}, "height": {v["height"]}{extra}, "lines": [\n{rows}\n  ]}}')
+        parts.append(
+            f'  {json.dumps(name)}: {{"width": {v["width"]}, "height": {v["height"]}{extra}, "lines": [\n{rows}\n  ]}}'
+        )
     with open(path, "w", encoding="utf-8") as f:
         f.write("{\n" + ",\n".join(parts) + "\n}\n")
 
@@ -233,8 +244,7 @@ def _grey(path: Path) -> np.ndarray:
 
 def draw_overlay(grey: np.ndarray, rough: np.ndarray, refined: np.ndarray, scale: int = 2) -> np.ndarray:
     """Rough labels red, refined green, index in magenta, at ``scale`` x the image size."""
-    big = cv2.resize(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), None, fx=scale, fy=scale,
-                     interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     big = (big * 0.7).astype(np.uint8)
 
     def pt(x: float, y: float) -> tuple[int, int]:

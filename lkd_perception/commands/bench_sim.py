@@ -9,7 +9,9 @@ from lkd_perception.commands import Command, emit_json
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", default="urban", choices=("loop", "urban", "corridor"), help="street layout to simulate")
+    p.add_argument(
+        "--scenario", default="urban", choices=("loop", "urban", "corridor"), help="street layout to simulate"
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="drive length (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-camera", action="store_true", help="LiDAR and IMU only")
@@ -46,15 +48,26 @@ def _run(args: argparse.Namespace) -> int:
         "stage_s": s["stage_s"],
         "per_scan_ms": round(1e3 * s["stage_s"]["lidar"] / max(s["scans"], 1), 1),
         "per_frame_ms": round(1e3 * s["stage_s"]["camera"] / max(s["images"], 1), 1),
-        "scans": s["scans"], "images": s["images"], "imu_samples": s["imu_samples"],
-        "bag_mb": s["bag_mb"], "path_length_m": s["path_length_m"],
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "scans": s["scans"],
+        "images": s["images"],
+        "imu_samples": s["imu_samples"],
+        "bag_mb": s["bag_mb"],
+        "path_length_m": s["path_length_m"],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
     }
-    rows = [("wall time", f"{result['wall_s']:.1f} s"), ("CPU time (all threads)", f"{result['cpu_s']:.1f} s"),
-            ("real-time factor", f"{result['realtime_factor']:.2f}"),
-            ("peak memory", f"{result['peak_rss_mb']:.0f} MiB"), ("per LiDAR sweep", f"{result['per_scan_ms']} ms"),
-            ("per camera frame (render + GT)", f"{result['per_frame_ms']} ms"), ("bag size", f"{result['bag_mb']} MiB")]
+    rows = [
+        ("wall time", f"{result['wall_s']:.1f} s"),
+        ("CPU time (all threads)", f"{result['cpu_s']:.1f} s"),
+        ("real-time factor", f"{result['realtime_factor']:.2f}"),
+        ("peak memory", f"{result['peak_rss_mb']:.0f} MiB"),
+        ("per LiDAR sweep", f"{result['per_scan_ms']} ms"),
+        ("per camera frame (render + GT)", f"{result['per_frame_ms']} ms"),
+        ("bag size", f"{result['bag_mb']} MiB"),
+    ]
     rows += [(f"stage {k}", f"{v:.1f} s") for k, v in result["stage_s"].items()]
     width = max(len(r[0]) for r in rows)
     sys.stderr.write(f"lkd bench sim: {cfg.scenario}, {cfg.seconds:g} s simulated\n")
@@ -64,5 +77,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("bench", "sim"), "time and memory of simulating a drive", _add_arguments, _run,
-            example='lkd bench sim --scenario urban --out runs/bench/sim.json')]
+COMMANDS = [
+    Command(
+        ("bench", "sim"),
+        "time and memory of simulating a drive",
+        _add_arguments,
+        _run,
+        example="lkd bench sim --scenario urban --out runs/bench/sim.json",
+    )
+]

@@ -76,8 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     from lkd_perception.eval.outputs import read_recorded_run
     from lkd_perception.eval.report import NODE_IO, evaluate_run
     from lkd_perception.io.bag import bag_info
-    from lkd_perception.nodes.replay import NodeProcesses, lateness_warning, run_replay
     from lkd_perception.nodes.graph import default_config_path
+    from lkd_perception.nodes.replay import NodeProcesses, lateness_warning, run_replay
     from lkd_perception.sim.drive import make_config
     from lkd_perception.sim.recording import write_drive
 
@@ -92,7 +92,11 @@ def _run(args: argparse.Namespace) -> int:
     if rec.exists():
         shutil.rmtree(rec)
 
-    nodes = NodeProcesses("all", args.config or default_config_path("simulation.yaml"), {"sensor_qos_reliability": args.sensor_qos} if args.sensor_qos else {})
+    nodes = NodeProcesses(
+        "all",
+        args.config or default_config_path("simulation.yaml"),
+        {"sensor_qos_reliability": args.sensor_qos} if args.sensor_qos else {},
+    )
     if args.kill and args.kill not in nodes.specs:
         print(f"lkd: --kill must be one of {sorted(nodes.specs)}", file=sys.stderr)
         return 2
@@ -173,12 +177,22 @@ def _run(args: argparse.Namespace) -> int:
         per_node[name] = entry
     if warning := lateness_warning(result):
         print(f"warning: {warning}", file=sys.stderr)
-    emit_json({"drive": {"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed}, "rate": args.rate,
-               "killed": args.kill or None, "sensor_qos_override": args.sensor_qos, "events": events, "replay_wall_s": result.wall_s,
-               "publish_failed": result.publish_failed,
-               "player_publish_late_ms": result.publish_late_ms,
-               "replay_process_cpu_cores_by_fifth": _cpu_cores_by_fifth(cpu["replay"]), "nodes": per_node,
-               "accuracy": {k: metrics[k] for k in ("detection", "lines", "odometry")}}, args.out)
+    emit_json(
+        {
+            "drive": {"scenario": args.scenario, "seconds": args.seconds, "seed": args.seed},
+            "rate": args.rate,
+            "killed": args.kill or None,
+            "sensor_qos_override": args.sensor_qos,
+            "events": events,
+            "replay_wall_s": result.wall_s,
+            "publish_failed": result.publish_failed,
+            "player_publish_late_ms": result.publish_late_ms,
+            "replay_process_cpu_cores_by_fifth": _cpu_cores_by_fifth(cpu["replay"]),
+            "nodes": per_node,
+            "accuracy": {k: metrics[k] for k in ("detection", "lines", "odometry")},
+        },
+        args.out,
+    )
     return 0
 
 
@@ -190,5 +204,12 @@ def _stamps(run, topic: str) -> list[int]:
     return [int(s) for s in run.odometry_stamps_ns]
 
 
-COMMANDS = [Command(("bench", "soak"), "long replay through all nodes: keeping up, memory, kill/restart", _add, _run,
-            example='lkd bench soak --seconds 180 --out runs/bench/soak.json')]
+COMMANDS = [
+    Command(
+        ("bench", "soak"),
+        "long replay through all nodes: keeping up, memory, kill/restart",
+        _add,
+        _run,
+        example="lkd bench soak --seconds 180 --out runs/bench/soak.json",
+    )
+]

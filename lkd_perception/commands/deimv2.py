@@ -75,13 +75,20 @@ def _run_train(args: argparse.Namespace) -> int:
     _known(args, DEIMv2TrainConfig)
     from lkd_perception.common.paths import resolve_model_path
 
-    emit_json(fine_tune(resolve_model_path(args.init), args.data, args.out, _train_cfg(args), args.val, resume=not args.fresh), args.json_out)
+    emit_json(
+        fine_tune(
+            resolve_model_path(args.init), args.data, args.out, _train_cfg(args), args.val, resume=not args.fresh
+        ),
+        args.json_out,
+    )
     return 0
 
 
 def _add_distill(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt), e.g. Femto fine-tuned on the same classes")
+    p.add_argument(
+        "--teacher", required=True, help="teacher checkpoint (.pt), e.g. Femto fine-tuned on the same classes"
+    )
     p.add_argument("--student", required=True, help="student start: a published DEIMv2 ONNX or our checkpoint (.pt)")
 
 
@@ -96,8 +103,19 @@ def _run_distill(args: argparse.Namespace) -> int:
     weights = from_dict(ClockWeights, _values(args, "clockdistill", {f.name for f in fields(ClockWeights)}))
     from lkd_perception.common.paths import resolve_model_path
 
-    emit_json(distill(args.teacher, resolve_model_path(args.student), args.data, args.out, _train_cfg(args), weights, args.val,
-                      resume=not args.fresh), args.json_out)
+    emit_json(
+        distill(
+            args.teacher,
+            resolve_model_path(args.student),
+            args.data,
+            args.out,
+            _train_cfg(args),
+            weights,
+            args.val,
+            resume=not args.fresh,
+        ),
+        args.json_out,
+    )
     return 0
 
 
@@ -119,8 +137,16 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.input_size:
         model = with_input_size(model, args.input_size)
     out = export_deimv2(model, args.out, names, extra={"trained_checkpoint": Path(args.ckpt).name})
-    emit_json({"onnx": str(out), "sha256": sha256_of(out), "variant": model.spec.name,
-               "input_size": model.spec.input_size, "class_names": names}, None)
+    emit_json(
+        {
+            "onnx": str(out),
+            "sha256": sha256_of(out),
+            "variant": model.spec.name,
+            "input_size": model.spec.input_size,
+            "class_names": names,
+        },
+        None,
+    )
     return 0
 
 
@@ -151,22 +177,52 @@ def _run_ablate(args: argparse.Namespace) -> int:
     _known(args, DEIMv2TrainConfig, ClockWeights)
     weights = from_dict(ClockWeights, _values(args, "clockdistill", {f.name for f in fields(ClockWeights)}))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    summary = run_ablation(resolve_model_path(args.teacher_init), resolve_model_path(args.student_init), args.data,
-                           args.val, args.out, _train_cfg(args), args.teacher_steps, seeds, weights,
-                           [read_rgb(p) for p in args.photos])
+    summary = run_ablation(
+        resolve_model_path(args.teacher_init),
+        resolve_model_path(args.student_init),
+        args.data,
+        args.val,
+        args.out,
+        _train_cfg(args),
+        args.teacher_steps,
+        seeds,
+        weights,
+        [read_rgb(p) for p in args.photos],
+    )
     emit_json(summary, args.json_out)
     return 0
 
 
 COMMANDS = [
-    Command(("train", "deimv2"), "fine-tune DEIMv2 (published ONNX or our checkpoint) on COCO-format data",
-            _add_train, _run_train,
-            example='lkd train deimv2 --init models/deimv2_atto_coco.onnx --data data/train/annotations.json --val data/val/annotations.json --out runs/deimv2_atto'),
-    Command(("distill", "deimv2"), "CLoCKDistill a DEIMv2 teacher into a DEIMv2 student", _add_distill, _run_distill,
-            example='lkd distill deimv2 --teacher runs/deimv2_femto/last.pt --student models/deimv2_atto_coco.onnx --data data/train/annotations.json --out runs/deimv2_clock'),
-    Command(("ablate", "deimv2"), "student alone vs with CLoCKDistill over seeds, scored on held-out frames",
-            _add_ablate, _run_ablate,
-            example='lkd ablate deimv2 --data data/train/annotations.json --val data/val/annotations.json --out runs/deimv2_ablation --seeds 0,1,2'),
-    Command(("export", "deimv2"), "our DEIMv2 checkpoint -> ONNX with the published contract", _add_export, _run_export,
-            example='lkd export deimv2 runs/deimv2_atto/last.pt --out models/deimv2_atto_sim.onnx'),
+    Command(
+        ("train", "deimv2"),
+        "fine-tune DEIMv2 (published ONNX or our checkpoint) on COCO-format data",
+        _add_train,
+        _run_train,
+        example="lkd train deimv2 --init models/deimv2_atto_coco.onnx --data data/train/annotations.json --val "
+                "data/val/annotations.json --out runs/deimv2_atto",
+    ),
+    Command(
+        ("distill", "deimv2"),
+        "CLoCKDistill a DEIMv2 teacher into a DEIMv2 student",
+        _add_distill,
+        _run_distill,
+        example="lkd distill deimv2 --teacher runs/deimv2_femto/last.pt --student models/deimv2_atto_coco.onnx --data "
+                "data/train/annotations.json --out runs/deimv2_clock",
+    ),
+    Command(
+        ("ablate", "deimv2"),
+        "student alone vs with CLoCKDistill over seeds, scored on held-out frames",
+        _add_ablate,
+        _run_ablate,
+        example="lkd ablate deimv2 --data data/train/annotations.json --val data/val/annotations.json --out "
+                "runs/deimv2_ablation --seeds 0,1,2",
+    ),
+    Command(
+        ("export", "deimv2"),
+        "our DEIMv2 checkpoint -> ONNX with the published contract",
+        _add_export,
+        _run_export,
+        example="lkd export deimv2 runs/deimv2_atto/last.pt --out models/deimv2_atto_sim.onnx",
+    ),
 ]

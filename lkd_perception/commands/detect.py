@@ -244,14 +244,40 @@ def _run_bench_real(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("detect",), "run a detector (LeYOLO or DETR ONNX) on images; COCO results JSON", _detect_args, _run_detect,
-            example='lkd detect photos/*.jpg --model detr --out detections.json --draw runs/drawn'),
-    Command(("evaluate", "detections"), "COCO mAP of detections against annotations", _eval_args, _run_eval,
-            example='lkd evaluate detections --pred detections.json --gt annotations.json --out map.json'),
-    Command(("train", "leyolo"), "train LeYOLO on a COCO-format dataset", _train_args, _run_train,
-            example='lkd train leyolo --data data/train/annotations.json --val-data data/val/annotations.json --out runs/leyolo'),
-    Command(("export", "leyolo"), "export a LeYOLO checkpoint to ONNX (detector contract)", _export_args, _run_export,
-            example='lkd export leyolo --checkpoint runs/leyolo/best.pt --out models/leyolo_mine.onnx'),
-    Command(("bench", "detect"), "params, GFLOPs, latency and held-out mAP of the detectors", _bench_args, _run_bench,
-            example='lkd bench detect --photos test/fixtures/detection_real --out runs/bench/detect.json'),
+    Command(
+        ("detect",),
+        "run a detector (LeYOLO or DETR ONNX) on images; COCO results JSON",
+        _detect_args,
+        _run_detect,
+        example="lkd detect photos/*.jpg --model detr --out detections.json --draw runs/drawn",
+    ),
+    Command(
+        ("evaluate", "detections"),
+        "COCO mAP of detections against annotations",
+        _eval_args,
+        _run_eval,
+        example="lkd evaluate detections --pred detections.json --gt annotations.json --out map.json",
+    ),
+    Command(
+        ("train", "leyolo"),
+        "train LeYOLO on a COCO-format dataset",
+        _train_args,
+        _run_train,
+        example="lkd train leyolo --data data/train/annotations.json --val-data data/val/annotations.json --out "
+                "runs/leyolo",
+    ),
+    Command(
+        ("export", "leyolo"),
+        "export a LeYOLO checkpoint to ONNX (detector contract)",
+        _export_args,
+        _run_export,
+        example="lkd export leyolo --checkpoint runs/leyolo/best.pt --out models/leyolo_mine.onnx",
+    ),
+    Command(
+        ("bench", "detect"),
+        "params, GFLOPs, latency and held-out mAP of the detectors",
+        _bench_args,
+        _run_bench,
+        example="lkd bench detect --photos test/fixtures/detection_real --out runs/bench/detect.json",
+    ),
 ]

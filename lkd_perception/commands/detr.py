@@ -161,12 +161,32 @@ def _run_ablate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("train", "detr"), "train a DETR teacher or student on a COCO folder", _add_train, _run_train,
-            example='lkd train detr --data data/train --out runs/detr'),
-    Command(("distill", "detr"), "train the DETR student with CLoCKDistill from a trained teacher", _add_distill, _run_distill,
-            example='lkd distill detr --data data/train --teacher runs/detr_teacher/last.pt --out runs/detr_student'),
-    Command(("export", "detr"), "export a DETR checkpoint to ONNX (opset 17) and check it against PyTorch", _add_export, _run_export,
-            example='lkd export detr --ckpt runs/detr_student/last.pt --out models/detr_mine.onnx'),
-    Command(("ablate", "detr"), "student alone vs student + CLoCKDistill on held-out frames", _add_ablate, _run_ablate,
-            example='lkd ablate detr --data data --teacher runs/detr_teacher/last.pt --out-dir runs/ablation'),
+    Command(
+        ("train", "detr"),
+        "train a DETR teacher or student on a COCO folder",
+        _add_train,
+        _run_train,
+        example="lkd train detr --data data/train --out runs/detr",
+    ),
+    Command(
+        ("distill", "detr"),
+        "train the DETR student with CLoCKDistill from a trained teacher",
+        _add_distill,
+        _run_distill,
+        example="lkd distill detr --data data/train --teacher runs/detr_teacher/last.pt --out runs/detr_student",
+    ),
+    Command(
+        ("export", "detr"),
+        "export a DETR checkpoint to ONNX (opset 17) and check it against PyTorch",
+        _add_export,
+        _run_export,
+        example="lkd export detr --ckpt runs/detr_student/last.pt --out models/detr_mine.onnx",
+    ),
+    Command(
+        ("ablate", "detr"),
+        "student alone vs student + CLoCKDistill on held-out frames",
+        _add_ablate,
+        _run_ablate,
+        example="lkd ablate detr --data data --teacher runs/detr_teacher/last.pt --out-dir runs/ablation",
+    ),
 ]

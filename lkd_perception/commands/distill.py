@@ -41,7 +41,9 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints")
-    p.add_argument("--snapshot-every", type=int, default=500, help="steps between snapshots scored on the validation photographs")
+    p.add_argument(
+        "--snapshot-every", type=int, default=500, help="steps between snapshots scored on the validation photographs"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -82,7 +84,12 @@ def _run(args: argparse.Namespace) -> int:
     from lkd_perception.common.errors import ConfigError
     from lkd_perception.lines.config import LineConfig
     from lkd_perception.lines.distill import (
-        DistillSettings, distill, load_teacher_maps, make_teacher_maps, net_from_onnx, save_teacher_maps,
+        DistillSettings,
+        distill,
+        load_teacher_maps,
+        make_teacher_maps,
+        net_from_onnx,
+        save_teacher_maps,
     )
     from lkd_perception.lines.lsdnet import LSDNet
     from lkd_perception.lines.photo_corpus import read_corpus
@@ -103,8 +110,14 @@ def _run(args: argparse.Namespace) -> int:
 
         net = load_checkpoint(args.init)
     cache = out / "teacher_maps.npz"
-    wanted = {"teacher": str(args.teacher), "photos": str(args.photos), "frames": args.frames,
-              "frame_size": [width, height], "stride": net.stride, "seed": args.seed}
+    wanted = {
+        "teacher": str(args.teacher),
+        "photos": str(args.photos),
+        "frames": args.frames,
+        "frame_size": [width, height],
+        "stride": net.stride,
+        "seed": args.seed,
+    }
     if cache.is_file() and load_teacher_maps(cache)[1] == wanted:
         maps = load_teacher_maps(cache)[0]
         log.info("%d teacher-labelled frames from %s", len(maps), cache)
@@ -112,25 +125,51 @@ def _run(args: argparse.Namespace) -> int:
         photos = [rgb for _, rgb in read_corpus(args.photos)]
         teacher = LineDetector(LineConfig(model_path=args.teacher, threads=2))
         log.info("labelling %d frames of %d photographs with %s", args.frames, len(photos), args.teacher)
-        maps = make_teacher_maps(teacher.heat_and_angle, photos, args.frames, width, height, net.stride,
-                                 np.random.default_rng(args.seed + 7919))
+        maps = make_teacher_maps(
+            teacher.heat_and_angle,
+            photos,
+            args.frames,
+            width,
+            height,
+            net.stride,
+            np.random.default_rng(args.seed + 7919),
+        )
         save_teacher_maps(maps, cache, wanted)
     sim = _sim_crops(args, out) if args.sim_fraction > 0 else None
-    settings = DistillSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                               sim_fraction=args.sim_fraction, augment_strength=args.augment, seed=args.seed,
-                               threads=args.threads, checkpoint_every=args.checkpoint_every,
-                               snapshot_every=args.snapshot_every)
+    settings = DistillSettings(
+        steps=args.steps,
+        batch=args.batch,
+        crop=args.crop,
+        lr=args.lr,
+        sim_fraction=args.sim_fraction,
+        augment_strength=args.augment,
+        seed=args.seed,
+        threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+        snapshot_every=args.snapshot_every,
+    )
     validate = _validator(args.val, width, height, out) if args.val else None
     last = None
     for entry in distill(settings, net, maps, out, sim, progress=not args.no_progress, on_snapshot=validate):
         last = entry
-    emit_json({"out": str(out), "checkpoint": str(out / "checkpoint.pt"), "last": last.__dict__ if last else None,
-               "log": str(out / "log.jsonl")}, None)
+    emit_json(
+        {
+            "out": str(out),
+            "checkpoint": str(out / "checkpoint.pt"),
+            "last": last.__dict__ if last else None,
+            "log": str(out / "log.jsonl"),
+        },
+        None,
+    )
     return 0
 
 
 COMMANDS = [
-    Command(("distill", "lines"), "distil the light line network from the Wireframe LSDNet on real photographs",
-            _add, _run,
-            example='lkd distill lines --teacher models/lsdnet_wireframe.onnx --photos runs/photos --out runs/distill'),
+    Command(
+        ("distill", "lines"),
+        "distil the light line network from the Wireframe LSDNet on real photographs",
+        _add,
+        _run,
+        example="lkd distill lines --teacher models/lsdnet_wireframe.onnx --photos runs/photos --out runs/distill",
+    ),
 ]

@@ -26,22 +26,38 @@ def summary_table(metrics: dict) -> str:
         rows.append(("detection", "mAP50-95 / mAP50", f"{d['mAP50-95']:.3f} / {d['mAP50']:.3f}"))
     ln = metrics.get("lines", {})
     if "sAP10" in ln:
-        rows.append(("lines", "sAP5/10/15, F^H", f"{ln.get('sAP5', float('nan')):.1f} / {ln['sAP10']:.1f} / "
-                                                  f"{ln.get('sAP15', float('nan')):.1f}, {ln.get('FH', float('nan')):.1f}"))
+        rows.append(
+            (
+                "lines",
+                "sAP5/10/15, F^H",
+                f"{ln.get('sAP5', float('nan')):.1f} / {ln['sAP10']:.1f} / "
+                f"{ln.get('sAP15', float('nan')):.1f}, {ln.get('FH', float('nan')):.1f}",
+            )
+        )
     for frame in ("odom", "map"):
         o = metrics.get("odometry", {}).get(frame)
         if o:
             drift = o.get("drift") or {}
-            rows.append((f"odometry ({frame})", "APE RMSE, drift",
-                         f"{o['ape_translation_m']['rmse']:.3f} m, "
-                         f"{drift.get('translation_pct', float('nan')):.2f} % / "
-                         f"{drift.get('rotation_deg_per_100m', float('nan')):.2f} deg/100m"))
+            rows.append(
+                (
+                    f"odometry ({frame})",
+                    "APE RMSE, drift",
+                    f"{o['ape_translation_m']['rmse']:.3f} m, "
+                    f"{drift.get('translation_pct', float('nan')):.2f} % / "
+                    f"{drift.get('rotation_deg_per_100m', float('nan')):.2f} deg/100m",
+                )
+            )
     for node, e in metrics.get("nodes", {}).items():
         lat = e.get("latency", {})
         frac = e.get("processed_fraction")
-        rows.append((node, "processed, latency p50/p95",
-                     f"{'n/a' if frac is None else f'{100 * frac:.0f} %'}, "
-                     f"{lat.get('p50_ms', float('nan')):.0f} / {lat.get('p95_ms', float('nan')):.0f} ms"))
+        rows.append(
+            (
+                node,
+                "processed, latency p50/p95",
+                f"{'n/a' if frac is None else f'{100 * frac:.0f} %'}, "
+                f"{lat.get('p50_ms', float('nan')):.0f} / {lat.get('p95_ms', float('nan')):.0f} ms",
+            )
+        )
     w0 = max((len(r[0]) for r in rows), default=10)
     w1 = max((len(r[1]) for r in rows), default=10)
     return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows)
@@ -65,6 +81,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("evaluate", "all"), "evaluate a recorded replay: detection, lines, odometry, latency",
-                    _add, _run,
-            example='lkd evaluate all runs/replay/recording --gt runs/sim/gt --out runs/eval')]
+COMMANDS = [
+    Command(
+        ("evaluate", "all"),
+        "evaluate a recorded replay: detection, lines, odometry, latency",
+        _add,
+        _run,
+        example="lkd evaluate all runs/replay/recording --gt runs/sim/gt --out runs/eval",
+    )
+]

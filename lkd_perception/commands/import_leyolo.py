@@ -24,6 +24,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("import", "leyolo"), "import the official LeYOLO weights (npz + json) and write our ONNX", _args, _run,
-            example='lkd import leyolo ../shared/pretrained/leyolo_nano_coco.npz --out models/leyolo_n_coco.onnx --img-size 320'),
+    Command(
+        ("import", "leyolo"),
+        "import the official LeYOLO weights (npz + json) and write our ONNX",
+        _args,
+        _run,
+        example="lkd import leyolo ../shared/pretrained/leyolo_nano_coco.npz --out models/leyolo_n_coco.onnx "
+                "--img-size 320",
+    ),
 ]

@@ -43,7 +43,6 @@ def parse_sets(items: list[str]) -> dict:
 
 def _run(args: argparse.Namespace) -> int:
     from lkd_perception.nodes import run_all
-
     from lkd_perception.nodes.graph import TOPIC_ARGUMENTS, remappings
 
     topics = {a: getattr(args, a) for a in TOPIC_ARGUMENTS}

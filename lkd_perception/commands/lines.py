@@ -311,13 +311,18 @@ def _sim_crops(args: argparse.Namespace, out: Path):
 
 
 def _add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default="runs/lines/train/checkpoint.pt", help="training checkpoint (lkd train lines)")
+    p.add_argument("--checkpoint", default="runs/lines/train/checkpoint.pt", help="training checkpoint (lkd train "
+                                                                                  "lines)")
     p.add_argument("--out", default="models/lsdnet.onnx", help="ONNX file to write")
     p.add_argument("--input-width", type=int, default=None, help="default: LineConfig.input_width")
     p.add_argument("--input-height", type=int, default=None, help="default: LineConfig.input_height")
-    p.add_argument("--endpoint-refinement", default="heat_half", choices=("heat_half", "none"),
-                   help="none for a model distilled from the Wireframe LSDNet (its heat runs past the line ends, "
-                        "like the teacher's; the grouping then keeps the extreme projections)")
+    p.add_argument(
+        "--endpoint-refinement",
+        default="heat_half",
+        choices=("heat_half", "none"),
+        help="none for a model distilled from the Wireframe LSDNet (its heat runs past the line ends, "
+        "like the teacher's; the grouping then keeps the extreme projections)",
+    )
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -326,8 +331,13 @@ def _run_export(args: argparse.Namespace) -> int:
 
     cfg = LineConfig()
     extra = {"endpoint_refinement": "none"} if args.endpoint_refinement == "none" else None
-    path = export_onnx(load_checkpoint(args.checkpoint), args.out,
-                       args.input_width or cfg.input_width, args.input_height or cfg.input_height, extra)
+    path = export_onnx(
+        load_checkpoint(args.checkpoint),
+        args.out,
+        args.input_width or cfg.input_width,
+        args.input_height or cfg.input_height,
+        extra,
+    )
     emit_json({"onnx": str(path), "bytes": path.stat().st_size}, None)
     return 0
 
@@ -337,8 +347,12 @@ def _add_quantize(p: argparse.ArgumentParser) -> None:
     from lkd_perception.lines.config import INT8_MODEL_PATH
 
     p.add_argument("--out", default=INT8_MODEL_PATH, help="INT8 ONNX file to write")
-    p.add_argument("--calibration", nargs="+", required=True,
-                   help="training images: an .npz of simulator frames (lkd train lines caches one) or image files")
+    p.add_argument(
+        "--calibration",
+        nargs="+",
+        required=True,
+        help="training images: an .npz of simulator frames (lkd train lines caches one) or image files",
+    )
     p.add_argument("--count", type=int, default=64, help="calibration images drawn from them")
     p.add_argument("--seed", type=int, default=0)
 
@@ -364,19 +378,47 @@ def _run_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [
-    Command(("lines",), "detect line segments in images (LSDNet)", _add_detect, _run_detect,
-            example='lkd lines photos/*.png --out lines.json --draw runs/drawn'),
-    Command(("evaluate", "lines"), "sAP5/10/15 and F^H of line predictions against ground truth",
-            _add_evaluate, _run_evaluate,
-            example='lkd evaluate lines --pred lines.json --gt test/fixtures/lines_real/gt.json'),
-    Command(("bench", "lines"), "every shipped line model vs OpenCV LSD and FLD: accuracy, latency, memory",
-            _add_bench, _run_bench,
-            example='lkd bench lines --out runs/bench/lines.json'),
-    Command(("quantize", "lines"), "INT8 line model for CPUs (static, calibrated on training images)",
-            _add_quantize, _run_quantize,
-            example='lkd quantize lines --model models/lsdnet.onnx --out models/lsdnet_int8.onnx --calibration runs/lines/frames.npz'),
-    Command(("train", "lines"), "train the LSDNet line detector on synthetic scenes", _add_train, _run_train,
-            example='lkd train lines --out runs/lines'),
-    Command(("export", "lines"), "export a trained LSDNet checkpoint to ONNX", _add_export, _run_export,
-            example='lkd export lines --checkpoint runs/lines/last.pt --out models/lsdnet_mine.onnx'),
+    Command(
+        ("lines",),
+        "detect line segments in images (LSDNet)",
+        _add_detect,
+        _run_detect,
+        example="lkd lines photos/*.png --out lines.json --draw runs/drawn",
+    ),
+    Command(
+        ("evaluate", "lines"),
+        "sAP5/10/15 and F^H of line predictions against ground truth",
+        _add_evaluate,
+        _run_evaluate,
+        example="lkd evaluate lines --pred lines.json --gt test/fixtures/lines_real/gt.json",
+    ),
+    Command(
+        ("bench", "lines"),
+        "every shipped line model vs OpenCV LSD and FLD: accuracy, latency, memory",
+        _add_bench,
+        _run_bench,
+        example="lkd bench lines --out runs/bench/lines.json",
+    ),
+    Command(
+        ("quantize", "lines"),
+        "INT8 line model for CPUs (static, calibrated on training images)",
+        _add_quantize,
+        _run_quantize,
+        example="lkd quantize lines --model models/lsdnet.onnx --out models/lsdnet_int8.onnx --calibration "
+                "runs/lines/frames.npz",
+    ),
+    Command(
+        ("train", "lines"),
+        "train the LSDNet line detector on synthetic scenes",
+        _add_train,
+        _run_train,
+        example="lkd train lines --out runs/lines",
+    ),
+    Command(
+        ("export", "lines"),
+        "export a trained LSDNet checkpoint to ONNX",
+        _add_export,
+        _run_export,
+        example="lkd export lines --checkpoint runs/lines/last.pt --out models/lsdnet_mine.onnx",
+    ),
 ]

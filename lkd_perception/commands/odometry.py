@@ -124,7 +124,8 @@ def _odometry_run(args: argparse.Namespace) -> int:
     topics = {t.name for t in info.topics}
     use_imu = cfg.use_imu and not args.no_imu
     if use_imu and args.imu_topic not in topics:
-        log.warning("%s has no IMU topic %s: LiDAR-only odometry (constant-velocity prediction)", args.bag, args.imu_topic)
+        log.warning("%s has no IMU topic %s: LiDAR-only odometry (constant-velocity prediction)", args.bag,
+                    args.imu_topic)
         use_imu = False
     cfg = replace(_bag_extrinsics(args, cfg, topics, use_imu), use_imu=use_imu)
     pipeline = LioPipeline(cfg)
@@ -133,16 +134,39 @@ def _odometry_run(args: argparse.Namespace) -> int:
         imu_arrays = (imu.stamps_ns, imu.gyro, imu.accel)
     else:
         imu_arrays = (np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)))
-    scans = progress(read_clouds(args.bag, args.lidar_topic), "odometry", "scan", total=info.topic(args.lidar_topic).count)
+    scans = progress(
+        read_clouds(args.bag, args.lidar_topic), "odometry", "scan", total=info.topic(args.lidar_topic).count
+    )
     skipped = run_pipeline(pipeline, scans, *imu_arrays)
     stamps, poses = pipeline.map_trajectory()
     write_tum(args.out, stamps, poses)
     if args.loops:
         kf_stamp = pipeline.loops.keyframes.stamps
-        emit_json([{"from_stamp_ns": int(kf_stamp[lc.from_id]), "to_stamp_ns": int(kf_stamp[lc.to_id]), "rmse_m": lc.rmse,
-                    "overlap": lc.overlap, "bev_inliers": lc.bev_inliers} for lc in pipeline.loop_closures], args.loops)
-    emit_json({"poses": int(len(stamps)), "skipped_scans": skipped, "loop_closures": len(pipeline.loop_closures),
-               "imu": use_imu, "base_T_lidar": cfg.base_T_lidar, "base_T_imu": cfg.base_T_imu, "out": args.out}, None)
+        emit_json(
+            [
+                {
+                    "from_stamp_ns": int(kf_stamp[lc.from_id]),
+                    "to_stamp_ns": int(kf_stamp[lc.to_id]),
+                    "rmse_m": lc.rmse,
+                    "overlap": lc.overlap,
+                    "bev_inliers": lc.bev_inliers,
+                }
+                for lc in pipeline.loop_closures
+            ],
+            args.loops,
+        )
+    emit_json(
+        {
+            "poses": int(len(stamps)),
+            "skipped_scans": skipped,
+            "loop_closures": len(pipeline.loop_closures),
+            "imu": use_imu,
+            "base_T_lidar": cfg.base_T_lidar,
+            "base_T_imu": cfg.base_T_imu,
+            "out": args.out,
+        },
+        None,
+    )
     return 0 if len(stamps) else 2
 
 
@@ -171,8 +195,8 @@ def metrics_dict(m) -> dict[str, Any]:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from lkd_perception.eval.trajectory import evaluate_trajectory
     from lkd_perception.common.errors import InputError
+    from lkd_perception.eval.trajectory import evaluate_trajectory
     from lkd_perception.io.formats import read_json, read_tum
 
     pred, gt = _series_to_traj(read_tum(args.pred)), _series_to_traj(read_tum(args.gt))
@@ -214,14 +238,21 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per scenario")
     p.add_argument("--scenarios", default="loop,urban,corridor", help="simulated drives, comma-separated")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--drop-fraction", type=float, default=0.0,
-                   help="skip about this fraction of scans, as a busy live node does (IMU kept); both methods see the same scans")
+    p.add_argument(
+        "--drop-fraction",
+        type=float,
+        default=0.0,
+        help="skip about this fraction of scans, as a busy live node does (IMU kept); both methods see the same scans",
+    )
     p.add_argument("--drop-seed", type=int, default=0, help="seed of the skipped-scan pattern")
     p.add_argument("--drop-burst", type=int, default=5, help="skipped scans come in runs of 1..N consecutive scans")
     p.add_argument("--no-imu", action="store_true", help="run ours LiDAR-only (as on a bag without an IMU topic)")
-    p.add_argument("--rate", default="10",
-                   help="comma-separated LiDAR rates (Hz): >= %g simulates a sensor spinning at that rate; below, keyframe-only "
-                        "input: every k-th scan of a 10 Hz sensor (large motion between scans)" % MIN_SPIN_HZ)
+    p.add_argument(
+        "--rate",
+        default="10",
+        help="comma-separated LiDAR rates (Hz): >= %g simulates a sensor spinning at that rate; below, keyframe-only "
+        "input: every k-th scan of a 10 Hz sensor (large motion between scans)" % MIN_SPIN_HZ,
+    )
     p.add_argument("--out", help="JSON file (default stdout)")
 
 
@@ -254,8 +285,11 @@ def _bench_method(method: str, drive, keep, conn, use_imu: bool = True) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     extra: dict[str, Any] = {}
     if method == "lkd":
-        cfg = OdometryConfig(base_T_lidar=_xyzrpy(drive.extrinsics.T_base_lidar), base_T_imu=_xyzrpy(drive.extrinsics.T_base_imu),
-                             use_imu=use_imu)
+        cfg = OdometryConfig(
+            base_T_lidar=_xyzrpy(drive.extrinsics.T_base_lidar),
+            base_T_imu=_xyzrpy(drive.extrinsics.T_base_imu),
+            use_imu=use_imu,
+        )
         pipe = LioPipeline(cfg)
         extra["skipped_scans"] = run_pipeline(pipe, scans, drive.imu.stamps_ns, drive.imu.gyro, drive.imu.accel)
         stamps, poses = pipe.map_trajectory()
@@ -265,8 +299,20 @@ def _bench_method(method: str, drive, keep, conn, use_imu: bool = True) -> None:
         stamps, poses = _run_kiss(scans, drive.extrinsics.T_base_lidar)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = peak_rss_mb()
-    conn.send((stamps, poses, {"scans_per_s": len(scans) / wall, "scans_per_cpu_s": len(scans) / cpu,
-                               "rss_at_start_mb": rss0, "peak_rss_mb": peak, "rss_growth_mb": peak - rss0, **extra}))
+    conn.send(
+        (
+            stamps,
+            poses,
+            {
+                "scans_per_s": len(scans) / wall,
+                "scans_per_cpu_s": len(scans) / cpu,
+                "rss_at_start_mb": rss0,
+                "peak_rss_mb": peak,
+                "rss_growth_mb": peak - rss0,
+                **extra,
+            },
+        )
+    )
     conn.close()
 
 
@@ -274,11 +320,11 @@ def _bench_run(args: argparse.Namespace) -> int:
     import multiprocessing as mp
     import sys
 
+    import numpy as np
+
     from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
     from lkd_perception.odometry.dropout import scan_drop_mask
     from lkd_perception.sim.drive import simulate_drive
-
-    import numpy as np
 
     ctx = mp.get_context("fork")
     rows = []
@@ -287,7 +333,9 @@ def _bench_run(args: argparse.Namespace) -> int:
         plans = [_rate_plan(r) for r in rates]
     except ValueError as exc:
         raise InputError(f"--rate: {exc}") from exc
-    for scenario, (rate, (spin_hz, every)) in ((s, rp) for s in args.scenarios.split(",") if s.strip() for rp in zip(rates, plans)):
+    for scenario, (rate, (spin_hz, every)) in (
+        (s, rp) for s in args.scenarios.split(",") if s.strip() for rp in zip(rates, plans)
+    ):
         scenario = scenario.strip()
         drive = simulate_drive(scenario, args.seconds, args.seed, lidar_rate_hz=spin_hz)
         gt = Trajectory(drive.gt_stamps_ns, drive.gt_poses)
@@ -300,28 +348,52 @@ def _bench_run(args: argparse.Namespace) -> int:
             stamps, poses, info = parent.recv()
             proc.join()
             m = evaluate_trajectory(Trajectory(stamps, poses), gt)
-            rows.append({
-                "scenario": scenario, "rate_hz": rate, "spin_hz": spin_hz, "method": method, "imu": method == "lkd" and not args.no_imu,
-                "scans": len(drive.scans), "kept_scans": int(keep.sum()),
-                "gt_length_m": m.gt_length_m,
-                "ape_rmse_m": m.ape_translation_m.rmse,
-                "drift_pct": None if m.drift is None else m.drift.translation_pct,
-                "drift_deg_per_100m": None if m.drift is None else m.drift.rotation_deg_per_100m,
-                "drift_lengths_m": None if m.drift is None else list(m.drift.lengths_m),
-                "rpe_frame_m": m.rpe_frame_translation_m.rmse,
-                "rpe_100m_m": None if m.rpe_100m_translation_m is None else m.rpe_100m_translation_m.rmse,
-                **info,
-            })
-    emit_json({"seconds": args.seconds, "seed": args.seed, "drop_fraction": args.drop_fraction, "drop_seed": args.drop_seed,
-               "drop_burst": args.drop_burst, "no_imu": args.no_imu, "results": rows}, args.out)
-    print(f"{'scenario':9} {'Hz':>4} {'method':8} {'kept':>5} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
-          f"{'scans/s':>7} {'/cpu-s':>7} {'+RSS MB':>7}", file=sys.stderr)
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "rate_hz": rate,
+                    "spin_hz": spin_hz,
+                    "method": method,
+                    "imu": method == "lkd" and not args.no_imu,
+                    "scans": len(drive.scans),
+                    "kept_scans": int(keep.sum()),
+                    "gt_length_m": m.gt_length_m,
+                    "ape_rmse_m": m.ape_translation_m.rmse,
+                    "drift_pct": None if m.drift is None else m.drift.translation_pct,
+                    "drift_deg_per_100m": None if m.drift is None else m.drift.rotation_deg_per_100m,
+                    "drift_lengths_m": None if m.drift is None else list(m.drift.lengths_m),
+                    "rpe_frame_m": m.rpe_frame_translation_m.rmse,
+                    "rpe_100m_m": None if m.rpe_100m_translation_m is None else m.rpe_100m_translation_m.rmse,
+                    **info,
+                }
+            )
+    emit_json(
+        {
+            "seconds": args.seconds,
+            "seed": args.seed,
+            "drop_fraction": args.drop_fraction,
+            "drop_seed": args.drop_seed,
+            "drop_burst": args.drop_burst,
+            "no_imu": args.no_imu,
+            "results": rows,
+        },
+        args.out,
+    )
+    print(
+        f"{'scenario':9} {'Hz':>4} {'method':8} {'kept':>5} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
+        f"{'scans/s':>7} {'/cpu-s':>7} {'+RSS MB':>7}",
+        file=sys.stderr,
+    )
     for r in rows:
         nan = float("nan")
-        print(f"{r['scenario']:9} {r['rate_hz']:4g} {r['method']:8} {r['kept_scans']:5d} {r['gt_length_m']:6.0f} {r['ape_rmse_m']:7.3f} "
-              f"{r['drift_pct'] if r['drift_pct'] is not None else nan:8.3f} "
-              f"{r['drift_deg_per_100m'] if r['drift_deg_per_100m'] is not None else nan:8.3f} "
-              f"{r['scans_per_s']:7.1f} {r['scans_per_cpu_s']:7.1f} {r['rss_growth_mb']:7.0f}", file=sys.stderr)
+        print(
+            f"{r['scenario']:9} {r['rate_hz']:4g} {r['method']:8} {r['kept_scans']:5d} {r['gt_length_m']:6.0f} "
+            f"{r['ape_rmse_m']:7.3f} "
+            f"{r['drift_pct'] if r['drift_pct'] is not None else nan:8.3f} "
+            f"{r['drift_deg_per_100m'] if r['drift_deg_per_100m'] is not None else nan:8.3f} "
+            f"{r['scans_per_s']:7.1f} {r['scans_per_cpu_s']:7.1f} {r['rss_growth_mb']:7.0f}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -389,18 +461,41 @@ def _train_run(args: argparse.Namespace) -> int:
 
     train_seqs = [seq(s) for s in args.train.split(",") if s]
     report = train(train_seqs, seq(args.heldout), Path(args.out), steps=args.steps, seed=args.seed)
-    emit_json({**asdict(report), "out": args.out, "train": args.train, "heldout": args.heldout,
-               "seconds": args.seconds}, args.report)
+    emit_json(
+        {**asdict(report), "out": args.out, "train": args.train, "heldout": args.heldout, "seconds": args.seconds},
+        args.report,
+    )
     return 0
 
 
 COMMANDS = [
-    Command(("train", "bev-descriptor"), "train the BEV local-descriptor CNN on simulated drives and export ONNX", _train_args, _train_run,
-            example='lkd train bev-descriptor --out models/bev_descriptor.onnx'),
-    Command(("odometry",), "LiDAR-inertial odometry over a bag -> TUM trajectory", _odometry_args, _odometry_run,
-            example='lkd odometry runs/sim/drive.mcap --out runs/odom/trajectory.txt'),
-    Command(("evaluate", "odometry"), "APE / RPE / KITTI drift of a TUM trajectory against ground truth", _evaluate_args, _evaluate_run,
-            example='lkd evaluate odometry --pred runs/odom/trajectory.txt --gt runs/sim/gt/trajectory.txt --plot runs/odom/plot.png'),
-    Command(("bench", "odometry"), "ours vs KISS-ICP on simulated loop/urban/corridor drives", _bench_args, _bench_run,
-            example='lkd bench odometry --out runs/bench/odometry.json'),
+    Command(
+        ("train", "bev-descriptor"),
+        "train the BEV local-descriptor CNN on simulated drives and export ONNX",
+        _train_args,
+        _train_run,
+        example="lkd train bev-descriptor --out models/bev_descriptor.onnx",
+    ),
+    Command(
+        ("odometry",),
+        "LiDAR-inertial odometry over a bag -> TUM trajectory",
+        _odometry_args,
+        _odometry_run,
+        example="lkd odometry runs/sim/drive.mcap --out runs/odom/trajectory.txt",
+    ),
+    Command(
+        ("evaluate", "odometry"),
+        "APE / RPE / KITTI drift of a TUM trajectory against ground truth",
+        _evaluate_args,
+        _evaluate_run,
+        example="lkd evaluate odometry --pred runs/odom/trajectory.txt --gt runs/sim/gt/trajectory.txt --plot "
+        "runs/odom/plot.png",
+    ),
+    Command(
+        ("bench", "odometry"),
+        "ours vs KISS-ICP on simulated loop/urban/corridor drives",
+        _bench_args,
+        _bench_run,
+        example="lkd bench odometry --out runs/bench/odometry.json",
+    ),
 ]

@@ -14,14 +14,26 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="skip the first S seconds of the bag")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="play only S seconds (from --start)")
-    p.add_argument("--record", default=None, help="record the nodes' outputs into this new rosbag2 folder (mcap storage)")
+    p.add_argument(
+        "--record", default=None, help="record the nodes' outputs into this new rosbag2 folder (mcap storage)"
+    )
     p.add_argument("--launch", action="store_true", help="also start the vehicle's nodes (on sim time)")
     p.add_argument("--config", default=None, help="parameter file for --launch (default config/vehicle.yaml)")
     p.add_argument("--capabilities", default="all", help="nodes to start with --launch (default all)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="with --launch: set a parameter of every node (repeatable), e.g. sensor_qos_reliability=reliable")
-    p.add_argument("--wait-for", nargs="*", default=[], metavar="TOPIC",
-                   help="hold the first message until these bag topics have a subscriber")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --launch: set a parameter of every node (repeatable), e.g. sensor_qos_reliability=reliable",
+    )
+    p.add_argument(
+        "--wait-for",
+        nargs="*",
+        default=[],
+        metavar="TOPIC",
+        help="hold the first message until these bag topics have a subscriber",
+    )
     p.add_argument("--topics", nargs="*", default=None, help="only these bag topics (default all)")
     p.add_argument("--out", default=None, help="write the summary JSON here (default stdout)")
 
@@ -43,9 +55,18 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         result = run_replay(
-            args.bag, rate=args.rate, record=args.record, launch_config=args.config, launch_nodes=args.launch,
-            capabilities=args.capabilities, topics=args.topics, on_progress=progress, overrides=parse_sets(args.set),
-            wait_for=args.wait_for, start_s=args.start, duration_s=args.duration,
+            args.bag,
+            rate=args.rate,
+            record=args.record,
+            launch_config=args.config,
+            launch_nodes=args.launch,
+            capabilities=args.capabilities,
+            topics=args.topics,
+            on_progress=progress,
+            overrides=parse_sets(args.set),
+            wait_for=args.wait_for,
+            start_s=args.start,
+            duration_s=args.duration,
         )
     finally:
         for bar in bars:
@@ -56,5 +77,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command(("replay",), "replay a bag over ROS 2 with /clock (optionally run the nodes and record)", _add, _run,
-            example='lkd replay runs/sim/drive.mcap --launch --record runs/replay/recording')]
+COMMANDS = [
+    Command(
+        ("replay",),
+        "replay a bag over ROS 2 with /clock (optionally run the nodes and record)",
+        _add,
+        _run,
+        example="lkd replay runs/sim/drive.mcap --launch --record runs/replay/recording",
+    )
+]

@@ -29,7 +29,9 @@ class Assignment:
 class TaskAlignedAssigner:
     """TAL with the LeYOLO/YOLOv8 settings (alpha 0.5, beta 6, top-k 10) as defaults."""
 
-    def __init__(self, num_classes: int, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9) -> None:
+    def __init__(
+        self, num_classes: int, top_k: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9
+    ) -> None:
         self.nc, self.top_k, self.alpha, self.beta, self.eps = num_classes, top_k, alpha, beta, eps
 
     @torch.no_grad()
@@ -63,7 +65,9 @@ class TaskAlignedAssigner:
         overlaps = torch.zeros(b, m, a, device=dev, dtype=pred_boxes.dtype)
         bi, mi, ai = candidate.nonzero(as_tuple=True)
         overlaps[bi, mi, ai] = box_iou_ciou(gt_boxes[bi, mi], pred_boxes[bi, ai]).clamp(min=0).to(overlaps.dtype)
-        cls_prob = pred_scores.gather(2, gt_labels.long().clamp(0, self.nc - 1).unsqueeze(1).expand(b, a, m)).transpose(1, 2)
+        cls_prob = pred_scores.gather(2, gt_labels.long().clamp(0, self.nc - 1).unsqueeze(1).expand(b, a, m)).transpose(
+            1, 2
+        )
         align = cls_prob.pow(self.alpha) * overlaps.pow(self.beta) * candidate
         # 3. top-k candidates per gt box
         k = min(self.top_k, a)

@@ -62,7 +62,8 @@ class BenchReport:
         return {"threads": self.threads, "eval_images": self.eval_images, "models": [asdict(r) for r in self.rows]}
 
     def table(self) -> str:
-        head = f"{'model':34s} {'params':>9s} {'GFLOPs':>16s} {'latency ms (cpu, median)':>30s} {'mAP50-95':>9s} {'mAP50':>7s}"
+        head = (f"{'model':34s} {'params':>9s} {'GFLOPs':>16s} {'latency ms (cpu, median)':>30s} {'mAP50-95':>9s} "
+                f"{'mAP50':>7s}")
         lines = [head, "-" * len(head)]
         for r in self.rows:
             gf = " ".join(f"{k}:{v:.2f}" for k, v in r.gflops.items()) or "-"
@@ -70,7 +71,9 @@ class BenchReport:
             p = f"{r.params / 1e6:.2f}M" if r.params else "-"
             m1 = f"{r.map50_95:.3f}" if r.map50_95 is not None else "-"
             m2 = f"{r.map50:.3f}" if r.map50 is not None else "-"
-            lines.append(f"{r.name:34s} {p:>9s} {gf:>16s} {lat:>30s} {m1:>9s} {m2:>7s}" + (f"  ({r.note})" if r.note else ""))
+            lines.append(
+                f"{r.name:34s} {p:>9s} {gf:>16s} {lat:>30s} {m1:>9s} {m2:>7s}" + (f"  ({r.note})" if r.note else "")
+            )
         return "\n".join(lines)
 
 
@@ -129,10 +132,9 @@ def onnx_cost(path: str | Path) -> tuple[int, float, int]:
 
 def _evaluate(detector, gt_path: str, max_images: int) -> tuple[float, float, int]:
     from lkd_perception.detection.data import load_coco
-    from lkd_perception.io.formats import read_rgb
     from lkd_perception.detection.postprocess import detections_to_coco
     from lkd_perception.eval.detection import evaluate_detections
-    from lkd_perception.io.formats import read_json
+    from lkd_perception.io.formats import read_json, read_rgb
 
     coco = load_coco(gt_path)
     images = coco.images[:max_images] if max_images else coco.images
@@ -141,8 +143,11 @@ def _evaluate(detector, gt_path: str, max_images: int) -> tuple[float, float, in
         preds.extend(detections_to_coco(detector(read_rgb(im.path)), im.image_id, coco.category_ids))
     gt = read_json(gt_path)
     keep = {im.image_id for im in images}
-    gt = {**gt, "images": [i for i in gt["images"] if i["id"] in keep],
-          "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
+    gt = {
+        **gt,
+        "images": [i for i in gt["images"] if i["id"] in keep],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
+    }
     m = evaluate_detections(gt, preds)
     return m.map50_95, m.map50, len(images)
 
@@ -162,8 +167,14 @@ def _leyolo_row(size: str, sizes: Sequence[int], runs: int, threads: int, tmp: P
         path = export_leyolo(model, tmp / f"leyolo_{size}_{s}.onnx", s, [str(i) for i in range(nc)])
         for prov in _providers():
             lat.append(time_session(make_session(path, prov, False, threads), s, runs, prov))
-    return BenchRow(f"leyolo_{size} (architecture, nc=4)", "leyolo", model_cost(model, 320).params, gflops, lat,
-                    note=f"{params80 / 1e6:.3f}M params with nc=80; untrained weights, latency only")
+    return BenchRow(
+        f"leyolo_{size} (architecture, nc=4)",
+        "leyolo",
+        model_cost(model, 320).params,
+        gflops,
+        lat,
+        note=f"{params80 / 1e6:.3f}M params with nc=80; untrained weights, latency only",
+    )
 
 
 def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, threads: int) -> tuple[BenchRow, int]:
@@ -171,8 +182,8 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
     from lkd_perception.common.errors import LkdError
     from lkd_perception.detection.config import DetectorConfig
     from lkd_perception.detection.data import load_coco
-    from lkd_perception.io.formats import read_rgb
     from lkd_perception.detection.runtime import Detector, make_session, read_model_info, resolve_model_path
+    from lkd_perception.io.formats import read_rgb
 
     try:
         path = resolve_model_path(target.path)
@@ -181,17 +192,30 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
         return BenchRow(target.name, "?", note=f"skipped: {exc}"), 0
     params, gf, uncounted = onnx_cost(path)
     lat = [time_session(make_session(path, p, False, threads), info.input_size, runs, p) for p in _providers()]
-    cfg = from_dict(DetectorConfig, {"model": info.family, f"{info.family}_model_path": str(path),
-                                     "conf_threshold": 0.001, "iou_threshold": 0.6, "threads": threads})
+    cfg = from_dict(
+        DetectorConfig,
+        {
+            "model": info.family,
+            f"{info.family}_model_path": str(path),
+            "conf_threshold": 0.001,
+            "iou_threshold": 0.6,
+            "threads": threads,
+        },
+    )
     det = Detector(cfg)
     e2e = None
     n_eval = 0
     m1 = m2 = None
     gt_classes = load_coco(gt).class_names if gt else ()
     if gt and tuple(gt_classes) != tuple(info.class_names):
-        return BenchRow(target.name, info.family, params, {str(info.input_size): round(gf, 4)}, lat,
-                        note=f"accuracy not measured: its {len(info.class_names)} classes are not the --gt's "
-                             f"{len(gt_classes)}"), 0
+        return BenchRow(
+            target.name,
+            info.family,
+            params,
+            {str(info.input_size): round(gf, 4)},
+            lat,
+            note=f"accuracy not measured: its {len(info.class_names)} classes are not the --gt's {len(gt_classes)}",
+        ), 0
     if gt:
         first = load_coco(gt).images[0]
         img = read_rgb(first.path)
@@ -204,13 +228,22 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
         e2e = float(np.median(times))
         m1, m2, n_eval = _evaluate(det, gt, max_images)
     notes = ([] if gt else ["no --gt: accuracy not measured"]) + (
-        [f"GFLOPs is a lower bound: {uncounted} Conv/MatMul nodes without static shapes"] if uncounted else [])
-    return BenchRow(target.name, info.family, params, {str(info.input_size): round(gf, 4)}, lat, e2e, m1, m2,
-                    note="; ".join(notes)), n_eval
+        [f"GFLOPs is a lower bound: {uncounted} Conv/MatMul nodes without static shapes"] if uncounted else []
+    )
+    return BenchRow(
+        target.name, info.family, params, {str(info.input_size): round(gf, 4)}, lat, e2e, m1, m2, note="; ".join(notes)
+    ), n_eval
 
 
-def run_benchmark(leyolo_sizes: Sequence[str], sizes: Sequence[int], targets: Sequence[BenchTarget], gt: str | None,
-                  max_images: int, runs: int, threads: int) -> BenchReport:
+def run_benchmark(
+    leyolo_sizes: Sequence[str],
+    sizes: Sequence[int],
+    targets: Sequence[BenchTarget],
+    gt: str | None,
+    max_images: int,
+    runs: int,
+    threads: int,
+) -> BenchReport:
     """Measure every LeYOLO size and every ONNX target that exists."""
     import torch
 

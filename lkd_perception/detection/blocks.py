@@ -154,7 +154,8 @@ class DNiNHead(nn.Module):
         return torch.cat((centre, size, scores), 1)
 
 
-def make_anchors(maps: list[torch.Tensor], strides: tuple[int, ...], offset: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def make_anchors(maps: list[torch.Tensor], strides: tuple[int, ...], offset: float = 0.5) -> tuple[torch.Tensor,
+                                                                                                   torch.Tensor]:
     """Cell centres of every level in that level's stride units ([N, 2] xy) and each cell's stride ([N])."""
     points, stride_list = [], []
     for m, s in zip(maps, strides):

@@ -59,7 +59,9 @@ class LeyoloTrainConfig:
     time_limit_min: float = param(0.0, "wall-time budget; the schedule ends on time (0 = epochs only)",
                                   lo=0.0, hi=1e6)
     batch: int = param(16, "images per step (per process with torchrun)", lo=1, hi=1024)
-    optimizer: str = param("adamw", "adamw suits short runs; sgd is the 500-epoch COCO recipe", choices=("adamw", "sgd"))
+    optimizer: str = param(
+        "adamw", "adamw suits short runs; sgd is the 500-epoch COCO recipe", choices=("adamw", "sgd")
+    )
     lr0: float = param(0.002, "initial learning rate", lo=1e-6, hi=1.0)
     lrf: float = param(0.01, "final learning rate as a fraction of lr0 (cosine)", lo=0.0, hi=1.0)
     momentum: float = param(0.937, "SGD momentum / Adam beta1", lo=0.0, hi=1.0)

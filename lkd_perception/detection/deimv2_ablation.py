@@ -78,11 +78,18 @@ def run_ablation(teacher_init: str | Path, student_init: str | Path, data: str |
     for s in seeds:
         c = replace(cfg, seed=int(s))
         arms["plain"][s] = fine_tune(student_init, data, out / f"plain_s{s}", c, val)
-        arms["clock"][s] = distill(out / "teacher" / "model.pt", student_init, data, out / f"clock_s{s}", c, weights, val)
+        arms["clock"][s] = distill(
+            out / "teacher" / "model.pt", student_init, data, out / f"clock_s{s}", c, weights, val
+        )
     maps = {k: [v[s]["val"]["mAP50-95"] for s in seeds if "val" in v[s]] for k, v in arms.items()}
     summary: dict[str, Any] = {
-        "config": to_dict(cfg), "teacher_steps": teacher_steps, "weights": to_dict(weights), "seeds": list(seeds),
-        "teacher_val": teacher.get("val"), "plain": _stats(maps["plain"]), "clock": _stats(maps["clock"]),
+        "config": to_dict(cfg),
+        "teacher_steps": teacher_steps,
+        "weights": to_dict(weights),
+        "seeds": list(seeds),
+        "teacher_val": teacher.get("val"),
+        "plain": _stats(maps["plain"]),
+        "clock": _stats(maps["clock"]),
         "per_seed": {k: {str(s): v[s].get("val") for s in seeds} for k, v in arms.items()},
     }
     if maps["plain"] and maps["clock"]:

@@ -106,7 +106,9 @@ class HGBlock(nn.Module):
             (lambda i: ConvAct(s.cin if i == 0 else s.mid, s.mid, s.kernel, lab=True))
         self.layers = nn.ModuleList(make(i) for i in range(s.layers))
         total = s.cin + s.layers * s.mid
-        self.aggregation = nn.Sequential(ConvAct(total, s.cout // 2, 1, lab=True), ConvAct(s.cout // 2, s.cout, 1, lab=True))
+        self.aggregation = nn.Sequential(
+            ConvAct(total, s.cout // 2, 1, lab=True), ConvAct(s.cout // 2, s.cout, 1, lab=True)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x]

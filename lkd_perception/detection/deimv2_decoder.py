@@ -87,10 +87,13 @@ class DeformableAttention(nn.Module):
         total = sum(points)
         self.sampling_offsets = nn.Linear(dim, heads * total * 2)
         self.attention_weights = nn.Linear(dim, heads * total)
-        self.register_buffer("num_points_scale", torch.tensor([1 / n for n in points for _ in range(n)]), persistent=False)
+        self.register_buffer(
+            "num_points_scale", torch.tensor([1 / n for n in points for _ in range(n)]), persistent=False
+        )
 
-    def forward(self, query: torch.Tensor, ref: torch.Tensor, values: list[torch.Tensor],
-                shapes: list[tuple[int, int]]) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, ref: torch.Tensor, values: list[torch.Tensor], shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
         """``ref`` (B,Q,4) cxcywh in [0,1]; ``values`` per level (B*heads, head_dim, H, W)."""
         b, q, _ = query.shape
         total = sum(self.points)
@@ -99,8 +102,10 @@ class DeformableAttention(nn.Module):
         scale = self.num_points_scale.to(query.dtype).unsqueeze(-1)
         loc = ref[:, :, None, None, :2] + offsets * scale * ref[:, :, None, None, 2:] * self.offset_scale
         grids = (2 * loc - 1).permute(0, 2, 1, 3, 4).flatten(0, 1).split(list(self.points), dim=-2)
-        sampled = [F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
-                   for v, g in zip(values, grids)]
+        sampled = [
+            F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+            for v, g in zip(values, grids)
+        ]
         w = weights.permute(0, 2, 1, 3).reshape(b * self.heads, 1, q, total)
         out = (torch.cat(sampled, -1) * w).sum(-1)  # (B*heads, head_dim, Q)
         return out.reshape(b, -1, q).permute(0, 2, 1)
@@ -116,8 +121,15 @@ class DecoderLayer(nn.Module):
         self.swish_ffn = SwiGLU(dim, ffn // 2)
         self.norm3 = RMSNorm(dim)
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, values: list[torch.Tensor], shapes: list[tuple[int, int]],
-                pos: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        ref: torch.Tensor,
+        values: list[torch.Tensor],
+        shapes: list[tuple[int, int]],
+        pos: torch.Tensor,
+        pad: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = self.norm1(x + self.self_attn(x + pos, x, pad))
         x = self.norm2(x + self.cross_attn(x + pos, ref, values, shapes))
         return self.norm3((x + self.swish_ffn(x)).clamp(-65504, 65504))
@@ -144,8 +156,8 @@ def weighting_function(reg_max: int, up: float, reg_scale: float) -> torch.Tenso
     """FDR's non-uniform bin values W(n): fine near zero offset, coarse towards +-2*up*reg_scale."""
     ub1, ub2 = abs(up) * abs(reg_scale), abs(up) * abs(reg_scale) * 2
     step = (ub1 + 1) ** (2 / (reg_max - 2))
-    left = [-(step ** i) + 1 for i in range(reg_max // 2 - 1, 0, -1)]
-    right = [step ** i - 1 for i in range(1, reg_max // 2)]
+    left = [-(step**i) + 1 for i in range(reg_max // 2 - 1, 0, -1)]
+    right = [step**i - 1 for i in range(1, reg_max // 2)]
     return torch.tensor([-ub2] + left + [0.0] + right + [ub2], dtype=torch.float32)
 
 
@@ -193,9 +205,19 @@ class DecoderOutput:
 class DEIMDecoder(nn.Module):
     """Query selection + FDR decoder. ``memory`` is the flattened encoder output (B, sum HW, C)."""
 
-    def __init__(self, num_classes: int, hidden: int, queries: int, layers: int, ffn: int,
-                 points: tuple[int, ...] = (4, 2), heads: int = 8, reg_max: int = 32, reg_scale: float = 4.0,
-                 up: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        hidden: int,
+        queries: int,
+        layers: int,
+        ffn: int,
+        points: tuple[int, ...] = (4, 2),
+        heads: int = 8,
+        reg_max: int = 32,
+        reg_scale: float = 4.0,
+        up: float = 0.5,
+    ) -> None:
         super().__init__()
         self.num_classes, self.hidden, self.num_queries, self.heads = num_classes, hidden, queries, heads
         self.reg_max, self.reg_scale, self.up = reg_max, reg_scale, up
@@ -216,7 +238,7 @@ class DEIMDecoder(nn.Module):
         for lvl, (h, w) in enumerate(shapes):
             gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
             xy = (torch.stack([gx, gy], -1).float() + 0.5) / torch.tensor([w, h], dtype=torch.float32)
-            wh = torch.ones_like(xy) * 0.05 * (2.0 ** lvl)
+            wh = torch.ones_like(xy) * 0.05 * (2.0**lvl)
             out.append(torch.cat([xy, wh], -1).reshape(1, h * w, 4))
         a = torch.cat(out, 1)
         valid = ((a > eps) & (a < 1 - eps)).all(-1, keepdim=True)
@@ -246,8 +268,13 @@ class DEIMDecoder(nn.Module):
         prob = torch.softmax(corners.reshape(-1, self.reg_max + 1), 1)
         return (prob @ self.project.to(prob.dtype)).reshape(*shape[:-1], 4)
 
-    def forward(self, memory: torch.Tensor, shapes: list[tuple[int, int]], all_layers: bool = False,
-                queries: DecoderQueries | None = None) -> DecoderOutput:
+    def forward(
+        self,
+        memory: torch.Tensor,
+        shapes: list[tuple[int, int]],
+        all_layers: bool = False,
+        queries: DecoderQueries | None = None,
+    ) -> DecoderOutput:
         pad = None
         if queries is None:
             top_memory, ref_unact, enc_logits, enc_boxes = self.select(memory, shapes)
@@ -274,5 +301,12 @@ class DEIMDecoder(nn.Module):
                 boxes_all.append(boxes)
                 corners_all.append(corners)
             corners_prev, ref, x_detach = corners, boxes.detach(), x.detach()
-        return DecoderOutput(torch.stack(logits_all), torch.stack(boxes_all), torch.stack(corners_all),
-                             pre_logits, pre_boxes, enc_logits, enc_boxes)
+        return DecoderOutput(
+            torch.stack(logits_all),
+            torch.stack(boxes_all),
+            torch.stack(corners_all),
+            pre_logits,
+            pre_boxes,
+            enc_logits,
+            enc_boxes,
+        )

@@ -89,7 +89,9 @@ def onnx_weights(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
     agg = out.get("backbone.stages.2.blocks.0.aggregation.1.conv.weight")
     variant = {256: "atto", 512: "femto"}.get(None if agg is None else agg.shape[0])
     if variant is None:
-        raise ModelError(f"{path}: not a DEIMv2 HGNetv2 Atto/Femto export (no third backbone stage of 256/512 channels)")
+        raise ModelError(
+            f"{path}: not a DEIMv2 HGNetv2 Atto/Femto export (no third backbone stage of 256/512 channels)"
+        )
     facts["variant"] = variant
     score = out.get("decoder.enc_score_head.weight")
     facts["num_classes"] = int(score.shape[0]) if score is not None else 0
@@ -123,10 +125,14 @@ def model_from_onnx(path: str | Path) -> tuple[DEIMv2, ImportReport]:
     state = model.state_dict()
     unknown = sorted(k for k in weights if k not in state)
     if unknown:
-        raise ModelError(f"{path}: weights with no place in our DEIMv2: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}")
+        raise ModelError(
+            f"{path}: weights with no place in our DEIMv2: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}"
+        )
     bad = [k for k, v in weights.items() if tuple(v.shape) != tuple(state[k].shape)]
     if bad:
-        raise ModelError(f"{path}: shape mismatch for {[(k, weights[k].shape, tuple(state[k].shape)) for k in bad[:5]]}")
+        raise ModelError(
+            f"{path}: shape mismatch for {[(k, weights[k].shape, tuple(state[k].shape)) for k in bad[:5]]}"
+        )
     last = len(model.decoder.layers) - 1
     copied = []
     for k in state:
@@ -141,14 +147,22 @@ def model_from_onnx(path: str | Path) -> tuple[DEIMv2, ImportReport]:
     return model.eval(), ImportReport(spec.name, spec.input_size, len(weights) - len(copied), tuple(copied))
 
 
-def save_deimv2(path: str | Path, model: DEIMv2, class_names: list[str] | tuple[str, ...],
-                extra: dict[str, Any] | None = None) -> Path:
+def save_deimv2(
+    path: str | Path, model: DEIMv2, class_names: list[str] | tuple[str, ...], extra: dict[str, Any] | None = None
+) -> Path:
     """A checkpoint: the spec, the class names and the state dict (tensors only, so that loading
     runs no code: ``torch.load(weights_only=True)``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": dict(model.spec.__dict__), "class_names": list(class_names), "state_dict": model.state_dict(),
-                **(extra or {})}, p)
+    torch.save(
+        {
+            "spec": dict(model.spec.__dict__),
+            "class_names": list(class_names),
+            "state_dict": model.state_dict(),
+            **(extra or {}),
+        },
+        p,
+    )
     return p
 
 
@@ -171,11 +185,21 @@ def import_deimv2(onnx_path: str | Path, out: str | Path, export: str | Path | N
     """``lkd import deimv2``: the published file into a checkpoint of our code (and, with ``export``,
     back to ONNX through our own exporter), with the import's facts as a JSON-able dict."""
     model, rep = model_from_onnx(onnx_path)
-    names = list(COCO_CLASSES) if model.num_classes == len(COCO_CLASSES) else [f"class_{i}" for i in range(model.num_classes)]
+    names = (
+        list(COCO_CLASSES)
+        if model.num_classes == len(COCO_CLASSES)
+        else [f"class_{i}" for i in range(model.num_classes)]
+    )
     source = {"source_file": Path(onnx_path).name, "source_sha256": sha256_of(Path(onnx_path))}
     save_deimv2(out, model, names, {"provenance": source})
-    result: dict[str, Any] = {"checkpoint": str(out), "variant": rep.variant, "input_size": rep.input_size,
-                              "tensors_loaded": rep.loaded, "copied_from_last_layer": list(rep.copied), **source}
+    result: dict[str, Any] = {
+        "checkpoint": str(out),
+        "variant": rep.variant,
+        "input_size": rep.input_size,
+        "tensors_loaded": rep.loaded,
+        "copied_from_last_layer": list(rep.copied),
+        **source,
+    }
     if export:
         from lkd_perception.detection.deimv2_export import export_deimv2
 

@@ -61,7 +61,9 @@ class DEIMv2(nn.Module):
         shapes = [(int(m.shape[2]), int(m.shape[3])) for m in maps]
         return torch.cat([m.flatten(2).permute(0, 2, 1) for m in maps], 1), shapes
 
-    def run(self, images: torch.Tensor, all_layers: bool = False, queries: DecoderQueries | None = None) -> DEIMv2Output:
+    def run(
+        self, images: torch.Tensor, all_layers: bool = False, queries: DecoderQueries | None = None
+    ) -> DEIMv2Output:
         maps = self.encode(images)
         memory, shapes = self.flatten(maps)
         return DEIMv2Output(maps, self.decoder(memory, shapes, all_layers, queries))

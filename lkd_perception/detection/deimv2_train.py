@@ -194,8 +194,14 @@ def _param_groups(trainable: nn.Module, cfg: DEIMv2TrainConfig) -> list[dict[str
             continue
         key = ("backbone" in name, p.ndim <= 1)
         groups.setdefault(key, []).append(p)
-    return [{"params": ps, "lr": cfg.lr * (cfg.backbone_lr_scale if bb else 1.0), "weight_decay": 0.0 if nd else cfg.weight_decay}
-            for (bb, nd), ps in sorted(groups.items())]
+    return [
+        {
+            "params": ps,
+            "lr": cfg.lr * (cfg.backbone_lr_scale if bb else 1.0),
+            "weight_decay": 0.0 if nd else cfg.weight_decay,
+        }
+        for (bb, nd), ps in sorted(groups.items())
+    ]
 
 
 def _lr_factor(step: int, cfg: DEIMv2TrainConfig) -> float:
@@ -232,9 +238,18 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def train_loop(student: DEIMv2, trainable: nn.Module, step_loss: StepLoss, data: DetectionData, cfg: DEIMv2TrainConfig,
-               out_dir: str | Path, class_names: list[str] | tuple[str, ...], resume: bool = True,
-               extra: dict[str, Any] | None = None, stop_after: int | None = None) -> TrainResult:
+def train_loop(
+    student: DEIMv2,
+    trainable: nn.Module,
+    step_loss: StepLoss,
+    data: DetectionData,
+    cfg: DEIMv2TrainConfig,
+    out_dir: str | Path,
+    class_names: list[str] | tuple[str, ...],
+    resume: bool = True,
+    extra: dict[str, Any] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Optimise ``trainable`` (the student, or the student plus distillation adapters) with
     ``step_loss``; write ``out_dir/last.pt`` every ``checkpoint_every`` steps and at the end and
     ``out_dir/model.pt`` (the student alone) when all ``cfg.steps`` are done. With ``resume`` an
@@ -268,8 +283,15 @@ def train_loop(student: DEIMv2, trainable: nn.Module, step_loss: StepLoss, data:
 
     def save(step: int) -> None:
         if rank == 0:
-            torch.save({"trainable": trainable.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                        "config": to_dict(cfg)}, ckpt_path)
+            torch.save(
+                {
+                    "trainable": trainable.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "config": to_dict(cfg),
+                },
+                ckpt_path,
+            )
 
     step = start
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
@@ -277,7 +299,7 @@ def train_loop(student: DEIMv2, trainable: nn.Module, step_loss: StepLoss, data:
         rng = np.random.default_rng([cfg.seed, step])
         idx = rng.choice(n, size=cfg.batch_size, replace=n < cfg.batch_size)
         flips = rng.random(cfg.batch_size) < 0.5 if cfg.flip else np.zeros(cfg.batch_size, bool)
-        idx, flips = idx[rank * per_rank:(rank + 1) * per_rank], flips[rank * per_rank:(rank + 1) * per_rank]
+        idx, flips = idx[rank * per_rank : (rank + 1) * per_rank], flips[rank * per_rank : (rank + 1) * per_rank]
         images, targets = batch(data, idx, flips)
         images = images.to(device)
         targets = [Targets(t.labels.to(device), t.boxes.to(device)) for t in targets]
@@ -315,8 +337,14 @@ def predict_coco(model: DEIMv2, data: DetectionData, max_dets: int = 100, batch_
         labels, xyxy, scores = postprocess(logits, boxes, sizes, max_dets)
         for j, i in enumerate(idx):
             for lab, (x1, y1, x2, y2), sc in zip(labels[j].tolist(), xyxy[j].tolist(), scores[j].tolist()):
-                results.append({"image_id": int(data.image_ids[i]), "category_id": int(data.category_ids[lab]),
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(sc)})
+                results.append(
+                    {
+                        "image_id": int(data.image_ids[i]),
+                        "category_id": int(data.category_ids[lab]),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": float(sc),
+                    }
+                )
     return results
 
 
@@ -332,27 +360,48 @@ def load_init(path: str | Path) -> tuple[DEIMv2, list[str]]:
 
     if str(path).endswith(".onnx"):
         model, _ = model_from_onnx(path)
-        names = list(COCO_CLASSES) if model.num_classes == len(COCO_CLASSES) else [f"class_{i}" for i in range(model.num_classes)]
+        names = (
+            list(COCO_CLASSES)
+            if model.num_classes == len(COCO_CLASSES)
+            else [f"class_{i}" for i in range(model.num_classes)]
+        )
         return model, names
     model, names, _ = load_deimv2(path)
     return model, names
 
 
-def prepare_student(init: str | Path, data: DetectionData, cfg: DEIMv2TrainConfig) -> tuple[DEIMv2, dict[str, str | None]]:
+def prepare_student(
+    init: str | Path, data: DetectionData, cfg: DEIMv2TrainConfig
+) -> tuple[DEIMv2, dict[str, str | None]]:
     """The starting model with the data's classes and the training input size."""
     model, names = load_init(init)
     model, class_map = adapt_classes(model, names, data.class_names, parse_aliases(cfg.aliases))
     return with_input_size(model, cfg.input_size), class_map
 
 
-def fine_tune(init: str | Path, data_dir: str | Path, out_dir: str | Path, cfg: DEIMv2TrainConfig,
-              val_dir: str | Path | None = None, resume: bool = True) -> dict[str, Any]:
+def fine_tune(
+    init: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cfg: DEIMv2TrainConfig,
+    val_dir: str | Path | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
     """``lkd train deimv2``: fine-tune ``init`` on ``data_dir``; evaluate on ``val_dir`` if given."""
     torch.manual_seed(cfg.seed)
     data = load_detection_data(data_dir, cfg.input_size, cfg.max_frames)
     model, class_map = prepare_student(init, data, cfg)
-    res = train_loop(model, model, plain_step_loss(model), data, cfg, out_dir, data.class_names, resume,
-                     extra={"init": Path(init).name, "class_map": class_map})
+    res = train_loop(
+        model,
+        model,
+        plain_step_loss(model),
+        data,
+        cfg,
+        out_dir,
+        data.class_names,
+        resume,
+        extra={"init": Path(init).name, "class_map": class_map},
+    )
     summary: dict[str, Any] = {"result": res.__dict__, "class_map": class_map, "config": to_dict(cfg)}
     if val_dir is not None and res.steps_done >= cfg.steps:
         summary["val"] = evaluate_deimv2(model, load_detection_data(val_dir, cfg.input_size))

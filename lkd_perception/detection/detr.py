@@ -110,7 +110,9 @@ class Attention(nn.Module):
         self.h, self.dh = n_heads, d_model // n_heads
         self.q, self.k, self.v, self.o = (nn.Linear(d_model, d_model) for _ in range(4))
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pad: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pad: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b = q.shape[0]
         qh = self.q(q).reshape(b, -1, self.h, self.dh).transpose(1, 2)
         kh = self.k(k).reshape(b, -1, self.h, self.dh).transpose(1, 2)
@@ -200,10 +202,13 @@ class Detr(nn.Module):
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         self.backbone = build_backbone(arch.backbone_width, arch.backbone_indices, backbone_weights)
         strides = self.backbone.out_strides
-        if any(s != strides[0] * 2 ** i for i, s in enumerate(strides)):
+        if any(s != strides[0] * 2**i for i, s in enumerate(strides)):
             raise ModelError(f"backbone levels must double in stride, got {strides}")
         self.stride = strides[0]
-        self.proj = nn.ModuleList(nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32 if d % 32 == 0 else 8, d)) for c in self.backbone.out_channels)
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32 if d % 32 == 0 else 8, d))
+            for c in self.backbone.out_channels
+        )
         self.encoder = nn.ModuleList(EncoderLayer(d, arch.n_heads, arch.ffn_dim) for _ in range(arch.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(d, arch.n_heads, arch.ffn_dim) for _ in range(arch.dec_layers))
         self.ref_point_head = MLP(2 * d, d, d, 2)
@@ -231,7 +236,7 @@ class Detr(nn.Module):
         feats = self.backbone(x)
         fused = self.proj[0](feats[0])
         for level, proj in enumerate(self.proj[1:], start=1):
-            fused = fused + F.interpolate(proj(feats[level]), scale_factor=2.0 ** level, mode="nearest")
+            fused = fused + F.interpolate(proj(feats[level]), scale_factor=2.0**level, mode="nearest")
         b, d, h, w = fused.shape
         memory = fused.flatten(2).transpose(1, 2)
         pos = grid_position(h, w, d, images.device)
@@ -239,7 +244,9 @@ class Detr(nn.Module):
             memory = layer(memory, pos)
         return Encoded(memory, pos, (h, w))
 
-    def decode(self, enc: Encoded, content: torch.Tensor, ref: torch.Tensor, pad: torch.Tensor | None = None) -> DecoderOutput:
+    def decode(
+        self, enc: Encoded, content: torch.Tensor, ref: torch.Tensor, pad: torch.Tensor | None = None
+    ) -> DecoderOutput:
         """Run queries (content (B,N,d), reference boxes (B,N,4) in [0,1]) through the decoder."""
         d = self.arch.d_model
         logits, boxes = [], []
@@ -260,8 +267,15 @@ class Detr(nn.Module):
         ys = (torch.arange(h, dtype=torch.float32, device=enc.memory.device) + 0.5) / h
         xs = (torch.arange(w, dtype=torch.float32, device=enc.memory.device) + 0.5) / w
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        anchors = torch.stack((xx.flatten(), yy.flatten(), torch.full_like(xx.flatten(), 2.0 / w),
-                               torch.full_like(yy.flatten(), 2.0 / h)), -1)
+        anchors = torch.stack(
+            (
+                xx.flatten(),
+                yy.flatten(),
+                torch.full_like(xx.flatten(), 2.0 / w),
+                torch.full_like(yy.flatten(), 2.0 / h),
+            ),
+            -1,
+        )
         feat = self.enc_output(enc.memory)
         boxes = (self.enc_box_head(feat) + inverse_sigmoid(anchors)).sigmoid()
         return DecoderOutput([self.enc_class_head(feat)], [boxes])

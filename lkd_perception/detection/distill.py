@@ -134,7 +134,8 @@ class CLoCKDistill(nn.Module):
         super().__init__()
         if teacher.stride != student.stride:
             raise ConfigError(
-                f"teacher memory stride {teacher.stride} differs from the student's {student.stride}; LCMD needs the same grid"
+                f"teacher memory stride {teacher.stride} differs from the student's {student.stride}; LCMD needs the "
+                "same grid"
             )
         if teacher.num_classes != student.num_classes:
             raise ConfigError(f"teacher has {teacher.num_classes} classes, student {student.num_classes}")
@@ -143,7 +144,13 @@ class CLoCKDistill(nn.Module):
         self.weights = weights
 
     def forward(
-        self, teacher: Detr, student: Detr, images: torch.Tensor, s_enc: Encoded, targets: list[Targets], gt: PaddedTargets | None
+        self,
+        teacher: Detr,
+        student: Detr,
+        images: torch.Tensor,
+        s_enc: Encoded,
+        targets: list[Targets],
+        gt: PaddedTargets | None,
     ) -> dict[str, torch.Tensor]:
         """LCMD and TCLD losses for one batch; ``s_enc`` is the student's encoding of ``images``."""
         teacher.eval()
@@ -151,7 +158,9 @@ class CLoCKDistill(nn.Module):
             t_enc = teacher.encode(images)
         h, w = s_enc.hw
         m, s = lcmd_masks(targets, h, w)
-        lcmd = lcmd_loss(_grid(t_enc), self.adapter(_grid(s_enc)), m, s, self.weights.lcmd_alpha, self.weights.lcmd_beta)
+        lcmd = lcmd_loss(
+            _grid(t_enc), self.adapter(_grid(s_enc)), m, s, self.weights.lcmd_alpha, self.weights.lcmd_beta
+        )
         if gt is None:
             tcld = lcmd * 0.0
         else:

@@ -143,7 +143,9 @@ def read_checkpoint(npz_path: str | Path, json_path: str | Path | None = None) -
         strides = tuple(float(s) for s in meta["stride"])
         layers = {"backbone": meta["layers"]["backbone"], "head": meta["layers"]["head"]}
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{meta_path}: expected JSON with 'names', 'stride' and 'layers' (backbone/head): {exc}") from exc
+        raise ModelError(
+            f"{meta_path}: expected JSON with 'names', 'stride' and 'layers' (backbone/head): {exc}"
+        ) from exc
     return OfficialCheckpoint(tensors, names, strides, layers, meta, npz)
 
 
@@ -177,8 +179,9 @@ def build_official(ckpt: OfficialCheckpoint) -> LeYOLO:
             parts.append(f"wrong shapes {_few(wrong_shape)}")
         if unused:
             parts.append(f"tensors our LeYOLO-{size} has no place for {_few(unused)}")
-        raise ModelError(f"{ckpt.path}: not the official LeYOLO-{size} with {len(ckpt.class_names)} classes: "
-                         + "; ".join(parts))
+        raise ModelError(
+            f"{ckpt.path}: not the official LeYOLO-{size} with {len(ckpt.class_names)} classes: " + "; ".join(parts)
+        )
     _check_dfl(ckpt, head_index, model.reg_max)
     model.load_state_dict(loaded, strict=True)
     return model.eval()
@@ -210,8 +213,9 @@ class ImportResult:
     onnx_sha256: str
 
 
-def import_leyolo(npz_path: str | Path, out_path: str | Path, img_size: int = 320,
-                  json_path: str | Path | None = None) -> ImportResult:
+def import_leyolo(
+    npz_path: str | Path, out_path: str | Path, img_size: int = 320, json_path: str | Path | None = None
+) -> ImportResult:
     """Official checkpoint -> our LeYOLO -> ONNX with the detector contract and provenance metadata.
 
     The metadata records where the weights came from and under which licence, because the

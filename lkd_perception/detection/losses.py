@@ -83,7 +83,12 @@ class DetectionLoss:
         labels, gt_boxes, gt_mask = targets_to_padded(targets.to(flat.device).float(), b)
         sa = stride.view(1, -1, 1)
         assigned = self.assigner(
-            cls_logits.detach().sigmoid(), (pred_boxes.detach() * sa), points * stride.unsqueeze(-1), labels, gt_boxes, gt_mask
+            cls_logits.detach().sigmoid(),
+            (pred_boxes.detach() * sa),
+            points * stride.unsqueeze(-1),
+            labels,
+            gt_boxes,
+            gt_mask,
         )
         score_sum = assigned.scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(cls_logits, assigned.scores, reduction="sum") / score_sum
@@ -95,7 +100,9 @@ class DetectionLoss:
             iou = box_iou_ciou(pred_boxes[fg], target)
             loss_box = ((1.0 - iou) * weight).sum() / score_sum
             ltrb = box_to_dist(points.unsqueeze(0).expand(b, -1, -1)[fg], target, self.reg_max - 1 - 0.01)
-            loss_dfl = (self._dfl(box_logits[fg].view(-1, self.reg_max), ltrb.reshape(-1)).view(-1, 4).mean(-1) * weight).sum() / score_sum
+            loss_dfl = (
+                self._dfl(box_logits[fg].view(-1, self.reg_max), ltrb.reshape(-1)).view(-1, 4).mean(-1) * weight
+            ).sum() / score_sum
         else:
             loss_box = loss_dfl = flat.sum() * 0.0
         gb, gc, gd = self.gains
@@ -108,5 +115,6 @@ class DetectionLoss:
         left = target.long()
         right = left + 1
         w_left = right.float() - target
-        return (F.cross_entropy(logits, left, reduction="none") * w_left
-                + F.cross_entropy(logits, right, reduction="none") * (1.0 - w_left))
+        return F.cross_entropy(logits, left, reduction="none") * w_left + F.cross_entropy(
+            logits, right, reduction="none"
+        ) * (1.0 - w_left)

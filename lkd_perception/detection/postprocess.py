@@ -95,18 +95,29 @@ def decode_deimv2(labels: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray
     return Detections(out, scores[order].astype(np.float32), ids, class_names)
 
 
-def detections_to_coco(det: Detections, image_id: int, category_ids: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+def detections_to_coco(
+    det: Detections, image_id: int, category_ids: tuple[int, ...] | None = None
+) -> list[dict[str, Any]]:
     """One image's Detections -> COCO result dicts (category id = given mapping, else class index + 1).
 
     Each result also names its class (``category_name``, the model's name): COCO tools ignore the
     extra key, and a reader of the JSON needs no annotation file to know what was found.
     """
     if category_ids is not None and len(category_ids) != len(det.class_names):
-        raise InputError(f"the model has {len(det.class_names)} classes but the annotations "
-                         f"{len(category_ids)} categories: results cannot be mapped onto them")
+        raise InputError(
+            f"the model has {len(det.class_names)} classes but the annotations "
+            f"{len(category_ids)} categories: results cannot be mapped onto them"
+        )
     out = []
     for (x1, y1, x2, y2), s, c in zip(det.boxes_xyxy.tolist(), det.scores.tolist(), det.class_ids.tolist()):
         cat = category_ids[c] if category_ids is not None else c + 1
-        out.append({"image_id": int(image_id), "category_id": int(cat), "category_name": det.class_names[c],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)})
+        out.append(
+            {
+                "image_id": int(image_id),
+                "category_id": int(cat),
+                "category_name": det.class_names[c],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(s),
+            }
+        )
     return out

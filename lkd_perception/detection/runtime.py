@@ -181,14 +181,24 @@ class Detector:
         if info.family == "leyolo":
             square, geom = letterbox(image, info.input_size)
             (out,) = self.session.run(["output0"], {"images": to_tensor(square)})
-            return decode_yolo(out[0], geom, info.class_names, cfg.conf_threshold, cfg.iou_threshold, cfg.max_detections)
+            return decode_yolo(out[0], geom, info.class_names, cfg.conf_threshold, cfg.iou_threshold,
+                               cfg.max_detections)
         if info.contract == "deimv2":
             square, geom = deimv2_resize(image, info.input_size)
             sizes = np.array([[geom.width, geom.height]], np.int64)  # (width, height), as the contract says
-            labels, boxes, scores = self.session.run(["labels", "boxes", "scores"],
-                                                     {"images": to_tensor(square), "orig_target_sizes": sizes})
-            return decode_deimv2(labels[0], boxes[0], scores[0], geom.width, geom.height, info.class_names,
-                                 cfg.conf_threshold, cfg.max_detections)
+            labels, boxes, scores = self.session.run(
+                ["labels", "boxes", "scores"], {"images": to_tensor(square), "orig_target_sizes": sizes}
+            )
+            return decode_deimv2(
+                labels[0],
+                boxes[0],
+                scores[0],
+                geom.width,
+                geom.height,
+                info.class_names,
+                cfg.conf_threshold,
+                cfg.max_detections,
+            )
         square, geom = plain_resize(image, info.input_size)
         boxes, scores = self.session.run(["boxes", "scores"], {"images": to_tensor(square)})
         return decode_detr(boxes[0], scores[0], geom, info.class_names, cfg.conf_threshold, cfg.max_detections)

@@ -22,10 +22,10 @@ import torch
 from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.config import param, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
+from lkd_perception.detection.deimv2_train import batch as _batch  # same images and targets layout
 from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnorm
 from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
 from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
-from lkd_perception.detection.deimv2_train import batch as _batch  # same images and targets layout
 from lkd_perception.detection.matcher import Targets
 from lkd_perception.eval.detection import evaluate_detections
 
@@ -127,7 +127,8 @@ def load_coco_detection(root: str | Path, input_size: int, max_frames: int = 0) 
         if bgr is None:
             raise InputError(f"cannot read image {path}")
         h, w = bgr.shape[:2]
-        arr[k] = cv2.cvtColor(cv2.resize(bgr, (input_size, input_size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        arr[k] = cv2.cvtColor(cv2.resize(bgr, (input_size, input_size), interpolation=cv2.INTER_AREA),
+                              cv2.COLOR_BGR2RGB)
         lab, box = [], []
         for a in per_image[im["id"]]:
             x, y, bw, bh = a["bbox"]
@@ -139,8 +140,16 @@ def load_coco_detection(root: str | Path, input_size: int, max_frames: int = 0) 
         boxes.append(np.clip(np.asarray(box, np.float32).reshape(-1, 4), 0.0, 1.0))
         sizes.append((w, h))
     coco_sub = {**coco, "images": images, "annotations": [a for v in per_image.values() for a in v]}
-    return DetectionSet(arr, labels, boxes, [im["id"] for im in images], np.asarray(sizes, np.int64).reshape(-1, 2),
-                        [c["name"] for c in cats], [c["id"] for c in cats], coco_sub)
+    return DetectionSet(
+        arr,
+        labels,
+        boxes,
+        [im["id"] for im in images],
+        np.asarray(sizes, np.int64).reshape(-1, 2),
+        [c["name"] for c in cats],
+        [c["id"] for c in cats],
+        coco_sub,
+    )
 
 
 def _set_train_mode(model: Detr, frozen_bn: bool) -> None:
@@ -219,10 +228,15 @@ def train_detr(
         order = rng.permutation(n)
         flips = rng.random(n) < cfg.hflip
         for s in range(steps_per_epoch):
-            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             images, targets = _batch(data, idx, flips[idx])
-            scale = (step + 1) / cfg.warmup_iters if step < cfg.warmup_iters else (
-                0.1 + 0.45 * (1 + math.cos(math.pi * (step - cfg.warmup_iters) / max(1, total - cfg.warmup_iters))))
+            scale = (
+                (step + 1) / cfg.warmup_iters
+                if step < cfg.warmup_iters
+                else (
+                    0.1 + 0.45 * (1 + math.cos(math.pi * (step - cfg.warmup_iters) / max(1, total - cfg.warmup_iters)))
+                )
+            )
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * min(1.0, scale)
             losses = step_losses(model, distiller, teacher, images, targets, cfg, weights, nc, dn_gen)
@@ -234,11 +248,22 @@ def train_detr(
             opt.step()
             step += 1
             if step % log_every == 0 or step == total:
-                rec = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "seconds": time.monotonic() - t0,
-                       **{k: float(v.detach()) for k, v in losses.items()}}
+                rec = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": float(loss.detach()),
+                    "seconds": time.monotonic() - t0,
+                    **{k: float(v.detach()) for k, v in losses.items()},
+                }
                 history.append(rec)
-                _log.info("detr %s step %d/%d loss %.3f %s", cfg.arch, step, total, rec["loss"],
-                          " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+                _log.info(
+                    "detr %s step %d/%d loss %.3f %s",
+                    cfg.arch,
+                    step,
+                    total,
+                    rec["loss"],
+                    " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()),
+                )
                 if on_log is not None:
                     on_log(rec)
     model.eval()
@@ -293,12 +318,14 @@ def predict_coco(model: Detr, data: DetectionSet, max_dets: int = 100, batch_siz
             w, h = data.orig_sizes[i]
             b = boxes[j, q].numpy()
             for (cx, cy, bw, bh), score, cls in zip(b, top_s.tolist(), c.tolist()):
-                results.append({
-                    "image_id": int(data.image_ids[i]),
-                    "category_id": int(data.category_ids[cls]),
-                    "bbox": [float((cx - bw / 2) * w), float((cy - bh / 2) * h), float(bw * w), float(bh * h)],
-                    "score": float(score),
-                })
+                results.append(
+                    {
+                        "image_id": int(data.image_ids[i]),
+                        "category_id": int(data.category_ids[cls]),
+                        "bbox": [float((cx - bw / 2) * w), float((cy - bh / 2) * h), float(bw * w), float(bh * h)],
+                        "score": float(score),
+                    }
+                )
     return results
 
 
@@ -307,12 +334,22 @@ def evaluate_detr(model: Detr, data: DetectionSet) -> dict[str, Any]:
     return evaluate_detections(data.coco, predict_coco(model, data)).to_dict()
 
 
-def save_checkpoint(path: str | Path, model: Detr, class_names: list[str], input_size: int, cfg: DetrTrainConfig) -> Path:
+def save_checkpoint(
+    path: str | Path, model: Detr, class_names: list[str], input_size: int, cfg: DetrTrainConfig
+) -> Path:
     """Weights plus everything needed to rebuild the model (architecture, classes, input size, config)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": model.arch.to_dict(), "class_names": list(class_names), "input_size": int(input_size),
-                "config": to_dict(cfg), "state_dict": model.state_dict()}, p)
+    torch.save(
+        {
+            "arch": model.arch.to_dict(),
+            "class_names": list(class_names),
+            "input_size": int(input_size),
+            "config": to_dict(cfg),
+            "state_dict": model.state_dict(),
+        },
+        p,
+    )
     return p
 
 

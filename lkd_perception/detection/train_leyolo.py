@@ -65,7 +65,9 @@ class LeyoloDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         img, boxes, classes = prepare_sample(read_rgb(im.path), im.boxes_xyxy, im.classes, self.size, self.augment, rng)
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        t = torch.cat((torch.zeros(len(classes), 1), torch.from_numpy(classes).float()[:, None], torch.from_numpy(boxes)), 1)
+        t = torch.cat(
+            (torch.zeros(len(classes), 1), torch.from_numpy(classes).float()[:, None], torch.from_numpy(boxes)), 1
+        )
         return x, t
 
 
@@ -111,8 +113,15 @@ def run_progress(step: int, total_steps: int, elapsed_s: float, time_limit_s: fl
 
 
 @torch.no_grad()
-def predict_coco(model: nn.Module, coco: CocoSet, img_size: int, max_images: int = 0, conf: float = 0.001,
-                 iou: float = 0.6, max_det: int = 300) -> list[dict[str, Any]]:
+def predict_coco(
+    model: nn.Module,
+    coco: CocoSet,
+    img_size: int,
+    max_images: int = 0,
+    conf: float = 0.001,
+    iou: float = 0.6,
+    max_det: int = 300,
+) -> list[dict[str, Any]]:
     """Predictions of a PyTorch LeYOLO (eval mode) on a COCO set, in the COCO results format."""
     model.eval()
     device = next(model.parameters()).device
@@ -231,8 +240,12 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
         start_epoch, best = ckpt["epoch"] + 1, ckpt["best_map50_95"]
     ema.ema.to(device)
 
-    dataset = LeyoloDataset(train_set, cfg.img_size, AugmentSettings(cfg.hsv_h, cfg.hsv_s, cfg.hsv_v, cfg.fliplr,
-                                                                      cfg.scale, cfg.translate), cfg.seed)
+    dataset = LeyoloDataset(
+        train_set,
+        cfg.img_size,
+        AugmentSettings(cfg.hsv_h, cfg.hsv_s, cfg.hsv_v, cfg.fliplr, cfg.scale, cfg.translate),
+        cfg.seed,
+    )
     sampler = None
     train_model: nn.Module = model
     if world > 1:
@@ -242,9 +255,17 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
         train_model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, generator=gen,
-                        num_workers=cfg.workers, collate_fn=collate, drop_last=len(dataset) >= cfg.batch * world,
-                        persistent_workers=cfg.workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=gen,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        drop_last=len(dataset) >= cfg.batch * world,
+        persistent_workers=cfg.workers > 0,
+    )
     criterion = DetectionLoss(nc, model.strides, model.reg_max, cfg.box_gain, cfg.cls_gain, cfg.dfl_gain)
     steps_per_epoch = max(1, len(loader))
     total_steps = cfg.epochs * steps_per_epoch
@@ -287,9 +308,15 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
             sums += (float(parts.total.detach()) / x.shape[0], parts.box, parts.cls, parts.dfl)
         n = max(1, i + 1 - int(out_of_time))
         last_loss = float(sums[0] / n)
-        record: dict[str, Any] = {"epoch": epoch, "loss": last_loss, "box": float(sums[1] / n),
-                                  "cls": float(sums[2] / n), "dfl": float(sums[3] / n), "lr": opt.param_groups[0]["lr"],
-                                  "seconds": time.perf_counter() - t0}
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": last_loss,
+            "box": float(sums[1] / n),
+            "cls": float(sums[2] / n),
+            "dfl": float(sums[3] / n),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         if rank != 0:  # only rank 0 validates, saves and reports
             if out_of_time:
                 break
@@ -300,18 +327,31 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
             gt = json.loads(Path(cfg.val_data).read_text())
             if cfg.val_max_images:
                 keep = {im.image_id for im in val_set.images[: cfg.val_max_images]}
-                gt = {**gt, "images": [im for im in gt["images"] if im["id"] in keep],
-                      "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
+                gt = {
+                    **gt,
+                    "images": [im for im in gt["images"] if im["id"] in keep],
+                    "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
+                }
             metrics = evaluate_detections(gt, preds)
             record.update({"val_mAP50-95": metrics.map50_95, "val_mAP50": metrics.map50})
             improved = metrics.map50_95 > best
             best = max(best, metrics.map50_95)
         else:
             improved = val_set is None
-        ckpt = {"model": model.state_dict(), "ema": ema.ema.state_dict(), "ema_updates": ema.updates,
-                "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "best_map50_95": best,
-                "model_args": model_args, "class_names": list(train_set.class_names),
-                "category_ids": list(train_set.category_ids), "img_size": cfg.img_size, "config": to_dict(cfg)}
+        ckpt = {
+            "model": model.state_dict(),
+            "ema": ema.ema.state_dict(),
+            "ema_updates": ema.updates,
+            "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "best_map50_95": best,
+            "model_args": model_args,
+            "class_names": list(train_set.class_names),
+            "category_ids": list(train_set.category_ids),
+            "img_size": cfg.img_size,
+            "config": to_dict(cfg),
+        }
         torch.save(ckpt, out_dir / "last.pt")
         if improved:
             torch.save(ckpt, out_dir / "best.pt")
@@ -325,8 +365,14 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return TrainResult(str(out_dir / "last.pt"), str(out_dir / "best.pt"), epoch + 1 - start_epoch, best, last_loss,
-                       time.perf_counter() - t0)
+    return TrainResult(
+        str(out_dir / "last.pt"),
+        str(out_dir / "best.pt"),
+        epoch + 1 - start_epoch,
+        best,
+        last_loss,
+        time.perf_counter() - t0,
+    )
 
 
 def config_from_args(values: dict[str, Any]) -> LeyoloTrainConfig:

@@ -254,19 +254,28 @@ def write_fleet_html(path: str | Path, rows: Sequence[Mapping[str, Any]], summar
     for key, m in summary["metrics"].items():
         c = BY_KEY[key]
         parts.append(f"<tr><td>{esc(c.label)}</td>" + "".join(f"<td>{m[s]:.4g}</td>" for s in
-                                                                ("mean", "median", "min", "max")) + f"<td>{m['bags']}</td></tr>")
-    parts.append("</table><h2>Bags, worst first</h2><table><tr><th>bag</th><th>status</th>"
-                 + "".join(f"<th>{esc(c.label)}</th>" for c in COLUMNS) + "<th>degraded spans (s)</th></tr>")
+                                                                ("mean", "median", "min",
+                                                                 "max")) + f"<td>{m['bags']}</td></tr>")
+    parts.append(
+        "</table><h2>Bags, worst first</h2><table><tr><th>bag</th><th>status</th>"
+        + "".join(f"<th>{esc(c.label)}</th>" for c in COLUMNS)
+        + "<th>degraded spans (s)</th></tr>"
+    )
     for r in worst_first(rows):
         link = r.get("report")
         name = f"<a href='{esc(str(link))}'>{esc(r['bag'])}</a>" if link else esc(r["bag"])
         if r.get("status") != "ok":
-            parts.append(f"<tr class='failed'><td>{name}</td><td>failed</td><td colspan='{len(COLUMNS) + 1}' "
-                         f"style='text-align:left'>{esc(str(r.get('error', '')))}</td></tr>")
+            parts.append(
+                f"<tr class='failed'><td>{name}</td><td>failed</td><td colspan='{len(COLUMNS) + 1}' "
+                f"style='text-align:left'>{esc(str(r.get('error', '')))}</td></tr>"
+            )
             continue
         spans = ", ".join(f"{a:g}-{b:g}" for a, b in r.get("degraded_spans") or [])
-        parts.append(f"<tr><td>{name}</td><td>ok</td>" + "".join(f"<td>{esc(_cell(c, r.get(c.key)))}</td>"
-                                                                 for c in COLUMNS) + f"<td>{esc(spans)}</td></tr>")
+        parts.append(
+            f"<tr><td>{name}</td><td>ok</td>"
+            + "".join(f"<td>{esc(_cell(c, r.get(c.key)))}</td>" for c in COLUMNS)
+            + f"<td>{esc(spans)}</td></tr>"
+        )
     parts.append("</table>")
     if comparison is not None:
         parts.append(comparison_html(comparison))
@@ -281,18 +290,23 @@ def comparison_html(cmp: Mapping[str, Any]) -> str:
     if cmp["per_metric"]:
         parts.append("<table><tr><th>metric</th><th>regressed on</th><th>improved on</th></tr>")
         for key, v in cmp["per_metric"].items():
-            parts.append(f"<tr><td>{esc(BY_KEY[key].label)}</td><td class='regressed'>{esc(', '.join(v['regressed']))}"
-                         f"</td><td class='improved'>{esc(', '.join(v['improved']))}</td></tr>")
+            parts.append(
+                f"<tr><td>{esc(BY_KEY[key].label)}</td><td class='regressed'>{esc(', '.join(v['regressed']))}"
+                f"</td><td class='improved'>{esc(', '.join(v['improved']))}</td></tr>"
+            )
         parts.append("</table><table><tr><th>bag</th><th>metric</th><th>A</th><th>B</th><th>change</th></tr>")
         for ch in cmp["changes"]:
-            parts.append(f"<tr class='{ch['verdict']}'><td>{esc(ch['bag'])}</td><td>{esc(BY_KEY[ch['metric']].label)}"
-                         f"</td><td>{ch['a']:.4g}</td><td>{ch['b']:.4g}</td><td>{ch['delta']:+.4g}</td></tr>")
+            parts.append(
+                f"<tr class='{ch['verdict']}'><td>{esc(ch['bag'])}</td><td>{esc(BY_KEY[ch['metric']].label)}"
+                f"</td><td>{ch['a']:.4g}</td><td>{ch['b']:.4g}</td><td>{ch['delta']:+.4g}</td></tr>"
+            )
         parts.append("</table>")
     else:
         parts.append("<p>No metric moved beyond its noise on any bag.</p>")
     for s in cmp["status_changes"]:
-        parts.append(f"<p class='failed'>{esc(s['bag'])}: {esc(str(s['a']))} -> {esc(str(s['b']))} "
-                     f"{esc(str(s['error']))}</p>")
+        parts.append(
+            f"<p class='failed'>{esc(s['bag'])}: {esc(str(s['a']))} -> {esc(str(s['b']))} {esc(str(s['error']))}</p>"
+        )
     return "\n".join(parts)
 
 

@@ -117,7 +117,9 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
         sub = dict(gt_coco)
         sub["images"] = [im for im in gt_coco["images"] if im["id"] in matched]
         sub["annotations"] = [a for a in gt_coco.get("annotations", []) if a["image_id"] in matched]
-        metrics["detection"] = evaluate_detections(sub, preds).to_dict() if sub["images"] else {"error": "no frame matched GT"}
+        metrics["detection"] = (
+            evaluate_detections(sub, preds).to_dict() if sub["images"] else {"error": "no frame matched GT"}
+        )
     else:
         metrics["detection"] = {"skipped": "no /lkd/detections in the recording"}
 
@@ -130,10 +132,21 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
         sizes = {im["file_name"]: (im["width"], im["height"]) for im in gt_coco["images"]}
         names = sorted(k for k in pred if k in gt_lines and k in sizes)
         if names:
-            m = evaluate_lines([np.asarray(pred[k], float).reshape(-1, 5) for k in names],
-                               [gt_lines[k] for k in names], [sizes[k] for k in names])
-            metrics["lines"] = {"sAP5": m.sap5, "sAP10": m.sap10, "sAP15": m.sap15, "FH": m.f_h, "APH": m.ap_h,
-                                "images": m.images, "ground_truth": m.ground_truth, "predictions": m.predictions}
+            m = evaluate_lines(
+                [np.asarray(pred[k], float).reshape(-1, 5) for k in names],
+                [gt_lines[k] for k in names],
+                [sizes[k] for k in names],
+            )
+            metrics["lines"] = {
+                "sAP5": m.sap5,
+                "sAP10": m.sap10,
+                "sAP15": m.sap15,
+                "FH": m.f_h,
+                "APH": m.ap_h,
+                "images": m.images,
+                "ground_truth": m.ground_truth,
+                "predictions": m.predictions,
+            }
         else:
             metrics["lines"] = {"error": "no frame matched GT"}
     else:
@@ -158,7 +171,10 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
         n_out = run.counts.get(out_topic, 0)
         if n_out == 0:
             continue
-        entry: dict[str, Any] = {"outputs": n_out, "latency": _latency_stats(run.latencies_ms.get(out_topic, np.zeros(0)))}
+        entry: dict[str, Any] = {
+            "outputs": n_out,
+            "latency": _latency_stats(run.latencies_ms.get(out_topic, np.zeros(0))),
+        }
         if input_counts and input_counts.get(in_topic):
             entry["inputs"] = int(input_counts[in_topic])
             entry["processed_fraction"] = n_out / input_counts[in_topic]
@@ -262,14 +278,28 @@ def sample_frames(run: RecordedRun, bag: Path | None, count: int = 3) -> list[st
         img = np.ascontiguousarray(rgb.copy())
         if stamp_ns in line_by:
             for x1, y1, x2, y2 in line_by[stamp_ns].segments:
-                cv2.line(img, (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2))), (0, 255, 255), 1,
-                         cv2.LINE_AA)
+                cv2.line(
+                    img,
+                    (int(round(x1)), int(round(y1))),
+                    (int(round(x2)), int(round(y2))),
+                    (0, 255, 255),
+                    1,
+                    cv2.LINE_AA,
+                )
         if stamp_ns in det_by:
             f = det_by[stamp_ns]
             for (x1, y1, x2, y2), s, name in zip(f.boxes_xyxy, f.scores, f.class_names):
                 cv2.rectangle(img, (int(x1), int(y1)), (int(x2), int(y2)), (255, 0, 0), 2)
-                cv2.putText(img, f"{name} {s:.2f}", (int(x1), max(10, int(y1) - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                            (255, 0, 0), 1, cv2.LINE_AA)
+                cv2.putText(
+                    img,
+                    f"{name} {s:.2f}",
+                    (int(x1), max(10, int(y1) - 3)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4,
+                    (255, 0, 0),
+                    1,
+                    cv2.LINE_AA,
+                )
         ok, buf = cv2.imencode(".png", img[..., ::-1])
         if ok:
             out.append(base64.b64encode(buf.tobytes()).decode("ascii"))
@@ -294,16 +324,19 @@ def _table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
 
 
-def write_report(metrics: dict[str, Any], run: RecordedRun, gt_dir: str | Path, bag: str | Path | None,
-                 out_dir: str | Path) -> Path:
+def write_report(
+    metrics: dict[str, Any], run: RecordedRun, gt_dir: str | Path, bag: str | Path | None, out_dir: str | Path
+) -> Path:
     """Write ``report.html`` and ``metrics.json`` into ``out_dir``; returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>lkd_perception run report</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}td{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;font-family:monospace}img{max-width:100%}</style></head><body>",
-             "<h1>lkd_perception run report</h1>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>lkd_perception run report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}td{padding:2px 8px;"
+        "border-bottom:1px solid #ddd;font-family:monospace}img{max-width:100%}</style></head><body>",
+        "<h1>lkd_perception run report</h1>",
+    ]
     traj = plot_trajectories(run, Path(gt_dir))
     if traj:
         parts.append(f"<h2>Trajectory</h2><img src='data:image/png;base64,{traj}'>")

@@ -95,7 +95,9 @@ def error_stats(errors: np.ndarray) -> ErrorStats:
     )
 
 
-def associate(stamps_a_ns: np.ndarray, stamps_b_ns: np.ndarray, max_diff_s: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def associate(
+    stamps_a_ns: np.ndarray, stamps_b_ns: np.ndarray, max_diff_s: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (ia, ib) matching each stamp of ``a`` to the nearest stamp of ``b``.
 
     Each ``b`` index is used at most once (the closest ``a`` wins) so a slow estimator cannot
@@ -209,7 +211,9 @@ def _pairs_by_distance(dist: np.ndarray, delta_m: float, tolerance: float, step:
     return np.stack([starts[ok], j[ok]], axis=1)
 
 
-def rpe_distance(est: np.ndarray, ref: np.ndarray, delta_m: float = 100.0, tolerance: float = 0.1) -> tuple[ErrorStats, ErrorStats] | None:
+def rpe_distance(
+    est: np.ndarray, ref: np.ndarray, delta_m: float = 100.0, tolerance: float = 0.1
+) -> tuple[ErrorStats, ErrorStats] | None:
     """RPE over all pairs ``delta_m`` metres apart along the reference path; None if none fit."""
     pairs = _pairs_by_distance(path_distances(ref), delta_m, tolerance)
     if len(pairs) == 0:
@@ -218,7 +222,9 @@ def rpe_distance(est: np.ndarray, ref: np.ndarray, delta_m: float = 100.0, toler
     return error_stats(t), error_stats(r)
 
 
-def kitti_drift(est: np.ndarray, ref: np.ndarray, lengths_m: tuple[float, ...] = KITTI_LENGTHS_M, step: int = 10) -> DriftResult | None:
+def kitti_drift(
+    est: np.ndarray, ref: np.ndarray, lengths_m: tuple[float, ...] = KITTI_LENGTHS_M, step: int = 10
+) -> DriftResult | None:
     """KITTI devkit drift over segments of the given lengths starting every ``step`` frames.
 
     The devkit's first index whose path distance reaches ``start + length`` ends a segment;
@@ -256,16 +262,16 @@ def kitti_drift(est: np.ndarray, ref: np.ndarray, lengths_m: tuple[float, ...] =
     )
 
 
-def evaluate_trajectory(est: Trajectory, ref: Trajectory, max_diff_s: float = 0.01, align: bool = True) -> TrajectoryMetrics:
+def evaluate_trajectory(
+    est: Trajectory, ref: Trajectory, max_diff_s: float = 0.01, align: bool = True
+) -> TrajectoryMetrics:
     """Associate by time, align the estimate to the reference (SE(3) Umeyama) and compute all metrics.
 
     RPE and drift are invariant to the alignment; APE uses the aligned estimate.
     """
     ia, ib = associate(est.stamps_ns, ref.stamps_ns, max_diff_s)
     if len(ia) < 3:
-        raise InputError(
-            f"only {len(ia)} estimated poses match a ground-truth stamp within {max_diff_s} s; need >= 3"
-        )
+        raise InputError(f"only {len(ia)} estimated poses match a ground-truth stamp within {max_diff_s} s; need >= 3")
     P, Q = est.poses[ia], ref.poses[ib]
     A = align_se3(P, Q) if align else np.eye(4)
     P_aligned = np.einsum("ij,njk->nik", A, P)
@@ -284,4 +290,3 @@ def evaluate_trajectory(est: Trajectory, ref: Trajectory, max_diff_s: float = 0.
         drift=kitti_drift(P, Q),
         alignment=A,
     )
-

@@ -88,7 +88,9 @@ def decode_image(
     buf = np.frombuffer(memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data, dtype=np.uint8)
     needed = step * (height - 1) + row_bytes
     if buf.size < needed:
-        raise CodecError(f"image data has {buf.size} bytes, {width}x{height} {encoding} with step {step} needs {needed}")
+        raise CodecError(
+            f"image data has {buf.size} bytes, {width}x{height} {encoding} with step {step} needs {needed}"
+        )
     if buf.size >= step * height:
         rows = buf[: step * height].reshape(height, step)
     else:  # last row unpadded
@@ -354,5 +356,7 @@ def encode_pointcloud2(cloud: Cloud) -> tuple[list[tuple[str, int, int, int]], i
         names.append("t")
         cols.append(cloud.time)
     fields = [(name, 4 * i, FLOAT32, 1) for i, name in enumerate(names)]
-    packed = np.stack([np.asarray(c, dtype="<f4") for c in cols], axis=1) if len(cloud) else np.zeros((0, len(names)), "<f4")
+    packed = (
+        np.stack([np.asarray(c, dtype="<f4") for c in cols], axis=1) if len(cloud) else np.zeros((0, len(names)), "<f4")
+    )
     return fields, 4 * len(names), np.ascontiguousarray(packed).tobytes()

@@ -120,7 +120,8 @@ def read_coco(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def write_lines(path: str | Path, lines: Mapping[str, np.ndarray | Sequence[Sequence[float]]], decimals: int = 2) -> None:
+def write_lines(path: str | Path, lines: Mapping[str, np.ndarray | Sequence[Sequence[float]]],
+                decimals: int = 2) -> None:
     """Write the line JSON ``{"<image file name>": [[x1, y1, x2, y2(, score)], ...]}``."""
     out: dict[str, list[list[float]]] = {}
     for name, segs in lines.items():

@@ -140,9 +140,11 @@ def line_marker(make: MessageMaker, stamp: Any, frame_id: str, found: Any) -> An
 
 # -- odometry ---------------------------------------------------------------------------------
 def transform_stamped(make: MessageMaker, stamp: Any, parent: str, child: str, T: np.ndarray) -> Any:
-    tf = make("geometry_msgs/msg/Transform", translation=_vector3(make, T[:3, 3]), rotation=_quaternion(make, T[:3, :3]))
-    return make("geometry_msgs/msg/TransformStamped", header=header(make, stamp, parent), child_frame_id=child,
-                transform=tf)
+    tf = make("geometry_msgs/msg/Transform", translation=_vector3(make, T[:3, 3]), rotation=_quaternion(make, T[:3,
+                                                                                                                :3]))
+    return make(
+        "geometry_msgs/msg/TransformStamped", header=header(make, stamp, parent), child_frame_id=child, transform=tf
+    )
 
 
 def tf_message(make: MessageMaker, transforms: Sequence[Any]) -> Any:
@@ -164,38 +166,64 @@ def odometry_msg(
     cov = np.zeros(36) if pose_covariance is None else np.asarray(pose_covariance, dtype=np.float64).reshape(36)
     tcov = np.zeros(36) if twist_covariance is None else np.asarray(twist_covariance, dtype=np.float64).reshape(36)
     pose = make("geometry_msgs/msg/PoseWithCovariance", pose=_pose(make, T), covariance=cov)
-    twist = make("geometry_msgs/msg/TwistWithCovariance",
-                 twist=make("geometry_msgs/msg/Twist", linear=_vector3(make, twist_linear),
-                            angular=_vector3(make, twist_angular)),
-                 covariance=tcov)
+    twist = make(
+        "geometry_msgs/msg/TwistWithCovariance",
+        twist=make(
+            "geometry_msgs/msg/Twist", linear=_vector3(make, twist_linear), angular=_vector3(make, twist_angular)
+        ),
+        covariance=tcov,
+    )
     return make(ODOMETRY, header=header(make, stamp, frame_id), child_frame_id=child_frame_id, pose=pose, twist=twist)
 
 
-def pose_with_covariance_stamped(make: MessageMaker, stamp: Any, frame_id: str, T: np.ndarray,
-                                 covariance: np.ndarray) -> Any:
+def pose_with_covariance_stamped(
+    make: MessageMaker, stamp: Any, frame_id: str, T: np.ndarray, covariance: np.ndarray
+) -> Any:
     """``geometry_msgs/PoseWithCovarianceStamped`` (covariance 6x6, rotation-then-translation as ROS orders it)."""
-    pose = make("geometry_msgs/msg/PoseWithCovariance", pose=_pose(make, T),
-                covariance=np.asarray(covariance, dtype=np.float64).reshape(36))
+    pose = make(
+        "geometry_msgs/msg/PoseWithCovariance",
+        pose=_pose(make, T),
+        covariance=np.asarray(covariance, dtype=np.float64).reshape(36),
+    )
     return make("geometry_msgs/msg/PoseWithCovarianceStamped", header=header(make, stamp, frame_id), pose=pose)
 
 
 def path_msg(make: MessageMaker, stamp: Any, frame_id: str, stamps: Sequence[Any], poses: Sequence[np.ndarray]) -> Any:
     if len(stamps) != len(poses):
         raise CodecError("path_msg: stamps and poses differ in length")
-    items = [make("geometry_msgs/msg/PoseStamped", header=header(make, st, frame_id), pose=_pose(make, T))
-             for st, T in zip(stamps, poses)]
+    items = [
+        make("geometry_msgs/msg/PoseStamped", header=header(make, st, frame_id), pose=_pose(make, T))
+        for st, T in zip(stamps, poses)
+    ]
     return make(PATH, header=header(make, stamp, frame_id), poses=items)
 
 
-def loop_markers(make: MessageMaker, stamp: Any, frame_id: str, keyframe_poses: Mapping[int, np.ndarray],
-                 loop_closures: Sequence[Any]) -> Any:
+def loop_markers(
+    make: MessageMaker,
+    stamp: Any,
+    frame_id: str,
+    keyframe_poses: Mapping[int, np.ndarray],
+    loop_closures: Sequence[Any],
+) -> Any:
     """``/lkd/loop_closures``: one line between the two keyframes of every accepted loop."""
     points = [_point(make, keyframe_poses[kid][:3, 3]) for lc in loop_closures for kid in (lc.from_id, lc.to_id)]
-    pose = make("geometry_msgs/msg/Pose", position=_point(make, (0.0, 0.0, 0.0)),
-                orientation=make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
-    m = make("visualization_msgs/msg/Marker", header=header(make, stamp, frame_id), ns="loop_closures", id=0,
-             type=MARKER_LINE_LIST, action=0, pose=pose, scale=_vector3(make, (0.3, 0.0, 0.0)),
-             color=_rgba(make, LOOP_MARKER_RGBA), points=points)
+    pose = make(
+        "geometry_msgs/msg/Pose",
+        position=_point(make, (0.0, 0.0, 0.0)),
+        orientation=make("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    m = make(
+        "visualization_msgs/msg/Marker",
+        header=header(make, stamp, frame_id),
+        ns="loop_closures",
+        id=0,
+        type=MARKER_LINE_LIST,
+        action=0,
+        pose=pose,
+        scale=_vector3(make, (0.3, 0.0, 0.0)),
+        color=_rgba(make, LOOP_MARKER_RGBA),
+        points=points,
+    )
     return make(MARKER_ARRAY, markers=[m])
 
 
@@ -217,19 +245,46 @@ class OdometryOutputs:
         c = self.cfg
         u = r.uncertainty
         out: list[tuple[str, Any]] = [
-            ("lkd/odometry", odometry_msg(make, stamp, c.odom_frame, c.base_frame, r.pose, r.twist.linear,
-                                          r.twist.angular, u.pose_covariance, u.twist_covariance)),
+            (
+                "lkd/odometry",
+                odometry_msg(
+                    make,
+                    stamp,
+                    c.odom_frame,
+                    c.base_frame,
+                    r.pose,
+                    r.twist.linear,
+                    r.twist.angular,
+                    u.pose_covariance,
+                    u.twist_covariance,
+                ),
+            ),
         ]
         if c.publish_tf:  # off when robot_localization / AMCL own the TF tree and fuse lkd/odometry
-            out.append(("/tf", tf_message(make, [transform_stamped(make, stamp, c.map_frame, c.odom_frame, r.map_T_odom),
-                                                 transform_stamped(make, stamp, c.odom_frame, c.base_frame, r.pose)])))
+            out.append(
+                (
+                    "/tf",
+                    tf_message(
+                        make,
+                        [
+                            transform_stamped(make, stamp, c.map_frame, c.odom_frame, r.map_T_odom),
+                            transform_stamped(make, stamp, c.odom_frame, c.base_frame, r.pose),
+                        ],
+                    ),
+                )
+            )
         due = self._last_path_ns is None or r.stamp_ns - self._last_path_ns >= c.path_period_s * 1e9
         if r.loop_closures or (r.keyframe and due):
             stamps, poses = pipeline.map_path()
-            out.append(("lkd/path", path_msg(make, stamp, c.map_frame, [time_msg(make, int(s)) for s in stamps],
-                                             list(poses))))
+            out.append(
+                ("lkd/path", path_msg(make, stamp, c.map_frame, [time_msg(make, int(s)) for s in stamps], list(poses)))
+            )
             self._last_path_ns = r.stamp_ns
         if r.loop_closures:
-            out.append(("lkd/loop_closures", loop_markers(make, stamp, c.map_frame, pipeline.keyframe_poses(),
-                                                          pipeline.loop_closures)))
+            out.append(
+                (
+                    "lkd/loop_closures",
+                    loop_markers(make, stamp, c.map_frame, pipeline.keyframe_poses(), pipeline.loop_closures),
+                )
+            )
         return out

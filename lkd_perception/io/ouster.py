@@ -181,7 +181,8 @@ def frame_xyz(frame: OusterFrame, meta: OusterMetadata) -> np.ndarray:
     return p
 
 
-def ouster_pointcloud2(frame: OusterFrame, meta: OusterMetadata) -> tuple[list[tuple[str, int, int, int]], int, int, int, bytes]:
+def ouster_pointcloud2(frame: OusterFrame, meta: OusterMetadata) -> tuple[list[tuple[str, int, int, int]], int, int,
+                                                                          int, bytes]:
     """Fields, point_step, width, height and bytes of the frame in the Ouster ROS driver's layout.
 
     ``t`` is nanoseconds after :attr:`OusterFrame.stamp_ns` (the header stamp), ``intensity``
@@ -189,8 +190,14 @@ def ouster_pointcloud2(frame: OusterFrame, meta: OusterMetadata) -> tuple[list[t
     """
     H, W = frame.range_mm.shape
     xyz = frame_xyz(frame, meta).astype(np.float32)
-    dtype = np.dtype({"names": [f[0] for f in OUSTER_ROS_FIELDS], "formats": [_NP[f[2]] for f in OUSTER_ROS_FIELDS],
-                      "offsets": [f[1] for f in OUSTER_ROS_FIELDS], "itemsize": OUSTER_ROS_POINT_STEP})
+    dtype = np.dtype(
+        {
+            "names": [f[0] for f in OUSTER_ROS_FIELDS],
+            "formats": [_NP[f[2]] for f in OUSTER_ROS_FIELDS],
+            "offsets": [f[1] for f in OUSTER_ROS_FIELDS],
+            "itemsize": OUSTER_ROS_POINT_STEP,
+        }
+    )
     rec = np.zeros((H, W), dtype)
     rec["x"], rec["y"], rec["z"] = xyz[..., 0], xyz[..., 1], xyz[..., 2]
     rec["intensity"] = frame.reflectivity.astype(np.float32)
@@ -207,17 +214,31 @@ def save_frames(path: str | Path, frames: list[OusterFrame], imu: ImuSeries) -> 
     """The measured values of frames and IMU samples, compressed (a test fixture: the range in
     its 8 mm units as on the wire, so nothing is rounded twice)."""
     np.savez_compressed(
-        path, frame_id=np.array([f.frame_id for f in frames]),
+        path,
+        frame_id=np.array([f.frame_id for f in frames]),
         range_8mm=np.stack([f.range_mm // RANGE_UNIT_MM for f in frames]).astype(np.uint16),
-        reflectivity=np.stack([f.reflectivity for f in frames]), nir=np.stack([f.nir for f in frames]),
-        timestamp_ns=np.stack([f.timestamp_ns for f in frames]), valid=np.stack([f.valid for f in frames]),
-        imu_stamps_ns=imu.stamps_ns, imu_gyro=imu.gyro, imu_accel=imu.accel,
+        reflectivity=np.stack([f.reflectivity for f in frames]),
+        nir=np.stack([f.nir for f in frames]),
+        timestamp_ns=np.stack([f.timestamp_ns for f in frames]),
+        valid=np.stack([f.valid for f in frames]),
+        imu_stamps_ns=imu.stamps_ns,
+        imu_gyro=imu.gyro,
+        imu_accel=imu.accel,
     )
 
 
 def load_frames(path: str | Path) -> tuple[list[OusterFrame], ImuSeries]:
     """What :func:`save_frames` wrote."""
     z = np.load(path)
-    frames = [OusterFrame(int(z["frame_id"][i]), z["range_8mm"][i].astype(np.uint32) * RANGE_UNIT_MM, z["reflectivity"][i],
-                          z["nir"][i], z["timestamp_ns"][i], z["valid"][i]) for i in range(len(z["frame_id"]))]
+    frames = [
+        OusterFrame(
+            int(z["frame_id"][i]),
+            z["range_8mm"][i].astype(np.uint32) * RANGE_UNIT_MM,
+            z["reflectivity"][i],
+            z["nir"][i],
+            z["timestamp_ns"][i],
+            z["valid"][i],
+        )
+        for i in range(len(z["frame_id"]))
+    ]
     return frames, ImuSeries(z["imu_stamps_ns"], z["imu_gyro"], z["imu_accel"], "os_imu")

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from lkd_perception.common.errors import InputError

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from lkd_perception.common.config import from_dict, to_dict
-from lkd_perception.common.errors import ConfigError, InputError
+from lkd_perception.common.errors import ConfigError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
 from lkd_perception.eval.lines import LineMetrics, evaluate_lines
 from lkd_perception.lines.config import INT8_MODEL_PATH, LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from lkd_perception.common.config import param
 
-
 #: our light network (FP32), trained on synthetic scenes and simulator frames
 LIGHT_MODEL_PATH = "models/lsdnet.onnx"
 #: where ``lkd quantize lines`` writes the INT8 model by default, and where the bench looks for it

@@ -309,23 +309,35 @@ def distill(
             n_sim = int(rng.binomial(settings.batch, settings.sim_fraction)) if settings.sim_fraction > 0 else 0
             n_photo = settings.batch - n_sim
             images, loss_p, loss_s = [], None, None
-            pb = photo_batch(maps, rng, n_photo, settings.crop, net.stride, settings.augment_strength) if n_photo else None
-            sb = make_batch(rng, n_sim, settings.crop, settings.augment_strength, sim_source, 1.0, net.stride) if n_sim else None
+            pb = photo_batch(maps, rng, n_photo, settings.crop, net.stride,
+                             settings.augment_strength) if n_photo else None
+            sb = (
+                make_batch(rng, n_sim, settings.crop, settings.augment_strength, sim_source, 1.0, net.stride)
+                if n_sim
+                else None
+            )
             images = [b.image for b in (pb, sb) if b is not None]
             net.train()
             opt.zero_grad(set_to_none=True)
             pred = net(torch.cat(images))
             total = pred.new_zeros(())
             if pb is not None:
-                loss_p = distill_loss(pred[:n_photo], pb.heat, pb.cos2, pb.sin2, settings.pos_weight, settings.angle_weight)
+                loss_p = distill_loss(
+                    pred[:n_photo], pb.heat, pb.cos2, pb.sin2, settings.pos_weight, settings.angle_weight
+                )
                 total = total + loss_p * n_photo / settings.batch
             if sb is not None:
                 loss_s = line_loss(pred[n_photo:], sb, settings.pos_weight, settings.angle_weight)
                 total = total + loss_s * n_sim / settings.batch
             total.backward()
             opt.step()
-            window.append((float(total.detach()), float(loss_p.detach()) if loss_p is not None else math.nan,
-                           float(loss_s.detach()) if loss_s is not None else math.nan))
+            window.append(
+                (
+                    float(total.detach()),
+                    float(loss_p.detach()) if loss_p is not None else math.nan,
+                    float(loss_s.detach()) if loss_s is not None else math.nan,
+                )
+            )
             done = step + 1
             if bar is not None:
                 bar.update(1)
@@ -341,8 +353,14 @@ def distill(
                     extra = on_snapshot(done, net)
             if done % settings.log_every == 0 or done == settings.steps or extra:
                 arr = np.array(window, np.float64)
-                entry = DistillLog(done, lr, float(np.nanmean(arr[:, 0])),
-                                   _nanmean(arr[:, 1]), _nanmean(arr[:, 2]), round(time.monotonic() - t0, 1))
+                entry = DistillLog(
+                    done,
+                    lr,
+                    float(np.nanmean(arr[:, 0])),
+                    _nanmean(arr[:, 1]),
+                    _nanmean(arr[:, 2]),
+                    round(time.monotonic() - t0, 1),
+                )
                 log_file.write(json.dumps(asdict(entry) | extra) + "\n")
                 log_file.flush()
                 window = []
@@ -372,8 +390,11 @@ def net_from_onnx(path: str | Path) -> LSDNet:
     if meta.get("model") != "lsdnet" or "widths" not in meta or meta.get("precision") == "int8":
         raise ModelError(f"{p} is not an FP32 LSDNet export of ours (metadata {meta})")
     net = LSDNet(tuple(int(w) for w in meta["widths"].split(",")), int(meta["output_stride"]), meta["decoder"])
-    weights = {i.name[4:]: torch.from_numpy(numpy_helper.to_array(i).copy())
-               for i in model.graph.initializer if i.name.startswith("net.")}
+    weights = {
+        i.name[4:]: torch.from_numpy(numpy_helper.to_array(i).copy())
+        for i in model.graph.initializer
+        if i.name.startswith("net.")
+    }
     missing = set(net.state_dict()) - set(weights)
     if missing:
         raise ModelError(f"{p}: weights missing from the graph: {sorted(missing)[:5]}")

@@ -27,7 +27,16 @@ def save_checkpoint(net: LSDNet, path: str | Path, extra: dict | None = None) ->
     """Weights plus the channel widths needed to rebuild the network."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"widths": list(net.widths), "stride": net.stride, "decoder": net.decoder, "state_dict": net.state_dict(), **(extra or {})}, p)
+    torch.save(
+        {
+            "widths": list(net.widths),
+            "stride": net.stride,
+            "decoder": net.decoder,
+            "state_dict": net.state_dict(),
+            **(extra or {}),
+        },
+        p,
+    )
 
 
 def load_checkpoint(path: str | Path) -> LSDNet:
@@ -55,8 +64,14 @@ def export_onnx(
         # the TorchScript exporter (dynamo=False) announces its deprecation on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            head, dummy, str(out), opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: out_axes}, dynamo=False,
+            head,
+            dummy,
+            str(out),
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: out_axes},
+            dynamo=False,
         )
     model = onnx.load(str(out))
     meta = {

@@ -79,13 +79,16 @@ def labelled_images(gt_path: str | Path) -> list[SyntheticImage]:
     for name, gt in sorted(read_ground_truth(gt_path).items()):
         rgb = read_rgb(folder / name)
         if (rgb.shape[1], rgb.shape[0]) != (gt.width, gt.height):
-            raise InputError(f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]}, ground truth says {gt.width}x{gt.height}")
+            raise InputError(
+                f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]}, ground truth says {gt.width}x{gt.height}"
+            )
         out.append(SyntheticImage(rgb, gt.lines.astype(np.float32), np.zeros((0, 2), np.float32)))
     return out
 
 
-def clip_segments(segments: np.ndarray, x0: float, y0: float, x1: float, y1: float,
-                  min_length: float = 6.0) -> np.ndarray:
+def clip_segments(
+    segments: np.ndarray, x0: float, y0: float, x1: float, y1: float, min_length: float = 6.0
+) -> np.ndarray:
     """Segments clipped to the box [x0, x1] x [y0, y1] (Liang-Barsky), shorter ones dropped."""
     seg = np.asarray(segments, np.float64).reshape(-1, 4)
     a, d = seg[:, :2], seg[:, 2:] - seg[:, :2]
@@ -131,5 +134,8 @@ class SimCrops:
         seg = clip_segments(seg, x - 0.5, y - 0.5, x + width - 0.5, y + height - 0.5)
         seg[:, 0::2] -= x
         seg[:, 1::2] -= y
-        return SyntheticImage(rgb=np.ascontiguousarray(rgb[y:y + height, x:x + width]),
-                              segments=seg.astype(np.float32), crossings=np.zeros((0, 2), np.float32))
+        return SyntheticImage(
+            rgb=np.ascontiguousarray(rgb[y : y + height, x : x + width]),
+            segments=seg.astype(np.float32),
+            crossings=np.zeros((0, 2), np.float32),
+        )

@@ -39,12 +39,18 @@ from visualization_msgs.msg import MarkerArray
 
 from lkd_perception.common.frames import TransformTree
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
-from lkd_perception.io.codecs import Cloud
 from lkd_perception.io import messages
+from lkd_perception.io.codecs import Cloud
 from lkd_perception.io.messages import OdometryOutputs
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.base import LkdNode, run_node
-from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, pointcloud2_to_cloud, ros_message, stamp_to_ns
+from lkd_perception.nodes.conversions import (
+    cloud_to_pointcloud2,
+    ns_to_stamp,
+    pointcloud2_to_cloud,
+    ros_message,
+    stamp_to_ns,
+)
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.pipeline import LioPipeline, OdometryResult
 
@@ -63,23 +69,30 @@ class LidarOdometryNode(LkdNode):
         self.pipeline = LioPipeline(self.cfg)
         self.pub_odom = self.create_publisher(Odometry, "lkd/odometry", self.output_qos())
         self.pub_path = self.create_publisher(Path, "lkd/path", qos_profiles.latched_qos(1))
-        self.pub_map_pose = self.create_publisher(PoseWithCovarianceStamped, "lkd/map_pose", qos_profiles.latched_qos(1))
+        self.pub_map_pose = self.create_publisher(
+            PoseWithCovarianceStamped, "lkd/map_pose", qos_profiles.latched_qos(1)
+        )
         self.pub_scan = self.create_publisher(PointCloud2, "lkd/scan", self.output_qos(depth=1))
         self.pub_map = self.create_publisher(PointCloud2, "lkd/local_map", self.output_qos(depth=1))
         self._cloud_sent_ns: dict[str, int] = {}  # topic -> stamp of the last one published
         self.pub_tf = self.create_publisher(TFMessage, "/tf", self.output_qos(depth=100))
         self.pub_loops = self.create_publisher(MarkerArray, "lkd/loop_closures", self.output_qos(depth=1))
-        imu_qos = qos_profiles.sensor_qos(self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE))
+        imu_qos = qos_profiles.sensor_qos(
+            self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE)
+        )
         # The IMU queue holds the samples that arrive while a scan is registered (tens of ms at
         # 200 Hz), and the IMU subscription is created first, so a single-threaded executor (how
         # our nodes spin) takes a ready IMU sample before a ready scan. Its own callback group lets
         # a multi-threaded component container take IMU samples during a registration.
-        self.create_subscription(Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(
+            Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos, callback_group=MutuallyExclusiveCallbackGroup()
+        )
         self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
         self._static = TransformTree()  # every /tf_static edge, for chains base -> ... -> lidar
         self.outputs = OdometryOutputs(self.cfg)
-        self.create_subscription(TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100))
+        self.create_subscription(
+            TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100)
+        )
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
             f"descriptor {self.cfg.descriptor}, loop closure {'on' if self.cfg.loop_closure else 'off'}"
@@ -115,12 +128,15 @@ class LidarOdometryNode(LkdNode):
         else:
             self.get_logger().warning(
                 f"/tf_static does not connect {self.cfg.base_frame!r} and the clouds' frame {lidar_frame!r} "
-                f"({len(self._static)} static transforms so far): LiDAR extrinsic from base_T_lidar {self.cfg.base_T_lidar}")
+                f"({len(self._static)} static transforms so far): LiDAR extrinsic from base_T_lidar "
+                f"{self.cfg.base_T_lidar}"
+            )
 
     def _publish_map_pose(self) -> None:
         stamp_ns, T, cov = self.pipeline.keyframe_map_pose()
-        self.pub_map_pose.publish(messages.pose_with_covariance_stamped(ros_message, ns_to_stamp(stamp_ns),
-                                                                        self.cfg.map_frame, T, cov))
+        self.pub_map_pose.publish(
+            messages.pose_with_covariance_stamped(ros_message, ns_to_stamp(stamp_ns), self.cfg.map_frame, T, cov)
+        )
 
     def _publish_clouds(self, r: OdometryResult, stamp) -> None:
         """The scan and the local map for RViz: throttled, and skipped while nobody listens (the
@@ -137,8 +153,12 @@ class LidarOdometryNode(LkdNode):
             self._cloud_sent_ns[topic] = r.stamp_ns
 
     def _publish(self, r: OdometryResult, stamp) -> None:
-        pubs = {"lkd/odometry": self.pub_odom, "/tf": self.pub_tf, "lkd/path": self.pub_path,
-                "lkd/loop_closures": self.pub_loops}
+        pubs = {
+            "lkd/odometry": self.pub_odom,
+            "/tf": self.pub_tf,
+            "lkd/path": self.pub_path,
+            "lkd/loop_closures": self.pub_loops,
+        }
         for topic, m in self.outputs.messages(ros_message, self.pipeline, r, stamp):
             pubs[topic].publish(m)
         for lc in r.loop_closures:

@@ -142,7 +142,8 @@ class BagPlayer(Node):
         begin = self._reader.start_time + int(start_s * 1e9)
         end = self._reader.end_time if duration_s is None else min(self._reader.end_time, begin + int(duration_s * 1e9))
         if begin > self._reader.end_time:
-            raise InputError(f"start {start_s} s is past the end of the bag ({(self._reader.end_time - self._reader.start_time) * 1e-9:.1f} s)")
+            length_s = (self._reader.end_time - self._reader.start_time) * 1e-9
+            raise InputError(f"start {start_s} s is past the end of the bag ({length_s:.1f} s)")
         self._window = (begin, end + 1)  # rosbags' stop is exclusive
         share = (end - begin) / max(1, self._reader.end_time - self._reader.start_time)
         self.progress = ReplayProgress(
@@ -196,8 +197,11 @@ class BagPlayer(Node):
         topic, e.g. /tf_static, which late joiners would otherwise never get."""
         if begin_ns <= self._reader.start_time:
             return
-        latched = [c for c in self._connections
-                   if self._topic_pubs[c.topic].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
+        latched = [
+            c
+            for c in self._connections
+            if self._topic_pubs[c.topic].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        ]
         last: dict[str, bytes] = {}
         if latched:
             for conn, _, raw in self._reader.messages(connections=latched, stop=begin_ns):
@@ -273,9 +277,7 @@ class BagRecorder(Node):
         self._conns = {}
         for topic, msgtype in self.topics.items():
             self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
-            self.create_subscription(
-                message_class(msgtype), topic, self._make_cb(topic), output_qos(100), raw=True
-            )
+            self.create_subscription(message_class(msgtype), topic, self._make_cb(topic), output_qos(100), raw=True)
 
     def _make_cb(self, topic: str) -> Callable[[bytes], None]:
         def cb(raw: bytes) -> None:
@@ -325,9 +327,11 @@ def lateness_warning(result: ReplayResult) -> str | None:
     p95 = result.publish_late_ms.get("p95", 0.0)
     if p95 <= LATE_WARN_MS:
         return None
-    return (f"the player fell behind its schedule (publish lateness p95 {p95:.0f} ms, max "
-            f"{result.publish_late_ms['max']:.0f} ms): messages left in bursts and depth-1 subscribers "
-            f"may have dropped some; replay at a lower --rate")
+    return (
+        f"the player fell behind its schedule (publish lateness p95 {p95:.0f} ms, max "
+        f"{result.publish_late_ms['max']:.0f} ms): messages left in bursts and depth-1 subscribers "
+        f"may have dropped some; replay at a lower --rate"
+    )
 
 
 def _die_with_parent() -> None:
@@ -344,8 +348,9 @@ class NodeProcesses:
     """The vehicle's nodes, one process each (as on the vehicle: both cores, no shared GIL), on
     sim time; they can be killed and restarted one by one, and their memory read."""
 
-    def __init__(self, capabilities: str = "all", config: str | Path | None = None,
-                 overrides: dict[str, object] | None = None) -> None:
+    def __init__(
+        self, capabilities: str = "all", config: str | Path | None = None, overrides: dict[str, object] | None = None
+    ) -> None:
         from lkd_perception.nodes.graph import select
 
         self.specs = {s.name: s for s in select(capabilities)}
@@ -355,9 +360,16 @@ class NodeProcesses:
 
     def start(self, name: str | None = None) -> None:
         """Start one node (or all of them)."""
-        for spec in ([self.specs[name]] if name else self.specs.values()):
-            cmd = [sys.executable, "-m", "lkd_perception.cli", "launch", "--use-sim-time",
-                   "--capabilities", spec.capability]
+        for spec in [self.specs[name]] if name else self.specs.values():
+            cmd = [
+                sys.executable,
+                "-m",
+                "lkd_perception.cli",
+                "launch",
+                "--use-sim-time",
+                "--capabilities",
+                spec.capability,
+            ]
             if self.config:
                 cmd.insert(4, str(self.config))
             for k, v in self.overrides.items():

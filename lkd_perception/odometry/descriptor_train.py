@@ -16,10 +16,9 @@ The network is deliberately tiny (stride 4, 32-D output, about 40 k parameters) 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import logging
 
 import cv2
 import numpy as np
@@ -27,10 +26,9 @@ import numpy as np
 from lkd_perception.common.se3 import pose_inverse, transform_points
 from lkd_perception.odometry.bev import BevGrid, bev_image
 from lkd_perception.odometry.features import DESCRIPTOR_DIM, FeatureExtractor
-
-log = logging.getLogger(__name__)
 from lkd_perception.odometry.motion import Twist, deskew
 
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,9 @@ def bev_sequence(drive, grid: BevGrid, count_cap: int = 15) -> BevSequence:
         pts = transform_points(T_bl, scan.cloud.xyz.astype(np.float64))
         if scan.cloud.time is not None and k + 1 < len(drive.scans):
             dt = (drive.scans[k + 1].stamp_ns - scan.stamp_ns) * 1e-9
-            pts = deskew(pts, scan.cloud.time.astype(np.float64), Twist.from_delta(pose_inverse(poses[k]) @ poses[k + 1], dt))
+            pts = deskew(
+                pts, scan.cloud.time.astype(np.float64), Twist.from_delta(pose_inverse(poses[k]) @ poses[k + 1], dt)
+            )
         images.append(bev_image(pts, grid, count_cap).image)
     return BevSequence(np.stack(images), poses, grid)
 
@@ -76,11 +76,16 @@ def build_model():
         def __init__(self) -> None:
             super().__init__()
             self.body = nn.Sequential(
-                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(1, 16, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, 32, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(64, 64, 3, padding=1),
+                nn.ReLU(inplace=True),
                 nn.Conv2d(64, DESCRIPTOR_DIM, 1),
             )
 
@@ -155,8 +160,18 @@ def match_accuracy(extractor: FeatureExtractor, pairs) -> float:
     return good / max(total, 1)
 
 
-def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps: int = 300, lr: float = 2e-3,
-          batch: int = 4, n_kp: int = 128, max_gap: int = 5, seed: int = 0, temperature: float = 0.07) -> TrainReport:
+def train(
+    train_seqs: list[BevSequence],
+    heldout: BevSequence,
+    out: Path,
+    steps: int = 300,
+    lr: float = 2e-3,
+    batch: int = 4,
+    n_kp: int = 128,
+    max_gap: int = 5,
+    seed: int = 0,
+    temperature: float = 0.07,
+) -> TrainReport:
     """Train, export to ONNX at ``out`` and measure matching on held-out pairs."""
     import torch
 
@@ -181,7 +196,13 @@ def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps:
             db = _sample_desc(dense[1:2], uvb, S)
             logits = da @ db.T / temperature
             target = torch.arange(len(da))
-            losses.append(0.5 * (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)))
+            losses.append(
+                0.5
+                * (
+                    torch.nn.functional.cross_entropy(logits, target)
+                    + torch.nn.functional.cross_entropy(logits.T, target)
+                )
+            )
         if not losses:
             continue
         loss = torch.stack(losses).mean()
@@ -198,15 +219,27 @@ def train(train_seqs: list[BevSequence], heldout: BevSequence, out: Path, steps:
     out.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 1, heldout.images.shape[1], heldout.images.shape[2])
     torch.onnx.export(
-        net, dummy, str(out), input_names=["bev"], output_names=["descriptors"],
-        dynamic_axes={"bev": {2: "height", 3: "width"}, "descriptors": {2: "h4", 3: "w4"}}, opset_version=17,
+        net,
+        dummy,
+        str(out),
+        input_names=["bev"],
+        output_names=["descriptors"],
+        dynamic_axes={"bev": {2: "height", 3: "width"}, "descriptors": {2: "h4", 3: "w4"}},
+        opset_version=17,
         dynamo=False,
     )
     pairs = _heldout_pairs(heldout, np.random.default_rng(seed + 1))
     acc_cnn = match_accuracy(FeatureExtractor("cnn", 20, 500, str(out)), pairs)
     acc_orb = match_accuracy(FeatureExtractor("orb", 20, 500), pairs)
-    return TrainReport(steps, loss_val, sum(len(s.images) for s in train_seqs), len(pairs), acc_cnn, acc_orb,
-                       sum(p.numel() for p in net.parameters()))
+    return TrainReport(
+        steps,
+        loss_val,
+        sum(len(s.images) for s in train_seqs),
+        len(pairs),
+        acc_cnn,
+        acc_orb,
+        sum(p.numel() for p in net.parameters()),
+    )
 
 
 def _heldout_pairs(seq: BevSequence, rng: np.random.Generator, n: int = 30, gap: int = 3):

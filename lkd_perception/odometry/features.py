@@ -76,7 +76,10 @@ class CnnDescriptor:
         dense = self._session.run(None, {self._input: x})[0][0]  # (D, h, w)
         stride = image.shape[0] / dense.shape[1]
         pts = ((uv + 0.5) / stride - 0.5).astype(np.float32)
-        maps = [cv2.remap(ch, pts[:, 0:1], pts[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0] for ch in dense]
+        maps = [
+            cv2.remap(ch, pts[:, 0:1], pts[:, 1:2], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0]
+            for ch in dense
+        ]
         desc = np.stack(maps, axis=1)
         return desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-9)
 
@@ -94,11 +97,18 @@ class FeatureExtractor:
             # which loop closures from the opposite heading need). One pyramid level: BEV pixels
             # have a fixed metric size.
             self._orb = cv2.ORB_create(
-                nfeatures=max_keypoints, scaleFactor=1.2, nlevels=1, edgeThreshold=15, patchSize=15,
-                fastThreshold=fast_threshold, scoreType=cv2.ORB_FAST_SCORE,
+                nfeatures=max_keypoints,
+                scaleFactor=1.2,
+                nlevels=1,
+                edgeThreshold=15,
+                patchSize=15,
+                fastThreshold=fast_threshold,
+                scoreType=cv2.ORB_FAST_SCORE,
             )
         elif descriptor == "cnn":
-            self._fast = cv2.FastFeatureDetector_create(threshold=fast_threshold, nonmaxSuppression=True, type=cv2.FAST_FEATURE_DETECTOR_TYPE_9_16)
+            self._fast = cv2.FastFeatureDetector_create(
+                threshold=fast_threshold, nonmaxSuppression=True, type=cv2.FAST_FEATURE_DETECTOR_TYPE_9_16
+            )
             self._cnn = CnnDescriptor(resolve_model_path(model_path or DEFAULT_CNN_NAME))
         else:
             raise ConfigError(f"descriptor must be 'orb' or 'cnn', got {descriptor!r}")

@@ -70,7 +70,9 @@ class Keyframe:
 
     @staticmethod
     def create(kid: int, stamp_ns: int, map_points: np.ndarray, features: BevFeatures, polar: np.ndarray) -> "Keyframe":
-        return Keyframe(kid, stamp_ns, pack_cloud(map_points), compact_features(features), polar.astype(np.float32), ring_key(polar))
+        return Keyframe(
+            kid, stamp_ns, pack_cloud(map_points), compact_features(features), polar.astype(np.float32), ring_key(polar)
+        )
 
     @property
     def map_points(self) -> np.ndarray:
@@ -80,7 +82,14 @@ class Keyframe:
     @property
     def nbytes(self) -> int:
         f = self.features
-        return int(self.cloud.nbytes + f.uv.nbytes + f.xy.nbytes + f.descriptors.nbytes + self.polar.nbytes + self.ring_key.nbytes)
+        return int(
+            self.cloud.nbytes
+            + f.uv.nbytes
+            + f.xy.nbytes
+            + f.descriptors.nbytes
+            + self.polar.nbytes
+            + self.ring_key.nbytes
+        )
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,11 @@ class KeyframeStore:
         kf = self._whole.pop(kid)
         f = kf.features
         self._spilled[kid] = _Spilled(
-            self._write(kf.cloud), self._write(f.uv), self._write(f.xy), self._write(f.descriptors), f.binary,
+            self._write(kf.cloud),
+            self._write(f.uv),
+            self._write(f.xy),
+            self._write(f.descriptors),
+            f.binary,
             self._write(kf.polar),
         )
         self._polar[kid] = None

@@ -143,7 +143,8 @@ class LoopDetector:
         pairs = match_mutual(cur.features, cand.features)
         if len(pairs) < p.min_inliers:
             return None
-        fit = ransac_rigid_2d(cur.features.xy[pairs[:, 0]], cand.features.xy[pairs[:, 1]], p.ransac_threshold, p.ransac_iterations, self._rng)
+        fit = ransac_rigid_2d(cur.features.xy[pairs[:, 0]], cand.features.xy[pairs[:, 1]], p.ransac_threshold,
+                              p.ransac_iterations, self._rng)
         if fit is None or int(fit.inliers.sum()) < p.min_inliers:
             return None
         # planar guess of T_cand_cur; the height and tilt come from the pose graph
@@ -151,7 +152,9 @@ class LoopDetector:
         guess = make_pose(yaw_pitch_roll_matrix(fit.yaw), [fit.translation[0], fit.translation[1], guess_graph[2, 3]])
         T_cand_inv = pose_inverse(map_poses[cand.id])
         parts = []
-        for kid in range(max(cand.id - p.submap_keyframes, 0), min(cand.id + p.submap_keyframes + 1, len(self.keyframes))):
+        for kid in range(
+            max(cand.id - p.submap_keyframes, 0), min(cand.id + p.submap_keyframes + 1, len(self.keyframes))
+        ):
             if kid in map_poses and abs(kid - cur.id) > p.submap_keyframes:
                 kf = cand if kid == cand.id else self.keyframes[kid]
                 parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.map_points))

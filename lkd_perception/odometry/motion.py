@@ -212,5 +212,6 @@ def deskew(points: np.ndarray, times_s: np.ndarray, twist: Twist) -> np.ndarray:
     axis = np.where(small[:, None], 0.0, w / np.where(small[:, None], 1.0, theta))
     cos_t, sin_t = np.cos(theta), np.sin(theta)
     # Rodrigues: p cos + (k x p) sin + k (k.p)(1 - cos)
-    rotated = points * cos_t + np.cross(axis, points) * sin_t + axis * np.sum(axis * points, axis=1, keepdims=True) * (1 - cos_t)
+    rotated = points * cos_t + np.cross(axis, points) * sin_t + axis * np.sum(axis * points, axis=1,
+                                                                              keepdims=True) * (1 - cos_t)
     return rotated + twist.linear[None, :] * times_s[:, None]

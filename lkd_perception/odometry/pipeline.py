@@ -23,7 +23,6 @@ from lkd_perception.odometry.keyframes import Keyframe, pack_cloud
 from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, LoopParams, polar_descriptor
 from lkd_perception.odometry.motion import ImuBuffer, InertialState, Twist, deskew
 from lkd_perception.odometry.pose_graph import PoseGraph
-from lkd_perception.odometry.uncertainty import ScanUncertainty, scan_uncertainty
 from lkd_perception.odometry.registration import (
     BevRows,
     LocalMap,
@@ -33,6 +32,7 @@ from lkd_perception.odometry.registration import (
     voxel_downsample,
     voxel_indices,
 )
+from lkd_perception.odometry.uncertainty import ScanUncertainty, scan_uncertainty
 
 
 @dataclass(frozen=True)
@@ -205,13 +205,19 @@ class LioPipeline:
             pose, overlap, status, trusted = np.eye(4), 1.0, "initialised", True
         else:
             motion = ScanMotion(times[idx], self._pose, dt) if deskewing else None
-            pose, overlap, status, trusted = self._register_scan(points[idx], predicted, bev_rows, bev_guess, motion, pre is not None)
+            pose, overlap, status, trusted = self._register_scan(points[idx], predicted, bev_rows, bev_guess,
+                                                                 motion, pre is not None)
             if self._first_scan is not None and motion is not None and trusted:
                 pose = self._refine_second_scan(points[idx], pose, motion, bev_rows)
             fit = self._last_fit
-            uncertainty = scan_uncertainty(np.zeros((6, 6)) if fit is None else fit.information,
-                                           np.zeros((0, 3)) if fit is None else fit.normals,
-                                           float("inf") if fit is None else fit.rmse, pose[:3, :3], dt, c.degeneracy_min_points)
+            uncertainty = scan_uncertainty(
+                np.zeros((6, 6)) if fit is None else fit.information,
+                np.zeros((0, 3)) if fit is None else fit.normals,
+                float("inf") if fit is None else fit.rmse,
+                pose[:3, :3],
+                dt,
+                c.degeneracy_min_points,
+            )
             if uncertainty.degenerate:
                 # the registration's position along the free axis is noise (normal errors, the
                 # map's edge): keep the prediction's there (LOAM's solution remapping)
@@ -219,8 +225,10 @@ class LioPipeline:
                 pose = pose.copy()
                 pose[:3, 3] += a * float(a @ (predicted[:3, 3] - pose[:3, 3]))
                 axis = ", ".join(f"{v:+.2f}" for v in a)
-                status += f"; degenerate: only {uncertainty.support} points constrain ({axis}); " \
-                          f"kept at the {'IMU' if pre is not None else 'constant-velocity'} prediction along it"
+                status += (
+                    f"; degenerate: only {uncertainty.support} points constrain ({axis}); "
+                    f"kept at the {'IMU' if pre is not None else 'constant-velocity'} prediction along it"
+                )
         new_twist = Twist.zero()
         if not first:
             delta = pose_inverse(self._pose) @ pose
@@ -251,8 +259,18 @@ class LioPipeline:
         kid = len(self._keyframes) - 1
         self._anchors.append(int(stamp_ns), kid, pose_inverse(self._keyframes[kid]) @ pose)
         n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
-        return OdometryResult(int(stamp_ns), pose.copy(), self._map_T_odom.copy(), is_kf, loops, status, n_bev, overlap, self._twist,
-                              uncertainty)
+        return OdometryResult(
+            int(stamp_ns),
+            pose.copy(),
+            self._map_T_odom.copy(),
+            is_kf,
+            loops,
+            status,
+            n_bev,
+            overlap,
+            self._twist,
+            uncertainty,
+        )
 
     def keyframe_poses(self) -> dict[int, np.ndarray]:
         """Optimised map poses of all keyframes (id -> T_map_base)."""
@@ -292,8 +310,13 @@ class LioPipeline:
 
     # ------------------------------------------------------------------------------------------
     def _register_scan(
-        self, source: np.ndarray, predicted: np.ndarray, bev_rows: BevRows | None, bev_guess: np.ndarray | None,
-        motion: ScanMotion | None, imu_predicted: bool,
+        self,
+        source: np.ndarray,
+        predicted: np.ndarray,
+        bev_rows: BevRows | None,
+        bev_guess: np.ndarray | None,
+        motion: ScanMotion | None,
+        imu_predicted: bool,
     ) -> tuple[np.ndarray, float, str, bool]:
         """Pose, overlap, status of one scan and whether it may enter the map: registration
         from the prediction, checked.
@@ -316,17 +339,32 @@ class LioPipeline:
 
         def run(initial: np.ndarray, widen: float = 1.0) -> RegistrationResult:
             return register(
-                source, self.map, initial, c.max_correspondence_distance * widen, c.max_iterations, c.convergence,
-                bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight, motion=motion,
+                source,
+                self.map,
+                initial,
+                c.max_correspondence_distance * widen,
+                c.max_iterations,
+                c.convergence,
+                bev=bev_rows,
+                bev_weight=c.bev_weight,
+                prior_weight=c.prior_weight,
+                motion=motion,
             )
 
         def better(a: RegistrationResult, b: RegistrationResult, overlap_gain: float, rmse_ratio: float) -> bool:
-            return a.overlap > b.overlap + overlap_gain or (a.overlap >= b.overlap - 0.01 and a.rmse < rmse_ratio * b.rmse)
+            return a.overlap > b.overlap + overlap_gain or (
+                a.overlap >= b.overlap - 0.01 and a.rmse < rmse_ratio * b.rmse
+            )
 
         if len(source) < MIN_STRUCTURE_VOXELS:
             # e.g. the sensor blocked by an object beside it: a handful of voxels cannot hold six
             # degrees of freedom (measured: 18 voxels within 1.3 m, registration turned by 93 deg)
-            return predicted, 0.0, f"degraded: only {len(source)} voxels of structure; pose from the motion prediction", False
+            return (
+                predicted,
+                0.0,
+                f"degraded: only {len(source)} voxels of structure; pose from the motion prediction",
+                False,
+            )
         starts = [("", predicted)] + ([(", from the BEV guess", bev_guess)] if bev_guess is not None else [])
         best, how = run(predicted), ""
         for label, initial in starts[1:]:
@@ -348,7 +386,12 @@ class LioPipeline:
             if self._poor_streak < POOR_RESET:
                 summary = f"overlap {best.overlap:.2f}, rmse {best.rmse:.3f} m"
                 if imu_predicted:
-                    return predicted, best.overlap, f"degraded: registration failed ({summary}); pose from the IMU prediction", False
+                    return (
+                        predicted,
+                        best.overlap,
+                        f"degraded: registration failed ({summary}); pose from the IMU prediction",
+                        False,
+                    )
                 return best.pose, best.overlap, f"degraded: poor registration ({summary}{how})", False
             self._fit_history.clear()
             how += f", accepted after {POOR_RESET} poor fits"
@@ -368,15 +411,27 @@ class LioPipeline:
         self.map.update(first_map, np.zeros(3))
         return first_map
 
-    def _refine_second_scan(self, source: np.ndarray, pose: np.ndarray, motion: ScanMotion, bev_rows: BevRows | None) -> np.ndarray:
+    def _refine_second_scan(
+        self, source: np.ndarray, pose: np.ndarray, motion: ScanMotion, bev_rows: BevRows | None
+    ) -> np.ndarray:
         """Register the second scan again against the first scan deskewed with the motion just
         estimated. The first registration ran against a first scan smeared by the whole sweep's
         motion (unknown then): on a real Ouster clip at 2.5 m/s it found 0.165 m for a 0.25 m step."""
         c = self.config
         for _ in range(2):
             self._rebuild_first_map(motion.twist(pose))
-            fit = register(source, self.map, pose, c.max_correspondence_distance, c.max_iterations, c.convergence,
-                           bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight, motion=motion)
+            fit = register(
+                source,
+                self.map,
+                pose,
+                c.max_correspondence_distance,
+                c.max_iterations,
+                c.convergence,
+                bev=bev_rows,
+                bev_weight=c.bev_weight,
+                prior_weight=c.prior_weight,
+                motion=motion,
+            )
             pose, self._last_fit = fit.pose, fit
         return pose
 
@@ -436,7 +491,10 @@ class LioPipeline:
         if self._last_kf_pose is None:
             return True
         d = pose_inverse(self._last_kf_pose) @ pose
-        return bool(np.linalg.norm(d[:3, 3]) >= self.config.keyframe_distance or rotation_angle(d[:3, :3]) >= self.config.keyframe_angle)
+        return bool(
+            np.linalg.norm(d[:3, 3]) >= self.config.keyframe_distance
+            or rotation_angle(d[:3, :3]) >= self.config.keyframe_angle
+        )
 
     def _add_keyframe(
         self, stamp_ns: int, pose: np.ndarray, map_points: np.ndarray, features: BevFeatures, bev: BevImage
@@ -460,7 +518,9 @@ class LioPipeline:
         if c.loop_closure and kid > 0 and not cooling:
             loop = self.loops.detect(kf, self.graph.estimates_view())
             if loop is not None:
-                self.graph.add_factor(loop.from_id, loop.to_id, loop.T_from_to, c.loop_sigma_rot, c.loop_sigma_trans, c.loop_robust_kernel)
+                self.graph.add_factor(
+                    loop.from_id, loop.to_id, loop.T_from_to, c.loop_sigma_rot, c.loop_sigma_trans, c.loop_robust_kernel
+                )
                 self.graph.optimize(relinearize_all=True)
                 self.loop_closures.append(loop)
                 loops = (loop,)

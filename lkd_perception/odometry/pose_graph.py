@@ -114,12 +114,22 @@ class PoseGraph:
     def fix_variable(self, key: int, pose: np.ndarray, sigma: float = 1e-6) -> None:
         """Anchor a variable with a tight prior (the first keyframe anchors the map frame)."""
         self._require(key)
-        f = gtsam.PriorFactorPose3(gtsam.symbol_shorthand.X(key), gtsam.Pose3(np.asarray(pose, dtype=float)), gtsam.noiseModel.Isotropic.Sigma(6, sigma))
+        f = gtsam.PriorFactorPose3(
+            gtsam.symbol_shorthand.X(key),
+            gtsam.Pose3(np.asarray(pose, dtype=float)),
+            gtsam.noiseModel.Isotropic.Sigma(6, sigma),
+        )
         self._priors.append(f)
         self._new_factors.add(f)
 
     def add_factor(
-        self, key_from: int, key_to: int, T_from_to: np.ndarray, sigma_rot: float, sigma_trans: float, robust: str = "none"
+        self,
+        key_from: int,
+        key_to: int,
+        T_from_to: np.ndarray,
+        sigma_rot: float,
+        sigma_trans: float,
+        robust: str = "none",
     ) -> None:
         """A relative-pose constraint ``T_from^-1 T_to = T_from_to``."""
         self._require(key_from)
@@ -174,8 +184,7 @@ class PoseGraph:
         lets later keyframes attach to it.
         """
         self.restarts += 1
-        log.warning("pose graph: iSAM2 update failed (%s); rebuilding the graph",
-                    " ".join(str(exc).split())[:160])
+        log.warning("pose graph: iSAM2 update failed (%s); rebuilding the graph", " ".join(str(exc).split())[:160])
         values = gtsam.Values()
         for key in new_values.keys():
             values.insert(key, new_values.atPose3(key))
@@ -197,8 +206,9 @@ class PoseGraph:
             held = self._estimate
             for key in new_values.keys():
                 if held is None or not held.exists(key):
-                    f = gtsam.PriorFactorPose3(key, new_values.atPose3(key), _sigmas(WEAK_PRIOR_SIGMA_ROT,
-                                                                                      WEAK_PRIOR_SIGMA_TRANS))
+                    f = gtsam.PriorFactorPose3(
+                        key, new_values.atPose3(key), _sigmas(WEAK_PRIOR_SIGMA_ROT, WEAK_PRIOR_SIGMA_TRANS)
+                    )
                     self._priors.append(f)
                     graph.add(f)
             self._isam = gtsam.ISAM2(self._params)

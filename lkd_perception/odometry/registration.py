@@ -218,8 +218,9 @@ def register(
     r = np.sum(n[planar] * (Xp - target.points[idx[ok]][planar]), axis=1)
     rmse = float(np.sqrt(np.mean(r**2))) if r.size else float("inf")
     J = np.concatenate([np.cross(Xp - T[:3, 3], n[planar]), n[planar]], axis=1)
-    return RegistrationResult(T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors), J.T @ J,
-                              n[planar])
+    return RegistrationResult(
+        T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors), J.T @ J, n[planar]
+    )
 
 
 def _bev_normal_equations(T: np.ndarray, bev: BevRows) -> tuple[np.ndarray, np.ndarray]:

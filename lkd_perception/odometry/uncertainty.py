@@ -51,11 +51,14 @@ class ScanUncertainty:
     @staticmethod
     def origin() -> "ScanUncertainty":
         """The first scan: it defines the odom frame (pose known to the sensor noise), twist unknown."""
-        return ScanUncertainty(np.eye(6) * SIGMA_FLOOR_M**2, np.eye(6) * FIRST_TWIST_VARIANCE, 1.0, np.zeros(3), 0, False)
+        return ScanUncertainty(
+            np.eye(6) * SIGMA_FLOOR_M**2, np.eye(6) * FIRST_TWIST_VARIANCE, 1.0, np.zeros(3), 0, False
+        )
 
 
-def scan_uncertainty(information: np.ndarray, normals: np.ndarray, rmse: float, R_odom_base: np.ndarray, dt_s: float,
-                     min_support: int) -> ScanUncertainty:
+def scan_uncertainty(
+    information: np.ndarray, normals: np.ndarray, rmse: float, R_odom_base: np.ndarray, dt_s: float, min_support: int
+) -> ScanUncertainty:
     """Covariances from the registration's information over (omega, dp) (odom axes, rotation
     about the vehicle), its correspondences' ``normals`` (N, 3) and point-to-plane RMSE (m).
 

@@ -99,8 +99,14 @@ def bench_fleet(work: str | Path, bags: int = 4, seconds: float = 60.0, workers:
             ray.shutdown()
         failed = [r["bag"] for r in f.rows if r.get("status") != "ok"]
         tables[n] = result_table(f.rows)
-        result["runs"][str(n)] = {"workers": n, "wall_s": round(wall, 2), "bags_per_hour": round(3600 * len(drives) / wall, 2),
-                                  "failed": failed, "loadavg_before": load, "loadavg_after": os.getloadavg()}
+        result["runs"][str(n)] = {
+            "workers": n,
+            "wall_s": round(wall, 2),
+            "bags_per_hour": round(3600 * len(drives) / wall, 2),
+            "failed": failed,
+            "loadavg_before": load,
+            "loadavg_after": os.getloadavg(),
+        }
     result["speedup"] = round(result["runs"][str(workers)]["bags_per_hour"] / result["runs"]["1"]["bags_per_hour"], 3)
     result["identical_results"] = tables[1] == tables[workers]
     result["result_table"] = tables[1]

@@ -186,13 +186,21 @@ def _diagnostics(make, end_ns: int, stats: Sequence[TaskStats]) -> Any:
                   "warnings": s.warnings, "errors": s.errors, "last_problem": s.last_problem}
         status.append(make("diagnostic_msgs/msg/DiagnosticStatus", level=level, name=f"{s.node}: {s.task}",
                            message=s.last_problem if level else "ok", hardware_id=f"/{s.node}",
-                           values=[make("diagnostic_msgs/msg/KeyValue", key=k, value=str(v)) for k, v in values.items()]))
+                           values=[make("diagnostic_msgs/msg/KeyValue", key=k, value=str(v)) for k,
+                                   v in values.items()]))
     return make(M.DIAGNOSTIC_ARRAY, header=M.header(make, M.time_msg(make, end_ns), ""), status=status)
 
 
-def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[str] = "all",
-            config: str | Path | None = None, on_progress: Callable[[int, int], None] | None = None,
-            image_topic: str = IMAGE_TOPIC, lidar_topic: str = LIDAR_TOPIC, imu_topic: str = IMU_TOPIC) -> RunResult:
+def run_bag(
+    bag: str | Path,
+    out_dir: str | Path,
+    capabilities: str | Sequence[str] = "all",
+    config: str | Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    image_topic: str = IMAGE_TOPIC,
+    lidar_topic: str = LIDAR_TOPIC,
+    imu_topic: str = IMU_TOPIC,
+) -> RunResult:
     """Run the chosen capabilities on every message of ``bag``; write ``out_dir/outputs.mcap`` and ``run.json``.
 
     The input topics are the nodes' defaults unless given (the bag's names for what a launch
@@ -210,8 +218,10 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     needs = {"detector_node": image_topic, "line_node": image_topic, "lidar_odometry_node": lidar_topic}
     skipped = {n: f"{needs[n]} is not in the bag" for n in cfgs if needs[n] not in have}
     if len(skipped) == len(cfgs):
-        raise InputError(f"{bag}: none of the inputs of {list(cfgs)} ({sorted(set(needs[n] for n in cfgs))}) is in "
-                         f"the bag; it has {sorted(have)}")
+        raise InputError(
+            f"{bag}: none of the inputs of {list(cfgs)} ({sorted(set(needs[n] for n in cfgs))}) is in "
+            f"the bag; it has {sorted(have)}"
+        )
     t_load = time.perf_counter()
     detector = Detector(cfgs["detector_node"]) if "detector_node" in cfgs and "detector_node" not in skipped else None
     lines = LineDetector(cfgs["line_node"]) if "line_node" in cfgs and "line_node" not in skipped else None
@@ -224,8 +234,16 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     imu_stats = TaskStats("lidar_odometry_node", "imu")
     cameras = detector is not None or lines is not None
     odometry = pipeline is not None
-    topics = [t for t in (image_topic if cameras else None, lidar_topic if odometry else None,
-                          imu_topic if odometry else None, TF_STATIC_TOPIC if odometry else None) if t and t in have]
+    topics = [
+        t
+        for t in (
+            image_topic if cameras else None,
+            lidar_topic if odometry else None,
+            imu_topic if odometry else None,
+            TF_STATIC_TOPIC if odometry else None,
+        )
+        if t and t in have
+    ]
     static = TransformTree()  # every /tf_static edge
     degraded: list[tuple[float, str]] = []
     make = M.bag_message
@@ -255,8 +273,9 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
                             s.last_problem = str(exc)
                     continue
                 if detector is not None:
-                    r = _timed(stats["detector_node"], log_ns, hdr_ns,
-                               lambda: M.detections_msg(make, st, fid, detector(rgb)))
+                    r = _timed(
+                        stats["detector_node"], log_ns, hdr_ns, lambda: M.detections_msg(make, st, fid, detector(rgb))
+                    )
                     if r is not None:
                         rec.write("lkd/detections", r[0], r[1])
                         stats["detector_node"].outputs += 1
@@ -277,8 +296,11 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
             elif topic == TF_STATIC_TOPIC:
                 for t in msg.transforms:
                     q, p = t.transform.rotation, t.transform.translation
-                    static.add(t.header.frame_id, t.child_frame_id,
-                               make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])), [p.x, p.y, p.z]))
+                    static.add(
+                        t.header.frame_id,
+                        t.child_frame_id,
+                        make_pose(matrix_from_quat(np.array([q.x, q.y, q.z, q.w])), [p.x, p.y, p.z]),
+                    )
             elif topic == lidar_topic:
                 s = stats["lidar_odometry_node"]
                 hdr_ns, st, fid = stamp_ns(msg), msg.header.stamp, msg.header.frame_id
@@ -307,11 +329,18 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
     if on_progress:
         on_progress(total, total)
     result = RunResult(
-        bag=str(bag), outputs=str(outputs), config=str(config_path), version=__version__,
-        capabilities=tuple(cfgs), skipped=skipped, bag_duration_s=info.duration_s, load_s=round(load_s, 3),
+        bag=str(bag),
+        outputs=str(outputs),
+        config=str(config_path),
+        version=__version__,
+        capabilities=tuple(cfgs),
+        skipped=skipped,
+        bag_duration_s=info.duration_s,
+        load_s=round(load_s, 3),
         wall_s=round(time.perf_counter() - t0, 3),
         tasks={n: s.summary(info.duration_s) for n, s in stats.items()},
-        degraded_scans=tuple(degraded), counts=dict(rec.counts),
+        degraded_scans=tuple(degraded),
+        counts=dict(rec.counts),
     )
     (out / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
@@ -319,5 +348,7 @@ def run_bag(bag: str | Path, out_dir: str | Path, capabilities: str | Sequence[s
 
 def _line_messages(make, stamp: Any, frame_id: str, detector: Any, rgb: np.ndarray) -> list[tuple[str, Any]]:
     found = detector.detect(rgb)
-    return [("lkd/lines", M.lines_msg(make, stamp, frame_id, found)),
-            ("lkd/lines/markers", M.line_marker(make, stamp, frame_id, found))]
+    return [
+        ("lkd/lines", M.lines_msg(make, stamp, frame_id, found)),
+        ("lkd/lines/markers", M.line_marker(make, stamp, frame_id, found)),
+    ]

@@ -126,7 +126,8 @@ class Camera:
         if cfg.camera_shadows:
             lit = np.flatnonzero(lambert > 0)
             if lit.size:
-                shadow = self.caster.occluded(p[lit] + n[lit] * np.float32(0.02), np.broadcast_to(sun, (lit.size, 3)), t)
+                shadow = self.caster.occluded(p[lit] + n[lit] * np.float32(0.02), np.broadcast_to(sun, (lit.size,
+                                                                                                        3)), t)
                 lambert[lit[shadow]] = 0.0
         shade = 0.35 + 0.15 * np.clip(n[:, 2], 0, 1) + np.float32(0.75 * sun_strength) * lambert
         haze = (1.0 - np.exp(-dist / np.float32(450.0)))[:, None]

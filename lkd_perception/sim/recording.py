@@ -114,18 +114,39 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False,
                     with Stopwatch() as w:
                         frame = sim.frame(k, float(frame_times[k]))
                     stages["camera"] += w.elapsed
-                    bag.write_camera_info(TOPIC_CAMERA_INFO, frame.stamp_ns, ext.K, ext.width, ext.height, "camera_optical")
+                    bag.write_camera_info(
+                        TOPIC_CAMERA_INFO, frame.stamp_ns, ext.K, ext.width, ext.height, "camera_optical"
+                    )
                     if cfg.camera_format == "raw":
                         bag.write_image(TOPIC_IMAGE, frame.stamp_ns, frame.rgb, "camera_optical")
                     else:
-                        bag.write_compressed_image(f"{TOPIC_IMAGE}/compressed", frame.stamp_ns, frame.rgb,
-                                                   "camera_optical", codec=cfg.camera_format)
-                    images.append({"id": k + 1, "file_name": frame.file_name, "width": ext.width,
-                                   "height": ext.height, "stamp_ns": frame.stamp_ns})
+                        bag.write_compressed_image(
+                            f"{TOPIC_IMAGE}/compressed",
+                            frame.stamp_ns,
+                            frame.rgb,
+                            "camera_optical",
+                            codec=cfg.camera_format,
+                        )
+                    images.append(
+                        {
+                            "id": k + 1,
+                            "file_name": frame.file_name,
+                            "width": ext.width,
+                            "height": ext.height,
+                            "stamp_ns": frame.stamp_ns,
+                        }
+                    )
                     for b in frame.boxes:
-                        annotations.append({"image_id": k + 1, "category_id": b.category_id,
-                                            "bbox": [round(v, 2) for v in b.bbox], "area": b.area,
-                                            "visibility": b.visibility, "track_id": b.object_index})
+                        annotations.append(
+                            {
+                                "image_id": k + 1,
+                                "category_id": b.category_id,
+                                "bbox": [round(v, 2) for v in b.bbox],
+                                "area": b.area,
+                                "visibility": b.visibility,
+                                "track_id": b.object_index,
+                            }
+                        )
                     lines[frame.file_name] = frame.lines
                     n_lines += len(frame.lines)
                     if save_frames:
@@ -141,8 +162,20 @@ def write_drive(out_dir: str | Path, cfg: SimConfig, save_frames: bool = False,
             write_lines(gt_dir / "lines.json", lines)
         steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
     stages["rest"] = sw.elapsed - sum(stages.values())
-    return RecordingSummary(str(out), str(bag_path), cfg.scenario, cfg.seed, cfg.seconds, len(scan_times),
-                            len(images), len(imu.series), len(annotations), n_lines, round(float(steps.sum()), 2),
-                            round(bag_path.stat().st_size / 2**20, 1), round(sw.elapsed, 3), round(peak_rss_mb(), 1),
-                            {k: round(v, 3) for k, v in stages.items()})
-
+    return RecordingSummary(
+        str(out),
+        str(bag_path),
+        cfg.scenario,
+        cfg.seed,
+        cfg.seconds,
+        len(scan_times),
+        len(images),
+        len(imu.series),
+        len(annotations),
+        n_lines,
+        round(float(steps.sum()), 2),
+        round(bag_path.stat().st_size / 2**20, 1),
+        round(sw.elapsed, 3),
+        round(peak_rss_mb(), 1),
+        {k: round(v, 3) for k, v in stages.items()},
+    )

@@ -150,7 +150,8 @@ class Lidar:
         refl = self.reflectivity[obj]
         on_ground = self.object_kind[obj] == self.ground_kind
         if on_ground.any():
-            p = (origins.reshape(-1, 3) + d_world.reshape(-1, 3) * np.where(np.isfinite(rng_true), rng_true, 0)[:, None])
+            p = (origins.reshape(-1, 3) + d_world.reshape(-1, 3) * np.where(np.isfinite(rng_true), rng_true, 0)[:,
+                                                                                                                None])
             mat = self.caster.world.ground.material_at(p[on_ground, :2])
             refl = refl.copy()
             refl[on_ground] = _GROUND_REFLECTIVITY[mat]

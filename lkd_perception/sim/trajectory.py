@@ -114,7 +114,7 @@ def _rounded(poly: np.ndarray, radius: float, step: float) -> np.ndarray:
             pts.append(p)
             continue
         cut = radius * np.tan(abs(turn) / 2)
-        a, b = p - d_in * cut, p + d_out * cut
+        a = p - d_in * cut
         normal = np.array([-d_in[1], d_in[0]]) * np.sign(turn)
         centre = a + normal * radius
         a0 = np.arctan2(*(a - centre)[::-1])

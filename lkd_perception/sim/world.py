@@ -23,7 +23,7 @@ from lkd_perception.sim.layout import (
     distance_to_roads,
     make_layout,
 )
-from lkd_perception.sim.mesh import EdgeSet, Mesh, box, cylinder, mesh_edges, merge, quad
+from lkd_perception.sim.mesh import EdgeSet, Mesh, box, cylinder, merge, mesh_edges, quad
 
 # COCO categories of the detection ground truth (0 = not an annotated object).
 CATEGORIES: dict[int, str] = {1: "car", 2: "pedestrian", 3: "cyclist", 4: "traffic_sign"}
@@ -315,7 +315,6 @@ def _buildings_for_block(b: _Builder, ground: GroundModel, rng: np.random.Genera
                 if ncol < 1 or nrow < 1:
                     continue
                 margin = (length - ncol * pitch_x) / 2
-                yaw = float(np.arctan2(along[1], along[0]))
                 for c in range(ncol):
                     for r in range(nrow):
                         p = origin + along * (margin + (c + 0.5) * pitch_x) + out * 0.02
@@ -481,7 +480,8 @@ def scene_world(parts: list[tuple[str, Mesh, tuple[float, float, float]]], exten
         if kind not in KINDS:
             raise InputError(f"unknown object kind {kind!r}; known: {list(KINDS)}")
         b.add(kind, mesh, color)
-    return World("custom", seed, layout, ground, tuple(b.objects), np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93]))
+    sun = np.array([0.3, 0.2, 0.93])
+    return World("custom", seed, layout, ground, tuple(b.objects), sun / np.linalg.norm(sun))
 
 
 def static_mesh(world: World) -> tuple[Mesh, np.ndarray]:

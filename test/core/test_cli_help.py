@@ -33,7 +33,9 @@ def test_help_shows_defaults_and_an_example_that_parses(cmd):
         if "default" in action.help.lower():
             continue  # the text says the default in words (e.g. "default: the config's path")
         compact = "".join(text.split())  # argparse may wrap inside a long default
-        assert "(default:" + "".join(str(action.default).split()) in compact, f"{action.option_strings[0]} default {action.default!r} not shown"
+        assert "(default:" + "".join(str(action.default).split()) in compact, (
+            f"{action.option_strings[0]} default {action.default!r} not shown"
+        )
     assert cmd.example.startswith("lkd " + " ".join(cmd.path)), f"lkd {' '.join(cmd.path)}: no example"
     assert "example:" in leaf.format_help()
     args = parser.parse_args(shlex.split(cmd.example)[1:])  # the example is a valid command line

@@ -162,10 +162,15 @@ def test_two_distillation_steps_lower_the_loss(published, data, tmp_path):
 def test_distillation_resumes_from_a_checkpoint(published, data, tmp_path):
     cfg = _cfg(flip=True)
     straight = _distiller(published, data)
-    train_loop(straight.student, straight, straight.step_loss, data, cfg, tmp_path / "a", data.class_names, resume=False)
+    train_loop(straight.student, straight, straight.step_loss, data, cfg, tmp_path / "a", data.class_names,
+               resume=False)
     first = _distiller(published, data)
-    assert train_loop(first.student, first, first.step_loss, data, cfg, tmp_path / "b", data.class_names,
-                      stop_after=1).steps_done == 1
+    assert (
+        train_loop(
+            first.student, first, first.step_loss, data, cfg, tmp_path / "b", data.class_names, stop_after=1
+        ).steps_done
+        == 1
+    )
     again = _distiller(published, data)
     r = train_loop(again.student, again, again.step_loss, data, cfg, tmp_path / "b", data.class_names)
     assert (r.resumed_from, r.steps_done) == (1, 2)

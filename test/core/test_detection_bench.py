@@ -51,13 +51,37 @@ def test_bench_on_real_photographs_puts_every_shipped_model_side_by_side(tmp_pat
     photos = [str(root / "test" / "fixtures" / "detection_real" / n) for n in ("messi5.jpg", "basketball2.png")]
     baseline = export_leyolo(LeYOLO("n", nc=80), tmp_path / "base.onnx", 320, [str(i) for i in range(80)])
     out = tmp_path / "real.json"
-    assert main(["bench", "detect", "--photos", *photos, "--runs", "2", "--threads", "1",
-                 "--baseline", f"base={baseline}", "--onnx", f"absent={tmp_path / 'none.onnx'}", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "detect",
+                "--photos",
+                *photos,
+                "--runs",
+                "2",
+                "--threads",
+                "1",
+                "--baseline",
+                f"base={baseline}",
+                "--onnx",
+                f"absent={tmp_path / 'none.onnx'}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     rows = {r["name"]: r for r in report["models"]}
     assert report["baseline"] == "base" and rows["base"]["vs_baseline"] == pytest.approx(1.0)
-    assert {"leyolo_n_coco (320)", "leyolo_n_coco_480", "deimv2_atto_coco (320)", "deimv2_femto_coco (416)",
-            "leyolo_n_sim (simulator classes)"} <= set(rows)
+    assert {
+        "leyolo_n_coco (320)",
+        "leyolo_n_coco_480",
+        "deimv2_atto_coco (320)",
+        "deimv2_femto_coco (416)",
+        "leyolo_n_sim (simulator classes)",
+    } <= set(rows)
     for name in ("leyolo_n_coco (320)", "leyolo_n_coco_480", "deimv2_atto_coco (320)", "deimv2_femto_coco (416)"):
         row = rows[name]
         assert row["session_ms"] > 0 and row["detector_ms"] > 0 and row["vs_baseline"] > 0

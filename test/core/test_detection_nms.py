@@ -67,7 +67,9 @@ def test_decode_yolo_thresholds_nms_and_maps_back():
     det = decode_yolo(out, g, ("a", "b"), conf_threshold=0.15, iou_threshold=0.5, max_detections=10)
     assert len(det) == 2 and det.labels == ["b", "a"]
     np.testing.assert_allclose(det.scores, [0.9, 0.2])
-    np.testing.assert_allclose(det.boxes_xyxy[0], [(24) / 0.32, (24 - 16) / 0.32, 40 / 0.32, (40 - 16) / 0.32], rtol=1e-5)
+    np.testing.assert_allclose(
+        det.boxes_xyxy[0], [(24) / 0.32, (24 - 16) / 0.32, 40 / 0.32, (40 - 16) / 0.32], rtol=1e-5
+    )
     assert len(decode_yolo(out, g, ("a", "b"), 0.95, 0.5, 10)) == 0
     coco = detections_to_coco(det, 7, (3, 9))
     assert coco[0]["category_id"] == 9 and coco[0]["image_id"] == 7

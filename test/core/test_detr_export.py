@@ -34,7 +34,9 @@ def test_onnx_contract_and_parity(tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["images"]
     assert sess.get_inputs()[0].shape == [1, 3, 64, 64]
-    boxes, scores = sess.run(["boxes", "scores"], {"images": np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)})
+    boxes, scores = sess.run(
+        ["boxes", "scores"], {"images": np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)}
+    )
     assert boxes.shape == (1, 7, 4) and scores.shape == (1, 7, 3)
     rep = check_parity(model, path, 64, samples=2)
     assert rep.max_abs_boxes < 1e-4 and rep.max_abs_scores < 1e-4
@@ -53,7 +55,9 @@ def test_lkd_export_detr_command(tmp_path):
     from lkd_perception.detection.train_detr import DetrTrainConfig, save_checkpoint
 
     torch.manual_seed(0)
-    ck = save_checkpoint(tmp_path / "m.pt", Detr(TINY, 2), ["a", "b"], 64, from_dict(DetrTrainConfig, {"input_size": 64}))
+    ck = save_checkpoint(
+        tmp_path / "m.pt", Detr(TINY, 2), ["a", "b"], 64, from_dict(DetrTrainConfig, {"input_size": 64})
+    )
     out = tmp_path / "report.json"
     assert main(["export", "detr", "--ckpt", str(ck), "--out", str(tmp_path / "m.onnx"), "--json-out", str(out)]) == 0
     rep = json.loads(out.read_text())

@@ -57,14 +57,24 @@ def _fixed_batch_loss(model, data, cfg, teacher=None, distiller=None):
     images, targets = _batch(data, np.arange(4), np.zeros(4, bool))
     model.train()
     with torch.no_grad():
-        losses = step_losses(model, distiller, teacher, images, targets, cfg, LossWeights(), 4, torch.Generator().manual_seed(0))
+        losses = step_losses(
+            model, distiller, teacher, images, targets, cfg, LossWeights(), 4, torch.Generator().manual_seed(0)
+        )
     return float(sum(losses.values())), losses
 
 
 def test_one_step_lowers_the_loss_student(data):
     torch.manual_seed(0)
-    sub = type(data)(data.images[:4], data.labels[:4], data.boxes[:4], data.image_ids[:4], data.orig_sizes[:4],
-                     data.class_names, data.category_ids, data.coco)
+    sub = type(data)(
+        data.images[:4],
+        data.labels[:4],
+        data.boxes[:4],
+        data.image_ids[:4],
+        data.orig_sizes[:4],
+        data.class_names,
+        data.category_ids,
+        data.coco,
+    )
     cfg = _cfg()
     model = Detr(TINY_STUDENT, 4)
     before, _ = _fixed_batch_loss(copy.deepcopy(model), sub, cfg)
@@ -76,8 +86,16 @@ def test_one_step_lowers_the_loss_student(data):
 
 def test_one_step_lowers_the_loss_with_clockdistill(data):
     torch.manual_seed(1)
-    sub = type(data)(data.images[:4], data.labels[:4], data.boxes[:4], data.image_ids[:4], data.orig_sizes[:4],
-                     data.class_names, data.category_ids, data.coco)
+    sub = type(data)(
+        data.images[:4],
+        data.labels[:4],
+        data.boxes[:4],
+        data.image_ids[:4],
+        data.orig_sizes[:4],
+        data.class_names,
+        data.category_ids,
+        data.coco,
+    )
     cfg = _cfg()
     teacher = Detr(TINY_TEACHER, 4).eval()
     model = Detr(TINY_STUDENT, 4)

@@ -66,13 +66,26 @@ def _observed(p0: np.ndarray, t: np.ndarray) -> np.ndarray:
     k = w / np.maximum(theta, 1e-300)  # theta 0 (t = 0): no rotation, any axis
     q = p0 - TWIST.linear[None, :] * t[:, None]
     # rotate by -theta about k (Rodrigues)
-    return q * np.cos(theta) - np.cross(k, q) * np.sin(theta) + k * np.sum(k * q, axis=1, keepdims=True) * (1 - np.cos(theta))
+    return (
+        q * np.cos(theta)
+        - np.cross(k, q) * np.sin(theta)
+        + k * np.sum(k * q, axis=1, keepdims=True) * (1 - np.cos(theta))
+    )
 
 
 def _pack(layout: Layout, columns: dict[str, np.ndarray]) -> bytes:
     n = len(columns["x"])
-    buf = np.zeros(n, dtype=np.dtype({"names": [f[0] for f in layout.fields], "formats": [_NP[f[2]] for f in layout.fields],
-                                      "offsets": [f[1] for f in layout.fields], "itemsize": layout.point_step}))
+    buf = np.zeros(
+        n,
+        dtype=np.dtype(
+            {
+                "names": [f[0] for f in layout.fields],
+                "formats": [_NP[f[2]] for f in layout.fields],
+                "offsets": [f[1] for f in layout.fields],
+                "itemsize": layout.point_step,
+            }
+        ),
+    )
     for name, _, _ in layout.fields:
         if name in columns:
             buf[name] = columns[name]
@@ -81,8 +94,9 @@ def _pack(layout: Layout, columns: dict[str, np.ndarray]) -> bytes:
 
 def _decode(layout: Layout, data: bytes, width: int, height: int, stamp_ns: int):
     fields = [(name, off, dt, 1) for name, off, dt in layout.fields]
-    return decode_pointcloud2(fields, data, layout.point_step, layout.point_step * width, width, height, False,
-                              stamp_s=stamp_ns * 1e-9)
+    return decode_pointcloud2(
+        fields, data, layout.point_step, layout.point_step * width, width, height, False, stamp_s=stamp_ns * 1e-9
+    )
 
 
 def _check(cloud, p0: np.ndarray, t_true: np.ndarray) -> None:
@@ -103,9 +117,18 @@ def test_ouster_organised_with_zero_points_for_missing_returns():
     xyz = _observed(p0, t).astype(np.float32)
     missing = rng.random(rings * cols) < 0.15
     xyz[missing] = 0.0  # the Ouster driver writes (0, 0, 0) and range 0 for no return
-    data = _pack(OUSTER, {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "intensity": rng.random(len(t)) * 100,
-                          "t": np.round(t * 1e9).astype(np.uint32), "ring": np.repeat(np.arange(rings), cols),
-                          "range": np.where(missing, 0, np.linalg.norm(xyz, axis=1) * 1000).astype(np.uint32)})
+    data = _pack(
+        OUSTER,
+        {
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "intensity": rng.random(len(t)) * 100,
+            "t": np.round(t * 1e9).astype(np.uint32),
+            "ring": np.repeat(np.arange(rings), cols),
+            "range": np.where(missing, 0, np.linalg.norm(xyz, axis=1) * 1000).astype(np.uint32),
+        },
+    )
     cloud = _decode(OUSTER, data, cols, rings, STAMP_NS)
     assert len(cloud) == rings * cols  # zeros are finite: the odometry's min_range drops them
     valid = np.linalg.norm(cloud.xyz, axis=1) > 0
@@ -124,8 +147,14 @@ def test_velodyne_unorganised_and_organised_with_nan(stamped_at_end):
     rel = (t - (SWEEP_S if stamped_at_end else 0.0)).astype(np.float32)
     p0 = _room(rng, rings * cols)
     xyz = _observed(p0, rel.astype(np.float64)).astype(np.float32)
-    cols_ = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "intensity": np.full(len(t), 7.0),
-             "ring": np.repeat(np.arange(rings), cols), "time": rel}
+    cols_ = {
+        "x": xyz[:, 0],
+        "y": xyz[:, 1],
+        "z": xyz[:, 2],
+        "intensity": np.full(len(t), 7.0),
+        "ring": np.repeat(np.arange(rings), cols),
+        "time": rel,
+    }
     _check(_decode(VELODYNE, _pack(VELODYNE, cols_), len(t), 1, stamp_ns), p0, rel)
     # organised: missing returns as NaN, dropped by the decoder
     xyz_org = xyz.copy()
@@ -144,8 +173,17 @@ def test_hesai_absolute_float64_seconds():
     t[0] = 0.0  # the driver stamps the cloud with its first point's time
     p0 = _room(rng, n)
     xyz = _observed(p0, t).astype(np.float32)
-    data = _pack(HESAI, {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "intensity": rng.integers(0, 255, n),
-                         "ring": rng.integers(0, 32, n), "timestamp": STAMP_NS * 1e-9 + t})
+    data = _pack(
+        HESAI,
+        {
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "intensity": rng.integers(0, 255, n),
+            "ring": rng.integers(0, 32, n),
+            "timestamp": STAMP_NS * 1e-9 + t,
+        },
+    )
     _check(_decode(HESAI, data, n, 1, STAMP_NS), p0, t.astype(np.float32))
 
 
@@ -155,8 +193,17 @@ def test_livox_driver2_absolute_float64_nanoseconds_in_non_repetitive_order():
     t = rng.random(n) * SWEEP_S  # rosette scan: time is not monotonic in azimuth
     p0 = _room(rng, n)
     xyz = _observed(p0, t).astype(np.float32)
-    data = _pack(LIVOX2, {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "intensity": np.full(n, 10.0),
-                          "line": rng.integers(0, 4, n), "timestamp": STAMP_NS + np.round(t * 1e9)})
+    data = _pack(
+        LIVOX2,
+        {
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "intensity": np.full(n, 10.0),
+            "line": rng.integers(0, 4, n),
+            "timestamp": STAMP_NS + np.round(t * 1e9),
+        },
+    )
     _check(_decode(LIVOX2, data, n, 1, STAMP_NS), p0, t.astype(np.float32))
 
 
@@ -166,8 +213,16 @@ def test_livox_custom_offset_time_nanoseconds():
     t = rng.random(n) * SWEEP_S
     p0 = _room(rng, n)
     xyz = _observed(p0, t).astype(np.float32)
-    data = _pack(LIVOX_CUSTOM, {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "reflectivity": rng.integers(0, 255, n),
-                                "offset_time": np.round(t * 1e9).astype(np.uint32)})
+    data = _pack(
+        LIVOX_CUSTOM,
+        {
+            "x": xyz[:, 0],
+            "y": xyz[:, 1],
+            "z": xyz[:, 2],
+            "reflectivity": rng.integers(0, 255, n),
+            "offset_time": np.round(t * 1e9).astype(np.uint32),
+        },
+    )
     cloud = _decode(LIVOX_CUSTOM, data, n, 1, STAMP_NS)
     assert cloud.intensity is not None  # reflectivity serves as intensity
     _check(cloud, p0, t.astype(np.float32))

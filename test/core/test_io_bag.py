@@ -44,18 +44,35 @@ def _write(path, storage="mcap"):
         w.write_imu("/imu/data", imu)
         for k, (img, cloud) in enumerate(zip(images, clouds)):
             ns = T0 + k * 100_000_000
-            w.write_camera_info("/camera/camera_info", ns, np.array([[500, 0, 8], [0, 500, 6], [0, 0, 1.0]]), 16, 12, "cam")
+            w.write_camera_info(
+                "/camera/camera_info", ns, np.array([[500, 0, 8], [0, 500, 6], [0, 0, 1.0]]), 16, 12, "cam"
+            )
             w.write_image("/camera/image_raw", ns, img, "cam")
             w.write_cloud("/lidar/points", ns, cloud, "lidar", log_ns=ns + 100_000_000)
-        w.write("/lkd/detections", "vision_msgs/msg/Detection2DArray", {
-            "header": header(T0, "cam"),
-            "detections": [{"bbox": {"center": {"position": {"x": 3.0, "y": 4.0}, "theta": 0.5},
-                                     "size_x": 10.0, "size_y": 2.0},
-                            "results": [{"hypothesis": {"class_id": "line", "score": 0.9}}]}],
-        }, T0)
-        w.write("/lkd/odometry", "nav_msgs/msg/Odometry", {
-            "header": header(T0, "odom"), "child_frame_id": "base_link",
-            "pose": {"pose": {"position": {"x": 1.0}}}}, T0)
+        w.write(
+            "/lkd/detections",
+            "vision_msgs/msg/Detection2DArray",
+            {
+                "header": header(T0, "cam"),
+                "detections": [
+                    {
+                        "bbox": {
+                            "center": {"position": {"x": 3.0, "y": 4.0}, "theta": 0.5},
+                            "size_x": 10.0,
+                            "size_y": 2.0,
+                        },
+                        "results": [{"hypothesis": {"class_id": "line", "score": 0.9}}],
+                    }
+                ],
+            },
+            T0,
+        )
+        w.write(
+            "/lkd/odometry",
+            "nav_msgs/msg/Odometry",
+            {"header": header(T0, "odom"), "child_frame_id": "base_link", "pose": {"pose": {"position": {"x": 1.0}}}},
+            T0,
+        )
 
 
 @pytest.mark.parametrize("name,storage", [("drive.mcap", "mcap"), ("bagdir", "mcap"), ("bagdir", "sqlite3")])
@@ -80,11 +97,11 @@ def test_bag_round_trip_is_exact(tmp_path, name, storage):
     tfs = {t.child: t for t in read_tf_static(path)}
     assert tfs["lidar"].parent == "base_link"
     assert np.allclose(tfs["lidar"].T, T, atol=1e-12)
-    (_, _, det), = list(read_messages(path, ["/lkd/detections"]))
+    ((_, _, det),) = list(read_messages(path, ["/lkd/detections"]))
     d = det.detections[0]
     assert (d.bbox.center.position.x, d.bbox.center.theta, d.bbox.size_x) == (3.0, 0.5, 10.0)
     assert d.results[0].hypothesis.class_id == "line"
-    (_, _, odo), = list(read_messages(path, ["/lkd/odometry"]))
+    ((_, _, odo),) = list(read_messages(path, ["/lkd/odometry"]))
     assert odo.pose.pose.position.x == 1.0 and odo.pose.pose.orientation.w == 1.0
 
 
@@ -99,8 +116,15 @@ def test_bag_info_lists_topics_counts_and_qos(tmp_path):
     path = tmp_path / "drive.mcap"
     _write(path)
     info = bag_info(path)
-    assert {t.name for t in info.topics} == {"/tf_static", "/imu/data", "/camera/camera_info", "/camera/image_raw",
-                                              "/lidar/points", "/lkd/detections", "/lkd/odometry"}
+    assert {t.name for t in info.topics} == {
+        "/tf_static",
+        "/imu/data",
+        "/camera/camera_info",
+        "/camera/image_raw",
+        "/lidar/points",
+        "/lkd/detections",
+        "/lkd/odometry",
+    }
     assert info.topic("/imu/data").count == 20
     assert info.topic("/lidar/points").msgtype == "sensor_msgs/msg/PointCloud2"
     assert info.topic("/tf_static").qos[0]["durability"] == "TRANSIENT_LOCAL"

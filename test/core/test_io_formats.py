@@ -41,8 +41,11 @@ def test_tum_errors_name_the_line(tmp_path):
 
 
 def test_coco_document_and_reader(tmp_path):
-    doc = coco_document([{"id": 1, "file_name": "a.png", "width": 4, "height": 3}],
-                        [{"image_id": 1, "category_id": 2, "bbox": [0, 0, 2, 2], "area": 4}], {1: "car", 2: "pedestrian"})
+    doc = coco_document(
+        [{"id": 1, "file_name": "a.png", "width": 4, "height": 3}],
+        [{"image_id": 1, "category_id": 2, "bbox": [0, 0, 2, 2], "area": 4}],
+        {1: "car", 2: "pedestrian"},
+    )
     assert doc["annotations"][0]["id"] == 1 and doc["annotations"][0]["iscrowd"] == 0
     write_json(tmp_path / "c.json", doc)
     assert read_coco(tmp_path / "c.json") == doc

@@ -26,7 +26,10 @@ from lkd_perception.common.errors import ModelError
 from lkd_perception.detection.config import DetectorConfig
 from lkd_perception.detection.leyolo import SIZES
 from lkd_perception.detection.leyolo_import import (
-    build_official, import_leyolo, match_size, read_checkpoint, table_from_official,
+    build_official,
+    match_size,
+    read_checkpoint,
+    table_from_official,
 )
 from lkd_perception.detection.postprocess import decode_yolo
 from lkd_perception.detection.preprocess import Geometry

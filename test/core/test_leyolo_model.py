@@ -73,7 +73,9 @@ def test_one_training_step_lowers_the_loss():
     model = LeYOLO("n", nc=3).train()
     loss_fn = DetectionLoss(3, model.strides)
     x = torch.rand(4, 3, 96, 96)
-    targets = torch.tensor([[0, 0, 10, 10, 50, 40], [1, 1, 20, 30, 90, 80], [2, 2, 5, 5, 30, 60], [3, 0, 40, 40, 80, 90.0]])
+    targets = torch.tensor(
+        [[0, 0, 10, 10, 50, 40], [1, 1, 20, 30, 90, 80], [2, 2, 5, 5, 30, 60], [3, 0, 40, 40, 80, 90.0]]
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = loss_fn(model(x), targets)
     opt.zero_grad()
@@ -110,7 +112,9 @@ def test_eval_output_is_the_yolov8_decode_of_the_raw_maps():
         h, w = m.shape[1:]
         ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
         dist = (m[:64].view(4, 16, h, w).softmax(1) * torch.arange(16.0).view(1, 16, 1, 1)).sum(1)
-        l, t, r, b = dist
-        box = torch.stack(((xs + (r - l) / 2) * s, (ys + (b - t) / 2) * s, (l + r) * s, (t + b) * s))
+        left, top, right, bottom = dist
+        box = torch.stack(
+            ((xs + (right - left) / 2) * s, (ys + (bottom - top) / 2) * s, (left + right) * s, (top + bottom) * s)
+        )
         expected.append(torch.cat((box, m[64:].sigmoid())).flatten(1))
     torch.testing.assert_close(out, torch.cat(expected, 1), rtol=0, atol=1e-4)

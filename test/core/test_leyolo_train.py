@@ -10,17 +10,17 @@ import torch
 from lkd_perception.common.config import from_dict
 from lkd_perception.common.errors import ConfigError, ModelError
 from lkd_perception.detection.config import DetectorConfig, LeyoloTrainConfig
+from lkd_perception.detection.export import export_leyolo
 from lkd_perception.detection.runtime import Detector
 from lkd_perception.detection.toy_data import TOY_CLASSES, write_toy_coco
 from lkd_perception.detection.train_leyolo import (
     collate,
     load_checkpoint,
     lr_factor,
-    run_progress,
     model_from_checkpoint,
+    run_progress,
     train,
 )
-from lkd_perception.detection.export import export_leyolo
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,9 @@ def test_train_checkpoint_resume_and_export(toy, tmp_path):
                                                  "weights": resumed.last_checkpoint}))
     assert load_checkpoint(tuned.last_checkpoint)["epoch"] == 0  # a new run, from trained weights
     with pytest.raises(ConfigError, match="not both"):
-        train(from_dict(LeyoloTrainConfig, {**base, "weights": result.last_checkpoint, "resume": result.last_checkpoint}))
+        train(
+            from_dict(LeyoloTrainConfig, {**base, "weights": result.last_checkpoint, "resume": result.last_checkpoint})
+        )
 
     with pytest.raises(ConfigError, match="checkpoint is"):
         train(from_dict(LeyoloTrainConfig, {**base, "size": "s", "resume": result.last_checkpoint}))
@@ -74,8 +76,12 @@ def test_schedule_and_collate():
     assert lr_factor(1.0, 100, 10, 0.01) == pytest.approx(0.01)
     assert run_progress(50, 100, 30.0, 0.0) == pytest.approx(0.5)
     assert run_progress(50, 100, 30.0, 40.0) == pytest.approx(0.75)  # the time budget runs out first
-    imgs, t = collate([(torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 1, 0, 0, 4, 4.0]])),
-                       (torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 2, 1, 1, 5, 5.0], [0, 0, 2, 2, 3, 3.0]]))])
+    imgs, t = collate(
+        [
+            (torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 1, 0, 0, 4, 4.0]])),
+            (torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 2, 1, 1, 5, 5.0], [0, 0, 2, 2, 3, 3.0]])),
+        ]
+    )
     assert imgs.shape == (2, 3, 8, 8) and t[:, 0].tolist() == [0, 1, 1]
 
 
@@ -91,6 +97,7 @@ class _RunsCodeWhenUnpickled:
 
     def __reduce__(self):
         import os
+
         return (os.system, ("echo unpickled",))
 
 

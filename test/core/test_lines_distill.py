@@ -16,7 +16,13 @@ import torch
 from lkd_perception.cli import main
 from lkd_perception.common.errors import InputError
 from lkd_perception.lines.distill import (
-    DistillSettings, distill, distill_loss, load_teacher_maps, make_teacher_maps, net_from_onnx, resample_teacher,
+    DistillSettings,
+    distill,
+    distill_loss,
+    load_teacher_maps,
+    make_teacher_maps,
+    net_from_onnx,
+    resample_teacher,
 )
 from lkd_perception.lines.export import load_checkpoint
 from lkd_perception.lines.lsdnet import LSDNet

@@ -12,7 +12,12 @@ import pytest
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.lines.photo_corpus import (
-    OPENCV_DOC_DATA, OPENCV_PHOTOS, OPENCV_VIDEOS, SKIMAGE_PHOTOS, build_corpus, read_corpus,
+    OPENCV_DOC_DATA,
+    OPENCV_PHOTOS,
+    OPENCV_VIDEOS,
+    SKIMAGE_PHOTOS,
+    build_corpus,
+    read_corpus,
 )
 
 

@@ -13,7 +13,12 @@ import pytest
 from lkd_perception.common.errors import InputError
 from lkd_perception.lines.json_format import read_ground_truth
 from lkd_perception.lines.sim_source import (
-    SimCrops, clip_segments, labelled_images, load_frames, render_sim_frames, save_frames,
+    SimCrops,
+    clip_segments,
+    labelled_images,
+    load_frames,
+    render_sim_frames,
+    save_frames,
 )
 from lkd_perception.lines.synthetic import SyntheticImage
 

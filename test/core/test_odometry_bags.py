@@ -38,7 +38,9 @@ def _write(path, drive, *, imu: bool, tf_static: list[tuple[str, str, np.ndarray
             bag.write_tf_static(drive.scans[0].stamp_ns, tf_static)
         if imu:  # the IMU in its own frame, yawed by 180 deg against the simulator's
             R = T_IMU_SIM_IMU[:3, :3]
-            bag.write_imu("/imu/data", replace(drive.imu, gyro=drive.imu.gyro @ R, accel=drive.imu.accel @ R, frame_id="imu_link"))
+            bag.write_imu(
+                "/imu/data", replace(drive.imu, gyro=drive.imu.gyro @ R, accel=drive.imu.accel @ R, frame_id="imu_link")
+            )
         for s in drive.scans:
             xyz = transform_points(to_ours, s.cloud.xyz.astype(np.float64)).astype(np.float32)
             bag.write_cloud("/lidar/points", s.stamp_ns, Cloud(xyz, s.cloud.intensity, s.cloud.time), lidar_frame)
@@ -81,8 +83,11 @@ def test_lidar_only_bag_without_tf_static_runs_with_warnings(tmp_path, drive, ca
 
 def test_mounting_from_a_tf_static_chain_and_frame_overrides(tmp_path, drive, capsys):
     mount = make_pose(yaw_pitch_roll_matrix(0.0, 0.0, 0.05), [0.4, 0.0, 1.0])
-    chain = [("chassis", "sensor_mount", mount), ("sensor_mount", "os_lidar", pose_inverse(mount) @ T_BASE_LIDAR),
-             ("chassis", "imu_link", drive.extrinsics.T_base_imu @ T_IMU_SIM_IMU)]
+    chain = [
+        ("chassis", "sensor_mount", mount),
+        ("sensor_mount", "os_lidar", pose_inverse(mount) @ T_BASE_LIDAR),
+        ("chassis", "imu_link", drive.extrinsics.T_base_imu @ T_IMU_SIM_IMU),
+    ]
     bag = tmp_path / "chain.mcap"
     _write(bag, drive, imu=True, tf_static=chain, lidar_frame="os_lidar")
     out = tmp_path / "est.tum"
@@ -94,8 +99,22 @@ def test_mounting_from_a_tf_static_chain_and_frame_overrides(tmp_path, drive, ca
     assert np.allclose(summary["base_T_imu"], _xyzrpy(drive.extrinsics.T_base_imu @ T_IMU_SIM_IMU), atol=1e-9)
     assert _ape(out, drive) < 0.1
     # a wrong --lidar-frame is not in the tree: the config's (identity) mounting, and it shows
-    assert main(["odometry", str(bag), "--out", str(tmp_path / "b.tum"), "--base-frame", "chassis",
-                 "--lidar-frame", "nowhere", "--no-imu"]) == 0
+    assert (
+        main(
+            [
+                "odometry",
+                str(bag),
+                "--out",
+                str(tmp_path / "b.tum"),
+                "--base-frame",
+                "chassis",
+                "--lidar-frame",
+                "nowhere",
+                "--no-imu",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["imu"] is False and summary["base_T_lidar"] == [0.0] * 6
 

@@ -15,7 +15,9 @@ from lkd_perception.io.formats import read_tum, write_tum
 def _circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     stamps = 1_700_000_000_000_000_000 + np.arange(n, dtype=np.int64) * 100_000_000
     a = np.linspace(0, 2 * np.pi, n)
-    poses = np.stack([make_pose(yaw_pitch_roll_matrix(t + np.pi / 2), [20 * np.cos(t), 20 * np.sin(t), 0.0]) for t in a])
+    poses = np.stack(
+        [make_pose(yaw_pitch_roll_matrix(t + np.pi / 2), [20 * np.cos(t), 20 * np.sin(t), 0.0]) for t in a]
+    )
     return stamps, poses
 
 
@@ -29,8 +31,22 @@ def test_evaluate_odometry_reports_known_error_and_draws(tmp_path):
     write_tum(tmp_path / "pred.tum", stamps, pred)
     loops = [{"from_stamp_ns": int(stamps[5]), "to_stamp_ns": int(stamps[195]), "rmse_m": 0.1}]
     (tmp_path / "loops.json").write_text(json.dumps(loops))
-    rc = main(["evaluate", "odometry", "--pred", str(tmp_path / "pred.tum"), "--gt", str(tmp_path / "gt.tum"),
-               "--plot", str(tmp_path / "traj.png"), "--loops", str(tmp_path / "loops.json"), "--out", str(tmp_path / "m.json")])
+    rc = main(
+        [
+            "evaluate",
+            "odometry",
+            "--pred",
+            str(tmp_path / "pred.tum"),
+            "--gt",
+            str(tmp_path / "gt.tum"),
+            "--plot",
+            str(tmp_path / "traj.png"),
+            "--loops",
+            str(tmp_path / "loops.json"),
+            "--out",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert rc == 0
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["matched_poses"] == 200
@@ -50,13 +66,31 @@ def test_odometry_on_a_simulated_bag(tmp_path, capsys):
     out = tmp_path / "drive"
     assert main(["simulate", "--out", str(out), "--seconds", "3", "--no-camera", "--scenario", "loop"]) == 0
     bag = out / "drive.mcap"
-    assert main(["odometry", str(bag), "--out", str(tmp_path / "est.tum"), "--loops", str(tmp_path / "loops.json")]) == 0
+    assert (
+        main(["odometry", str(bag), "--out", str(tmp_path / "est.tum"), "--loops", str(tmp_path / "loops.json")]) == 0
+    )
     assert json.loads((tmp_path / "loops.json").read_text()) == []  # 3 s: nothing to revisit
     est = read_tum(tmp_path / "est.tum")
     assert len(est) == 30
-    assert main(["evaluate", "odometry", "--pred", str(tmp_path / "est.tum"), "--gt", str(out / "gt" / "trajectory.tum"),
-                 "--out", str(tmp_path / "m.json"), "--loops", str(tmp_path / "loops.json"),
-                 "--plot", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "odometry",
+                "--pred",
+                str(tmp_path / "est.tum"),
+                "--gt",
+                str(out / "gt" / "trajectory.tum"),
+                "--out",
+                str(tmp_path / "m.json"),
+                "--loops",
+                str(tmp_path / "loops.json"),
+                "--plot",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "p.png").is_file()
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["matched_poses"] == 30

@@ -70,7 +70,9 @@ def _run(use_imu: bool):
         while use_imu and k < len(imu_t) and imu_t[k] <= ts + 1e-9:
             pipe.add_imu(t0 + int(round(imu_t[k] * 1e9)), np.zeros(3), np.array([_accel_x(imu_t[k]), 0.0, 9.81]))
             k += 1
-        results.append((ts, pipe.add_scan(t0 + int(round(ts * 1e9)), Cloud(_cast(np.array([float(_x(ts)), 0.0, 0.0]), rng)))))
+        results.append(
+            (ts, pipe.add_scan(t0 + int(round(ts * 1e9)), Cloud(_cast(np.array([float(_x(ts)), 0.0, 0.0]), rng))))
+        )
     return results
 
 

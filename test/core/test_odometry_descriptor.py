@@ -10,7 +10,13 @@ import pytest
 from lkd_perception.common.errors import ModelError
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.odometry.bev import BevGrid, bev_image
-from lkd_perception.odometry.features import DEFAULT_CNN_MODEL, DESCRIPTOR_DIM, FeatureExtractor, match_mutual, ransac_rigid_2d
+from lkd_perception.odometry.features import (
+    DEFAULT_CNN_MODEL,
+    DESCRIPTOR_DIM,
+    FeatureExtractor,
+    match_mutual,
+    ransac_rigid_2d,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "odometry" / "fr079_scan.npz"
 

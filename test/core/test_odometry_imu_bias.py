@@ -14,8 +14,13 @@ from lkd_perception.sim.drive import simulate_drive
 def test_gyro_bias_converges_to_the_simulators():
     d = simulate_drive("loop", 5.0, 3)
     R_base_imu = d.extrinsics.T_base_imu[:3, :3]
-    pipe = LioPipeline(OdometryConfig(base_T_lidar=_xyzrpy(d.extrinsics.T_base_lidar), base_T_imu=_xyzrpy(d.extrinsics.T_base_imu),
-                                      loop_closure=False))
+    pipe = LioPipeline(
+        OdometryConfig(
+            base_T_lidar=_xyzrpy(d.extrinsics.T_base_lidar),
+            base_T_imu=_xyzrpy(d.extrinsics.T_base_imu),
+            loop_closure=False,
+        )
+    )
     run_pipeline(pipe, [(s.stamp_ns, s.cloud) for s in d.scans], d.imu.stamps_ns, d.imu.gyro, d.imu.accel)
     true = R_base_imu @ d.imu_gyro_bias[-1]
     assert np.linalg.norm(true) > 2e-3  # a bias worth estimating (this seed: a few mrad/s)

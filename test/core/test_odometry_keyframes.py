@@ -16,15 +16,29 @@ def _keyframe(kid: int, rng: np.random.Generator, binary: bool = True) -> Keyfra
     desc = rng.integers(0, 256, (n, 32), dtype=np.uint8) if binary else rng.normal(size=(n, 16)).astype(np.float32)
     f = BevFeatures(rng.uniform(0, 200, (n, 2)), rng.uniform(-50, 50, (n, 2)), desc, binary)
     polar = rng.uniform(0, 1, (20, 60))
-    return Keyframe.create(kid, 1_000_000_000 * (kid + 1), rng.uniform(-80, 80, (int(rng.integers(100, 900)), 3)), f, polar)
+    return Keyframe.create(
+        kid, 1_000_000_000 * (kid + 1), rng.uniform(-80, 80, (int(rng.integers(100, 900)), 3)), f, polar
+    )
 
 
 def _same(a: Keyframe, b: Keyframe) -> bool:
     fa, fb = a.features, b.features
-    return (a.id == b.id and a.stamp_ns == b.stamp_ns and fa.binary == fb.binary
-            and all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in [
-                (a.cloud, b.cloud), (fa.uv, fb.uv), (fa.xy, fb.xy), (fa.descriptors, fb.descriptors),
-                (a.polar, b.polar), (a.ring_key, b.ring_key)]))
+    return (
+        a.id == b.id
+        and a.stamp_ns == b.stamp_ns
+        and fa.binary == fb.binary
+        and all(
+            np.array_equal(x, y) and x.dtype == y.dtype
+            for x, y in [
+                (a.cloud, b.cloud),
+                (fa.uv, fb.uv),
+                (fa.xy, fb.xy),
+                (fa.descriptors, fb.descriptors),
+                (a.polar, b.polar),
+                (a.ring_key, b.ring_key),
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("binary", [True, False])

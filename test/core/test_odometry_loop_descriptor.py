@@ -19,7 +19,9 @@ def test_polar_descriptor_is_rotation_invariant_up_to_a_shift():
     grid = BevGrid.for_range(0.4, 30.0)
     yaw = np.radians(90.0)
     a = polar_descriptor(bev_image(scan, grid), 30.0)
-    b = polar_descriptor(bev_image(transform_points(pose_inverse(make_pose(yaw_pitch_roll_matrix(yaw))), scan), grid), 30.0)
+    b = polar_descriptor(
+        bev_image(transform_points(pose_inverse(make_pose(yaw_pitch_roll_matrix(yaw))), scan), grid), 30.0
+    )
     d_same, shift = polar_distance(a, b)
     assert d_same < 0.15
     assert abs(shift - 90.0 / (360.0 / SECTORS)) <= 1  # the shift is the heading change in sectors

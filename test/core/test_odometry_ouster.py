@@ -70,7 +70,9 @@ def test_odometry_on_the_real_clip_agrees_with_the_sdk_odometry(clip):
         while k < len(imu.stamps_ns) and imu.stamps_ns[k] <= stamp + 100_000_000:
             pipe.add_imu(int(imu.stamps_ns[k]), imu.gyro[k], imu.accel[k])
             k += 1
-        r = pipe.add_scan(stamp, decode_pointcloud2(fields, data, step, step * width, width, height, False, stamp * 1e-9))
+        r = pipe.add_scan(
+            stamp, decode_pointcloud2(fields, data, step, step * width, width, height, False, stamp * 1e-9)
+        )
         assert not r.status.startswith("degraded"), r.status
         poses.append(r.pose)
     # the poses shipped with the capture (the SDK's own odometry, not ground truth): 0.245 and

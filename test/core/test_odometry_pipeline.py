@@ -91,7 +91,7 @@ def test_loop_is_closed_on_a_revisit(in_memory):
     stamp_of = p.loops.keyframes.stamps
     index_of = {int(s): i for i, s in enumerate(seq.gt_stamps_ns)}
     for lc in loops:
-        G_from, G_to = seq.gt_poses[index_of[stamp_of[lc.from_id]]], seq.gt_poses[index_of[stamp_of[lc.to_id]]]
-        err = pose_inverse(pose_inverse(G_from) @ G_to) @ lc.T_from_to
+        T_from, T_to = seq.gt_poses[index_of[stamp_of[lc.from_id]]], seq.gt_poses[index_of[stamp_of[lc.to_id]]]
+        err = pose_inverse(pose_inverse(T_from) @ T_to) @ lc.T_from_to
         assert np.linalg.norm(err[:3, 3]) < 0.15
         assert np.degrees(rotation_angle(err[:3, :3])) < 1.0

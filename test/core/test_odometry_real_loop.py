@@ -144,7 +144,8 @@ def keyframes(sena: SenaLoop) -> list[Keyframe]:
         stack = [transform_points(pose_inverse(odo[k]) @ odo[m], filled[m]) for m in range(max(k - STACK, 0), k + 1)]
         bev = bev_image(_lift(np.concatenate(stack)), grid, CFG.bev_count_cap)
         cloud = voxel_downsample(_lift(sena.points(k)), RESOLUTION)
-        out.append(Keyframe.create(k, int(sena.stamps_ns[k]), cloud, extractor.extract(bev), polar_descriptor(bev, MAX_RANGE)))
+        polar = polar_descriptor(bev, MAX_RANGE)
+        out.append(Keyframe.create(k, int(sena.stamps_ns[k]), cloud, extractor.extract(bev), polar))
     return out
 
 
@@ -195,7 +196,14 @@ def _run_back_end(sena: SenaLoop, keyframes: list[Keyframe]) -> BackEnd:
         if not cooling:
             loop = detector.detect(kf, graph.estimates_view())
             if loop is not None:
-                graph.add_factor(loop.from_id, loop.to_id, _planar(loop.T_from_to), CFG.loop_sigma_rot, CFG.loop_sigma_trans, CFG.loop_robust_kernel)
+                graph.add_factor(
+                    loop.from_id,
+                    loop.to_id,
+                    _planar(loop.T_from_to),
+                    CFG.loop_sigma_rot,
+                    CFG.loop_sigma_trans,
+                    CFG.loop_robust_kernel,
+                )
                 graph.optimize(relinearize_all=True)
                 loops.append(loop)
         map_T_odom = graph.estimate(k) @ pose_inverse(odo[k])
@@ -277,7 +285,9 @@ def false_loop_icp(sena: SenaLoop, keyframes: list[Keyframe]) -> RegistrationRes
     return register(keyframes[FALSE_TO].map_points, submap, np.eye(4), LOOP_PARAMS.max_correspondence, 30, 1e-5)
 
 
-def _with_false_loop(sena: SenaLoop, keyframes: list[Keyframe], closed: BackEnd, robust: str) -> tuple[PoseGraph, float]:
+def _with_false_loop(
+    sena: SenaLoop, keyframes: list[Keyframe], closed: BackEnd, robust: str
+) -> tuple[PoseGraph, float]:
     """The back end rerun with the false loop added at the end, and how far (m) it moved any pose
     from the true-loop solution."""
     g = _run_back_end(sena, keyframes).graph

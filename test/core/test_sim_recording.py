@@ -83,10 +83,28 @@ def test_cli_simulate_and_bench(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "d"), "--seconds", "0.3", "--no-camera", "--seed", "1"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["scans"] == 3 and summary["images"] == 0
-    assert {t.name for t in bag_info(tmp_path / "d" / "drive.mcap").topics} == {"/lidar/points", "/imu/data", "/tf_static"}
+    assert {t.name for t in bag_info(tmp_path / "d" / "drive.mcap").topics} == {
+        "/lidar/points",
+        "/imu/data",
+        "/tf_static",
+    }
     assert not (tmp_path / "d" / "gt" / "detections.json").exists()
-    assert main(["bench", "sim", "--seconds", "0.3", "--no-camera", "--scenario", "corridor",
-                 "--out", str(tmp_path / "b.json")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "sim",
+                "--seconds",
+                "0.3",
+                "--no-camera",
+                "--scenario",
+                "corridor",
+                "--out",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["scans"] == 3 and res["wall_s"] > 0 and res["peak_rss_mb"] > 0
     assert "per LiDAR sweep" in capsys.readouterr().err
@@ -96,8 +114,10 @@ def test_cli_config_file_is_used_and_options_win(tmp_path, capsys):
     from lkd_perception.cli import main
 
     (tmp_path / "sim.yaml").write_text("scenario: corridor\nseconds: 5.0\ncamera: false\nlidar_azimuths: 64\n")
-    assert main(["simulate", "--out", str(tmp_path / "d"), "--config", str(tmp_path / "sim.yaml"),
-                 "--seconds", "0.2"]) == 0
+    assert (
+        main(["simulate", "--out", str(tmp_path / "d"), "--config", str(tmp_path / "sim.yaml"), "--seconds", "0.2"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["scenario"] == "corridor" and summary["seconds"] == 0.2 and summary["images"] == 0
     (tmp_path / "bad.yaml").write_text("lidar_beems: 16\n")

@@ -29,7 +29,9 @@ def _stamps(n: int, dt_s: float = 0.1) -> np.ndarray:
 def _curvy(n: int) -> np.ndarray:
     yaw = np.cumsum(np.full(n, 0.02))
     pos = np.cumsum(np.stack([np.cos(yaw), np.sin(yaw), 0.01 * np.sin(np.arange(n) / 10)], 1), axis=0)
-    return np.stack([make_pose(yaw_pitch_roll_matrix(y, 0.01 * np.sin(i / 7)), p) for i, (y, p) in enumerate(zip(yaw, pos))])
+    return np.stack(
+        [make_pose(yaw_pitch_roll_matrix(y, 0.01 * np.sin(i / 7)), p) for i, (y, p) in enumerate(zip(yaw, pos))]
+    )
 
 
 def test_rigidly_moved_estimate_has_zero_error_after_alignment():
@@ -116,7 +118,9 @@ def test_umeyama_recovers_similarity():
     np.testing.assert_allclose(R_est, R, atol=1e-9)
     assert s_est == pytest.approx(2.5)
     np.testing.assert_allclose(t_est, [1.0, 2.0, 3.0], atol=1e-9)
-    A = align_se3(np.stack([make_pose(translation=p) for p in src]), np.stack([make_pose(translation=p) for p in src @ R.T]))
+    A = align_se3(
+        np.stack([make_pose(translation=p) for p in src]), np.stack([make_pose(translation=p) for p in src @ R.T])
+    )
     np.testing.assert_allclose(A[:3, :3], R, atol=1e-9)
 
 

@@ -39,8 +39,16 @@ def test_colcon_build_installs_share_files(tmp_path):
     assert site and (site[0] / "nodes" / "base.py").is_file()
     # the installed package finds its own Fast DDS profile (not the source tree's)
     probe = subprocess.run(
-        [sys.executable, "-c", "from lkd_perception.nodes.dds import default_profile_path; print(default_profile_path())"],
-        cwd=tmp_path, env={**env, "PYTHONPATH": str(site[0].parent)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from lkd_perception.nodes.dds import default_profile_path; print(default_profile_path())",
+        ],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(site[0].parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert Path(probe.stdout.strip()) == share / "lkd_perception" / "config" / "fastdds.xml"

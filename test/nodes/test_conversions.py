@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
 from lkd_perception.common.se3 import make_pose, yaw_pitch_roll_matrix
-from lkd_perception.io.codecs import POINTFIELD_DTYPES
 from lkd_perception.io import messages
+from lkd_perception.io.codecs import POINTFIELD_DTYPES
 from lkd_perception.nodes.conversions import (
     Cloud,
     ConversionError,
@@ -191,13 +191,23 @@ def test_bad_clouds_raise_one_clear_error():
 def test_builders():
     stamp = ns_to_stamp(1_700_000_000_123_456_789)
     assert stamp_to_ns(stamp) == 1_700_000_000_123_456_789
-    arr = messages.detection2d_array(ros_message, stamp, "camera", np.array([[10.0, 20.0]]), np.array([[4.0, 2.0]]), np.array([0.5]),
-                            np.array([0.9]), ["car"])
+    arr = messages.detection2d_array(
+        ros_message,
+        stamp,
+        "camera",
+        np.array([[10.0, 20.0]]),
+        np.array([[4.0, 2.0]]),
+        np.array([0.5]),
+        np.array([0.9]),
+        ["car"],
+    )
     d = arr.detections[0]
     assert (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.theta) == (10.0, 20.0, 0.5)
     assert d.results[0].hypothesis.class_id == "car" and d.results[0].hypothesis.score == pytest.approx(0.9)
     with pytest.raises(ConversionError):
-        messages.detection2d_array(ros_message, stamp, "camera", np.zeros((2, 2)), np.zeros((1, 2)), None, np.zeros(1), ["a"])
+        messages.detection2d_array(
+            ros_message, stamp, "camera", np.zeros((2, 2)), np.zeros((1, 2)), None, np.zeros(1), ["a"]
+        )
     T = make_pose(yaw_pitch_roll_matrix(0.3, 0.1, -0.2), [1.0, 2.0, 3.0])
     odo = messages.odometry_msg(ros_message, stamp, "odom", "base_link", T, twist_linear=np.array([1.0, 0, 0]))
     q = odo.pose.pose.orientation

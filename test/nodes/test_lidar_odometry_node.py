@@ -17,9 +17,9 @@ from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
+from lkd_perception.io import messages
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.nodes import qos
-from lkd_perception.io import messages
 from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, ros_message, stamp_to_ns
 from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
 
@@ -110,7 +110,12 @@ def test_lidar_mounting_is_taken_from_tf_static(ros_ctx, spin_until):
     ex.add_node(node)
     ex.add_node(probe)
     try:
-        pub_static.publish(messages.tf_message(ros_message, [messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "lidar_yawed", T_base_lidar)]))
+        pub_static.publish(
+            messages.tf_message(
+                ros_message,
+                [messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "lidar_yawed", T_base_lidar)],
+            )
+        )
         assert spin_until(ex, lambda: "lidar_yawed" in node._static, 10.0)
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 10.0)
         for stamp, cloud in seq.scans:

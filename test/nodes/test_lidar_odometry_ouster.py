@@ -17,9 +17,9 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from lkd_perception.common.se3 import make_pose
+from lkd_perception.io import messages
 from lkd_perception.io.ouster import OusterMetadata, load_frames, ouster_pointcloud2
 from lkd_perception.nodes import qos
-from lkd_perception.io import messages
 from lkd_perception.nodes.conversions import ns_to_stamp, ros_message
 from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
 
@@ -29,9 +29,16 @@ T_BASE_SENSOR = make_pose(translation=[1.0, 0.0, 1.8])  # a roof mount
 
 def _msg(frame, meta) -> PointCloud2:
     fields, step, width, height, data = ouster_pointcloud2(frame, meta)
-    msg = PointCloud2(header=Header(stamp=ns_to_stamp(frame.stamp_ns), frame_id="os_sensor"), height=height, width=width,
-                      fields=[PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
-                      is_bigendian=False, point_step=step, row_step=step * width, is_dense=False)
+    msg = PointCloud2(
+        header=Header(stamp=ns_to_stamp(frame.stamp_ns), frame_id="os_sensor"),
+        height=height,
+        width=width,
+        fields=[PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields],
+        is_bigendian=False,
+        point_step=step,
+        row_step=step * width,
+        is_dense=False,
+    )
     msg.data = array("B", data)
     return msg
 
@@ -51,14 +58,21 @@ def test_real_ouster_clip_through_the_node(ros_ctx, spin_until):
     ex.add_node(probe)
     k = 0
     try:
-        pub_static.publish(messages.tf_message(ros_message, [messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "os_sensor", T_BASE_SENSOR)]))
+        pub_static.publish(
+            messages.tf_message(
+                ros_message,
+                [messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "os_sensor", T_BASE_SENSOR)],
+            )
+        )
         assert spin_until(ex, lambda: "os_sensor" in node._static, 10.0)
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_imu.get_subscription_count() > 0, 10.0)
         for f in frames:
             while k < len(imu.stamps_ns) and imu.stamps_ns[k] <= f.stamp_ns + 100_000_000:
                 m = Imu(header=Header(stamp=ns_to_stamp(int(imu.stamps_ns[k])), frame_id="os_imu"))
                 m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z = (float(v) for v in imu.gyro[k])
-                m.linear_acceleration.x, m.linear_acceleration.y, m.linear_acceleration.z = (float(v) for v in imu.accel[k])
+                m.linear_acceleration.x, m.linear_acceleration.y, m.linear_acceleration.z = (
+                    float(v) for v in imu.accel[k]
+                )
                 pub_imu.publish(m)
                 k += 1
             n = len(odoms)

@@ -18,9 +18,9 @@ from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
+from lkd_perception.io import messages
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.nodes import qos
-from lkd_perception.io import messages
 from lkd_perception.nodes.conversions import cloud_to_pointcloud2, ns_to_stamp, pointcloud2_to_cloud, ros_message
 from lkd_perception.nodes.lidar_odometry_node import LidarOdometryNode
 
@@ -48,7 +48,9 @@ def test_covariance_no_tf_latched_path_and_clouds(ros_ctx, spin_until):
     probe.create_subscription(PointCloud2, "lkd/local_map", maps.append, qos.output_qos(10))
     pub = probe.create_publisher(PointCloud2, "lidar/points", qos.output_qos(10))
     try:
-        assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and node.pub_map.get_subscription_count() > 0, 10.0)
+        assert spin_until(
+            ex, lambda: pub.get_subscription_count() > 0 and node.pub_map.get_subscription_count() > 0, 10.0
+        )
         for stamp, cloud in seq.scans:
             n = len(odoms)
             pub.publish(cloud_to_pointcloud2(cloud, ns_to_stamp(stamp), "lidar"))
@@ -99,10 +101,21 @@ def test_mounting_through_a_tf_static_chain(ros_ctx, spin_until):
     pub = probe.create_publisher(PointCloud2, "lidar/points", qos.output_qos(10))
     pub_static = probe.create_publisher(TFMessage, "/tf_static", qos.latched_qos(10))
     try:
-        pub_static.publish(messages.tf_message(ros_message, [
-            messages.transform_stamped(ros_message, ns_to_stamp(0), "sensor_mount", "lidar_yawed", pose_inverse(T_base_mount) @ T_base_lidar),
-            messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "sensor_mount", T_base_mount),
-        ]))
+        pub_static.publish(
+            messages.tf_message(
+                ros_message,
+                [
+                    messages.transform_stamped(
+                        ros_message,
+                        ns_to_stamp(0),
+                        "sensor_mount",
+                        "lidar_yawed",
+                        pose_inverse(T_base_mount) @ T_base_lidar,
+                    ),
+                    messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "sensor_mount", T_base_mount),
+                ],
+            )
+        )
         assert spin_until(ex, lambda: "lidar_yawed" in node._static and "sensor_mount" in node._static, 10.0)
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0, 10.0)
         for stamp, cloud in seq.scans:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterType
 from rclpy.executors import SingleThreadedExecutor
@@ -94,9 +93,9 @@ def test_invalid_parameter_file_value_falls_back_to_default(ros_ctx):
 
 
 def test_nodes_return_freed_heap_on_a_steady_timer(ros_ctx, monkeypatch):
-    import lkd_perception.nodes.base as base
     from rclpy.clock import ClockType
 
+    import lkd_perception.nodes.base as base
     from lkd_perception.common.heap import release_free_heap
 
     assert release_free_heap()  # glibc (this Linux): malloc_trim exists and ran

@@ -28,9 +28,9 @@ def _write_bag(path):
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.LATEST)
-    Img = store.types["sensor_msgs/msg/Image"]
-    Header = store.types["std_msgs/msg/Header"]
-    Time = store.types["builtin_interfaces/msg/Time"]
+    image_cls = store.types["sensor_msgs/msg/Image"]
+    header_cls = store.types["std_msgs/msg/Header"]
+    time_cls = store.types["builtin_interfaces/msg/Time"]
     zero = QosTime(0, 0)
     best_effort = Qos(QosHistory.KEEP_LAST, 5, QosReliability.BEST_EFFORT, QosDurability.VOLATILE, zero, zero,
                       QosLiveliness.AUTOMATIC, zero, False)
@@ -42,8 +42,15 @@ def _write_bag(path):
             ns = T0_NS + i * 50_000_000
             px = np.full((4, 6, 3), i * 10, np.uint8)
             frames.append(px)
-            msg = Img(header=Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id="camera_optical"),
-                      height=4, width=6, encoding="rgb8", is_bigendian=0, step=18, data=px.reshape(-1))
+            msg = image_cls(
+                header=header_cls(stamp=time_cls(sec=ns // 10**9, nanosec=ns % 10**9), frame_id="camera_optical"),
+                height=4,
+                width=6,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=18,
+                data=px.reshape(-1),
+            )
             w.write(conn, ns, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
     return frames
 
@@ -59,8 +66,18 @@ class Relay(Node):
 
     def on_image(self, msg: Image) -> None:
         self.images.append(image_to_numpy(msg))
-        self.pub.publish(messages.detection2d_array(ros_message, msg.header.stamp, msg.header.frame_id, np.zeros((1, 2)), np.ones((1, 2)),
-                                           None, np.array([0.5]), ["car"]))
+        self.pub.publish(
+            messages.detection2d_array(
+                ros_message,
+                msg.header.stamp,
+                msg.header.frame_id,
+                np.zeros((1, 2)),
+                np.ones((1, 2)),
+                None,
+                np.array([0.5]),
+                ["car"],
+            )
+        )
 
 
 def test_replay_publishes_and_records(tmp_path, ros_ctx, spin_until):
@@ -114,8 +131,17 @@ def test_player_lateness_statistics_and_warning():
     assert late["p50"] == pytest.approx(50.5) and late["p95"] == pytest.approx(95.05) and late["max"] == 100.0
 
     def result(late_ms):
-        return ReplayResult(bag="b", record=None, published={}, publish_failed={}, recorded={}, bag_duration_s=1.0,
-                            wall_s=1.0, rate=1.0, publish_late_ms=late_ms)
+        return ReplayResult(
+            bag="b",
+            record=None,
+            published={},
+            publish_failed={},
+            recorded={},
+            bag_duration_s=1.0,
+            wall_s=1.0,
+            rate=1.0,
+            publish_late_ms=late_ms,
+        )
 
     assert lateness_warning(result({})) is None
     assert lateness_warning(result({"p50": 1.0, "p95": LATE_WARN_MS, "max": 400.0})) is None

@@ -58,9 +58,9 @@ def test_rviz_topics_are_published_with_matching_qos(ros_ctx):
                 # and a latched topic (the path) is asked for latched, so an RViz started later gets it
                 assert qos.durability == want_durability, \
                     f"{topic}: published {qos.durability.name}, RViz asks {want_durability.name}"
-                assert qos.reliability == ReliabilityPolicy.RELIABLE or want_reliability == ReliabilityPolicy.BEST_EFFORT, \
-                    f"{topic}: published {qos.reliability.name}, RViz asks {want_reliability.name}"
+                assert (
+                    qos.reliability == ReliabilityPolicy.RELIABLE or want_reliability == ReliabilityPolicy.BEST_EFFORT
+                ), f"{topic}: published {qos.reliability.name}, RViz asks {want_reliability.name}"
     finally:
         for n in nodes:
             n.destroy_node()
-
