@@ -16,7 +16,7 @@ import numpy as np
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
-from lkd_perception.lines.encoding import boxes_to_segments
+from lkd_perception.io.line_encoding import boxes_to_segments
 
 DETECTIONS_TOPIC = "/lkd/detections"
 LINES_TOPIC = "/lkd/lines"

@@ -117,8 +117,8 @@ def detections_msg(make: MessageMaker, stamp: Any, frame_id: str, det: Any) -> A
 
 def lines_msg(make: MessageMaker, stamp: Any, frame_id: str, found: Any) -> Any:
     """``/lkd/lines`` of one image from :class:`~lkd_perception.lines.runtime.LineSegments`: the
-    oriented-box encoding of :mod:`lkd_perception.lines.encoding`."""
-    from lkd_perception.lines.encoding import segments_to_boxes
+    oriented-box encoding of :mod:`lkd_perception.io.line_encoding`."""
+    from lkd_perception.io.line_encoding import segments_to_boxes
 
     boxes = segments_to_boxes(found.segments, found.widths)
     sizes = np.stack([boxes.lengths, boxes.widths], axis=1)

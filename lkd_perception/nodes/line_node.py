@@ -4,7 +4,7 @@ Subscribes ``camera/image_raw`` (sensor QoS; ``image_transport: compressed`` tak
 ``camera/image_raw/compressed``) and publishes
 
 * ``lkd/lines`` (``vision_msgs/Detection2DArray``): one oriented box per segment, the encoding of
-  :mod:`lkd_perception.lines.encoding` (midpoint, direction theta, size_x = length,
+  :mod:`lkd_perception.io.line_encoding` (midpoint, direction theta, size_x = length,
   size_y = width, class_id ``"line"``, score = the confidence in [0, 1) of ``confidence_length``),
   from which endpoints are exact;
 * ``lkd/lines/markers`` (``visualization_msgs/ImageMarker``, LINE_LIST, one colour per point);

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.lines.encoding import boxes_to_segments, segments_to_boxes
+from lkd_perception.io.line_encoding import boxes_to_segments, segments_to_boxes
 
 coords = st.floats(min_value=-5000.0, max_value=5000.0, allow_nan=False, allow_infinity=False, width=64)
 

@@ -12,7 +12,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 from visualization_msgs.msg import ImageMarker
 
-from lkd_perception.lines.encoding import boxes_to_segments
+from lkd_perception.io.line_encoding import boxes_to_segments
 from lkd_perception.nodes.conversions import numpy_to_image
 from lkd_perception.nodes.line_node import LineNode
 
