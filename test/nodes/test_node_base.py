@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -23,6 +24,8 @@ class EchoConfig:
 
 
 class EchoNode(LkdNode):
+    WORK_S = 0.02  # each good message takes this long: the reported latency must cover it
+
     def __init__(self, **kw):
         super().__init__("lkd_echo", **kw)
         self.cfg = self.declare_config(EchoConfig, on_change=self._changed)
@@ -37,6 +40,7 @@ class EchoNode(LkdNode):
             raise InputError("bad input on purpose")
         if msg.data == "bug":
             raise ZeroDivisionError("a bug")
+        time.sleep(self.WORK_S)
         self.seen.append(msg.data)
 
 
@@ -77,7 +81,9 @@ def test_parameters_and_diagnostics(ros_ctx, spin_until):
         values = {kv.key: kv.value for kv in s.values}
         assert s.level == DiagnosticStatus.ERROR  # the bug is the worst recent problem
         assert values["processed"] == "2" and values["warnings"] == "1" and values["errors"] == "1"
-        assert float(values["latency_mean_ms"]) >= 0.0
+        # the latency is the callback's time, in milliseconds: at least the work it did
+        mean, p95, worst = (float(values[f"latency_{k}_ms"]) for k in ("mean", "p95", "max"))
+        assert 1e3 * EchoNode.WORK_S <= min(mean, p95) and max(mean, p95) <= worst, values
     finally:
         ex.shutdown()
         node.destroy_node()
