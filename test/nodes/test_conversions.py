@@ -217,4 +217,8 @@ def test_builders():
     assert len(path.poses) == 2 and path.poses[1].pose.orientation.w == 1.0
     tf = messages.tf_message(ros_message, [messages.transform_stamped(ros_message, stamp, "map", "odom", T)])
     assert tf.transforms[0].child_frame_id == "odom" and tf.transforms[0].transform.translation.y == 2.0
-    assert isinstance(Cloud(np.zeros((0, 3), np.float32)), Cloud)
+    # an empty scan is a message of zero points and comes back empty; a cloud of the wrong shape is refused
+    empty = cloud_to_pointcloud2(Cloud(np.zeros((0, 3), np.float32)))
+    assert empty.width * empty.height == 0 and len(empty.data) == 0 and len(pointcloud2_to_cloud(empty)) == 0
+    with pytest.raises(ConversionError, match=r"xyz must be \(N, 3\)"):
+        Cloud(np.zeros((4, 2), np.float32))
