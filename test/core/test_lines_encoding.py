@@ -22,7 +22,11 @@ def test_round_trip_recovers_endpoints_in_order(seg):
     assert back.shape == seg.shape
     # exact up to float64 rounding of values up to 5000 px
     np.testing.assert_allclose(back, seg, rtol=0, atol=1e-9)
-    assert np.all(boxes.lengths >= 0) and np.all(np.abs(boxes.thetas) <= np.pi)
+    # and the box itself is the segment's (a scale or offset undone on decoding would still round-trip)
+    p, q = seg[:, :2], seg[:, 2:]
+    np.testing.assert_allclose(boxes.centers, (p + q) / 2, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(boxes.lengths, np.linalg.norm(q - p, axis=1), rtol=1e-12, atol=1e-9)
+    assert np.all(np.abs(boxes.thetas) <= np.pi)
     assert np.all(boxes.widths == 2.0)
 
 
