@@ -110,6 +110,25 @@ def test_one_step_lowers_the_loss_with_clockdistill(data):
     assert all(not p.requires_grad for p in teacher.parameters())
 
 
+class _GroundTruthModel(torch.nn.Module):
+    """Answers the images, in the order evaluation feeds them, with their own boxes and classes (score 1)."""
+
+    def __init__(self, data) -> None:
+        super().__init__()
+        self.data, self.seen = data, 0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = range(self.seen, self.seen + len(x))
+        self.seen += len(x)
+        q = max(len(self.data.boxes[i]) for i in images)
+        boxes, scores = torch.zeros(len(x), q, 4), torch.zeros(len(x), q, len(self.data.class_names))
+        for j, i in enumerate(images):
+            k = len(self.data.boxes[i])
+            boxes[j, :k] = torch.as_tensor(self.data.boxes[i])
+            scores[j, torch.arange(k), torch.as_tensor(self.data.labels[i], dtype=torch.long)] = 1.0
+        return boxes, scores
+
+
 def test_training_is_reproducible_and_checkpoint_round_trips(data, tmp_path):
     cfg = _cfg(epochs=2, batch_size=3, hflip=0.5, dn_box_noise=0.4, dn_label_noise=0.2)
     torch.manual_seed(0)
@@ -124,8 +143,12 @@ def test_training_is_reproducible_and_checkpoint_round_trips(data, tmp_path):
         assert torch.allclose(loaded.model(x)[0], a.model(x)[0])
     assert loaded.class_names == list(TOY_CLASSES) and loaded.input_size == 64
     metrics = evaluate_detr(loaded.model, data)
-    assert all(0.0 <= metrics[k] <= 1.0 for k in ("mAP50-95", "mAP50", "mAP75"))
-    assert metrics["num_images"] == 6
+    # every (query, class) pair is a prediction: fewer than the 100 kept per image
+    assert metrics["num_images"] == 6 and metrics["num_predictions"] == 6 * TINY_STUDENT.num_queries * len(TOY_CLASSES)
+    # the evaluation maps normalised boxes back to each image's own pixels and classes back to COCO ids: a model
+    # that answers every image with its ground truth scores 1
+    perfect = evaluate_detr(_GroundTruthModel(data), data)
+    assert perfect["mAP50-95"] == pytest.approx(1.0) and perfect["mAP75"] == pytest.approx(1.0)
 
 
 def test_frozen_blocks_stay_fixed(data):
