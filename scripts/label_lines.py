@@ -6,7 +6,7 @@ protocol tolerates roughly 1-2 px at 640 px, so each rough segment is snapped to
 meant for. The tool never invents segments: it moves and trims the ones a person placed, and flags
 those it cannot support so that the person fixes the rough label.
 
-Input: a rough JSON in the ground-truth line format of ``lkd_perception.lines.json_format``
+Input: a rough JSON in the ground-truth line format of ``lkd_perception.io.formats``
 (``{image: {"width": W, "height": H, "lines": [[x1, y1, x2, y2], ...]}}``), images beside it (or in
 ``--images``). An image entry may carry ``"refine": {"band": 5}`` to override a knob for that image.
 Output: the same format with refined endpoints, rounded to 0.01 px.

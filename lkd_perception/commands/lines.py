@@ -55,8 +55,7 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
 
 def _run_detect(args: argparse.Namespace) -> int:
     from lkd_perception.common.errors import InputError
-    from lkd_perception.io.formats import read_rgb
-    from lkd_perception.lines.json_format import predictions_to_json
+    from lkd_perception.io.formats import predictions_to_json, read_rgb
     from lkd_perception.lines.runtime import LineDetector
 
     draw_dir = Path(args.draw) if args.draw else None
@@ -90,7 +89,7 @@ def _write_drawing(rgb, segments, out: Path) -> None:
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", required=True, help="predictions JSON ({image: [[x1,y1,x2,y2,score], ...]})")
-    p.add_argument("--gt", required=True, help="ground-truth JSON (see lkd_perception.lines.json_format)")
+    p.add_argument("--gt", required=True, help="ground-truth JSON (see lkd_perception.io.formats)")
     p.add_argument("--images", default=None,
                    help="folder of the images, for sizes the ground truth does not give (default: beside --gt)")
     p.add_argument("--out", default=None, help="JSON file (default: stdout)")
@@ -102,7 +101,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lkd_perception.eval.lines import evaluate_lines
-    from lkd_perception.lines.json_format import read_ground_truth, read_predictions
+    from lkd_perception.io.formats import read_ground_truth, read_predictions
 
     gt = read_ground_truth(args.gt, args.images)
     pred = read_predictions(args.pred)

@@ -3,7 +3,12 @@
 * TUM: one pose per line, ``t x y z qx qy qz qw`` (seconds, metres, quaternion x y z w);
   ``#`` comments allowed.
 * COCO: the standard ``images`` / ``annotations`` / ``categories`` document; boxes ``[x, y, w, h]``.
-* Line JSON: ``{"<image file name>": [[x1, y1, x2, y2(, score)], ...]}``.
+* Line JSON: ``{"<image file name>": [[x1, y1, x2, y2(, score)], ...]}``: the predictions of
+  ``lkd lines`` (DESIGN contract, with scores) and the simulator's line ground truth. Labelled
+  ground truth may also give each image's size, which the 128x128 rescale of sAP needs:
+  ``{"<image file name>": {"width": W, "height": H, "lines": [[x1, y1, x2, y2], ...]}}``; in the
+  plain list form the sizes are read from the image files (beside the file or in a given folder).
+  One row parser serves every reader, so all of them accept and refuse the same rows.
 * Image files (any format OpenCV reads) as RGB arrays.
 """
 
@@ -130,20 +135,80 @@ def write_lines(path: str | Path, lines: Mapping[str, np.ndarray | Sequence[Sequ
     write_json(path, out)
 
 
-def read_lines(path: str | Path) -> dict[str, np.ndarray]:
-    """Read the line JSON into (L, 4) or (L, 5) arrays per image file name."""
+def _segment_rows(value: Any, columns: tuple[int, ...], where: str) -> np.ndarray:
+    """One image's segments as (L, C) float64, C in ``columns``; empty lists give (0, columns[0])."""
+    try:
+        arr = np.asarray(value, np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: segments must be lists of numbers") from exc
+    if arr.size == 0:
+        return np.zeros((0, columns[0]))
+    if arr.ndim != 2 or arr.shape[1] not in columns or not np.all(np.isfinite(arr)):
+        counts = " or ".join(map(str, columns))
+        raise InputError(f"{where}: expected finite rows of {counts} numbers (x1, y1, x2, y2(, score)), "
+                         f"got shape {arr.shape}")
+    return arr
+
+
+def _line_document(path: str | Path) -> dict[str, Any]:
     doc = read_json(path)
     if not isinstance(doc, dict):
         raise InputError(f"{path}: line JSON must map image file names to segment lists")
+    return doc
+
+
+def read_lines(path: str | Path) -> dict[str, np.ndarray]:
+    """Read the line JSON into (L, 4) or (L, 5) arrays per image file name."""
+    return {name: _segment_rows(v, (4, 5), f"{path}[{name!r}]") for name, v in _line_document(path).items()}
+
+
+def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    """Line predictions: ``{image name: (N,5) x1,y1,x2,y2,score}``."""
+    return {name: _segment_rows(v, (5,), f"{path}[{name!r}]") for name, v in _line_document(path).items()}
+
+
+@dataclass(frozen=True)
+class LineGroundTruth:
+    """Labelled segments (N,4) of one image and its size in pixels."""
+
+    lines: np.ndarray
+    width: int
+    height: int
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"cannot read image {path} (needed for its size)")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def read_ground_truth(path: str | Path, image_dir: str | Path | None = None) -> dict[str, LineGroundTruth]:
+    """Line ground truth in either form (module docstring); sizes from the file or the images."""
+    folder = Path(image_dir) if image_dir is not None else Path(path).parent
     out = {}
-    for name, segs in doc.items():
-        arr = np.asarray(segs, float)
-        if arr.size == 0:
-            arr = np.zeros((0, 4))
-        if arr.ndim != 2 or arr.shape[1] not in (4, 5):
-            raise InputError(f"{path}: segments of {name!r} must be [x1, y1, x2, y2(, score)], got shape {arr.shape}")
-        out[name] = arr
+    for name, v in _line_document(path).items():
+        where = f"{path}[{name!r}]"
+        if isinstance(v, dict):
+            if "width" not in v or "height" not in v or "lines" not in v:
+                raise InputError(f"{where}: needs 'width', 'height' and 'lines'")
+            w, h = int(v["width"]), int(v["height"])
+            lines = _segment_rows(v["lines"], (4,), where)
+        else:
+            lines = _segment_rows(v, (4,), where)
+            w, h = image_size(folder / name)
+        if w <= 0 or h <= 0:
+            raise InputError(f"{where}: image size must be positive, got {w}x{h}")
+        out[name] = LineGroundTruth(lines=lines, width=w, height=h)
     return out
+
+
+def predictions_to_json(segments: np.ndarray, scores: np.ndarray, decimals: int = 2) -> list[list[float]]:
+    """Rows ``[x1, y1, x2, y2, score]`` of one image (scores keep 4 decimals)."""
+    rows = np.concatenate([np.asarray(segments, np.float64).reshape(-1, 4),
+                           np.asarray(scores, np.float64).reshape(-1, 1)], axis=1)
+    return [[round(float(x), decimals) for x in row[:4]] + [round(float(row[4]), 4)] for row in rows]
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

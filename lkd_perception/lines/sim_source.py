@@ -4,7 +4,7 @@ The drive simulator (:mod:`lkd_perception.sim`) projects the visible 3-D edges o
 each camera frame (``CameraFrame.lines``; pixel centres at integers, the same convention as the
 synthetic shapes). Frames are rendered once per call, sparsely in time so that consecutive
 frames differ, and can be cached in an ``.npz`` so training does not re-render them.
-Photographs come with a line ground-truth file (:mod:`lkd_perception.lines.json_format`): the
+Photographs come with a line ground-truth file (:mod:`lkd_perception.io.formats`): the
 frames of a user's own camera, labelled, are what the synthetic-only model lacks.
 :class:`SimCrops` cuts training crops from either.
 """
@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.io.formats import read_rgb
-from lkd_perception.lines.json_format import read_ground_truth
+from lkd_perception.io.formats import read_ground_truth, read_rgb
 from lkd_perception.lines.synthetic import SyntheticImage
 
 

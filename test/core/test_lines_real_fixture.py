@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lkd_perception.lines.json_format import read_ground_truth
+from lkd_perception.io.formats import read_ground_truth
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 #: fixture folder -> fewest images it must hold

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.lines.json_format import read_ground_truth
+from lkd_perception.io.formats import read_ground_truth
 from lkd_perception.lines.sim_source import (
     SimCrops,
     clip_segments,

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper
 
 from lkd_perception.cli import main
 from lkd_perception.common.errors import ModelError
-from lkd_perception.io.formats import read_rgb
+from lkd_perception.io.formats import read_ground_truth, read_rgb
 from lkd_perception.lines.config import LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig
 from lkd_perception.lines.published import import_wireframe_lsdnet
 from lkd_perception.lines.runtime import LineDetector, model_layout, scaled_grouping
@@ -123,7 +123,7 @@ def _endpoint_error(found: np.ndarray, seg: np.ndarray) -> np.ndarray:
 
 def test_real_photograph_long_lines_match_the_labels(wireframe):
     rgb = read_rgb(REAL / "box.png")  # 324x223, 13 labelled segments
-    gt = np.array(json.loads((REAL / "gt.json").read_text())["box.png"]["lines"])[:, :4]
+    gt = read_ground_truth(REAL / "gt.json")["box.png"].lines
     long = gt[np.hypot(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]) > 60]
     found = wireframe.detect(rgb)
     assert len(long) == 11 and len(found) > 0
