@@ -53,10 +53,10 @@ def _detector_config(args: argparse.Namespace):
 
 def _run_detect(args: argparse.Namespace) -> int:
     from lkd_perception.common.errors import InputError
-    from lkd_perception.detection.data import load_coco
     from lkd_perception.detection.draw import draw_detections
     from lkd_perception.detection.postprocess import Detections, detections_to_coco
     from lkd_perception.detection.runtime import Detector
+    from lkd_perception.io.coco import load_coco
     from lkd_perception.io.formats import read_rgb, write_rgb
 
     detector = Detector(_detector_config(args))

@@ -47,10 +47,11 @@ def _config(args: argparse.Namespace, **forced: Any):
 def _train(args: argparse.Namespace, teacher_path: str | None) -> int:
     from lkd_perception.common.config import to_dict
     from lkd_perception.detection.flops import model_cost
+    from lkd_perception.detection.preprocess import plain_resize
+    from lkd_perception.detection.train_data import load_detection_data
     from lkd_perception.detection.train_detr import (
         evaluate_detr,
         load_checkpoint,
-        load_coco_detection,
         save_checkpoint,
         train_detr,
     )
@@ -58,7 +59,7 @@ def _train(args: argparse.Namespace, teacher_path: str | None) -> int:
     forced = {"arch": args.arch} if getattr(args, "arch", None) else {}
     cfg = _config(args, **forced)
     teacher = load_checkpoint(teacher_path).model if teacher_path else None
-    data = load_coco_detection(args.data, cfg.input_size, cfg.max_frames)
+    data = load_detection_data(args.data, cfg.input_size, plain_resize, cfg.max_frames)
     res = train_detr(cfg, data, teacher=teacher)
     save_checkpoint(args.out, res.model, data.class_names, cfg.input_size, cfg)
     cost = model_cost(res.model, cfg.input_size)
@@ -67,7 +68,7 @@ def _train(args: argparse.Namespace, teacher_path: str | None) -> int:
                                "train_seconds": res.history[-1]["seconds"] if res.history else 0.0,
                                "final_losses": res.history[-1] if res.history else {}}
     if args.val:
-        summary["val"] = evaluate_detr(res.model, load_coco_detection(args.val, cfg.input_size))
+        summary["val"] = evaluate_detr(res.model, load_detection_data(args.val, cfg.input_size, plain_resize))
     emit_json(summary, args.json_out)
     return 0
 
@@ -125,10 +126,11 @@ def _run_ablate(args: argparse.Namespace) -> int:
     from lkd_perception.common.config import to_dict
     from lkd_perception.common.errors import ConfigError
     from lkd_perception.detection.flops import model_cost
+    from lkd_perception.detection.preprocess import plain_resize
+    from lkd_perception.detection.train_data import load_detection_data
     from lkd_perception.detection.train_detr import (
         evaluate_detr,
         load_checkpoint,
-        load_coco_detection,
         save_checkpoint,
         train_detr,
     )
@@ -139,8 +141,8 @@ def _run_ablate(args: argparse.Namespace) -> int:
     teacher = load_checkpoint(args.teacher)
     if teacher.input_size != cfg.input_size:
         raise ConfigError(f"teacher was trained at {teacher.input_size} px, the students at {cfg.input_size}")
-    data = load_coco_detection(args.data, cfg.input_size, cfg.max_frames)
-    val = load_coco_detection(args.val, cfg.input_size)
+    data = load_detection_data(args.data, cfg.input_size, plain_resize, cfg.max_frames)
+    val = load_detection_data(args.val, cfg.input_size, plain_resize)
     out_dir = Path(args.out_dir)
     t_cost = model_cost(teacher.model, cfg.input_size)
     result: dict[str, Any] = {"config": to_dict(cfg), "train_frames": len(data.images), "val_frames": len(val.images),

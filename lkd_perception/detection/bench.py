@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lkd_perception.common.timing import Stopwatch
+from lkd_perception.io.coco import CocoSet, load_coco
 
 
 @dataclass(frozen=True)
@@ -130,26 +131,17 @@ def onnx_cost(path: str | Path) -> tuple[int, float, int]:
     return params, 2.0 * macs / 1e9, skipped
 
 
-def _evaluate(detector, gt_path: str, max_images: int) -> tuple[float, float, int]:
-    from lkd_perception.detection.data import load_coco
+def _evaluate(detector, coco: CocoSet, max_images: int) -> tuple[float, float, int]:
     from lkd_perception.detection.postprocess import detections_to_coco
     from lkd_perception.eval.detection import evaluate_detections
-    from lkd_perception.io.formats import read_json, read_rgb
+    from lkd_perception.io.formats import read_rgb
 
-    coco = load_coco(gt_path)
-    images = coco.images[:max_images] if max_images else coco.images
+    subset = coco.head(max_images)
     preds = []
-    for im in images:
-        preds.extend(detections_to_coco(detector(read_rgb(im.path)), im.image_id, coco.category_ids))
-    gt = read_json(gt_path)
-    keep = {im.image_id for im in images}
-    gt = {
-        **gt,
-        "images": [i for i in gt["images"] if i["id"] in keep],
-        "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
-    }
-    m = evaluate_detections(gt, preds)
-    return m.map50_95, m.map50, len(images)
+    for im in subset.images:
+        preds.extend(detections_to_coco(detector(read_rgb(im.path)), im.image_id, subset.category_ids))
+    m = evaluate_detections(subset.ground_truth(), preds)
+    return m.map50_95, m.map50, len(subset.images)
 
 
 def _leyolo_row(size: str, sizes: Sequence[int], runs: int, threads: int, tmp: Path) -> BenchRow:
@@ -181,7 +173,6 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
     from lkd_perception.common.config import from_dict
     from lkd_perception.common.errors import LkdError
     from lkd_perception.detection.config import DetectorConfig
-    from lkd_perception.detection.data import load_coco
     from lkd_perception.detection.runtime import Detector, make_session, read_model_info, resolve_model_path
     from lkd_perception.io.formats import read_rgb
 
@@ -206,8 +197,9 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
     e2e = None
     n_eval = 0
     m1 = m2 = None
-    gt_classes = load_coco(gt).class_names if gt else ()
-    if gt and tuple(gt_classes) != tuple(info.class_names):
+    coco = load_coco(gt) if gt else None
+    gt_classes = coco.class_names if coco else ()
+    if coco and tuple(gt_classes) != tuple(info.class_names):
         return BenchRow(
             target.name,
             info.family,
@@ -216,8 +208,8 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
             lat,
             note=f"accuracy not measured: its {len(info.class_names)} classes are not the --gt's {len(gt_classes)}",
         ), 0
-    if gt:
-        first = load_coco(gt).images[0]
+    if coco:
+        first = coco.images[0]
         img = read_rgb(first.path)
         times = []
         for i in range(runs + 3):
@@ -226,7 +218,7 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
             if i >= 3:
                 times.append(sw.elapsed * 1e3)
         e2e = float(np.median(times))
-        m1, m2, n_eval = _evaluate(det, gt, max_images)
+        m1, m2, n_eval = _evaluate(det, coco, max_images)
     notes = ([] if gt else ["no --gt: accuracy not measured"]) + (
         [f"GFLOPs is a lower bound: {uncounted} Conv/MatMul nodes without static shapes"] if uncounted else []
     )

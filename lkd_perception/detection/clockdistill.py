@@ -204,14 +204,15 @@ def distill(teacher_path: str | Path, student_init: str | Path, data_dir: str | 
     teacher (same classes); the same schedule and batches as ``lkd train deimv2`` with that seed."""
     from lkd_perception.detection.deimv2_train import (
         evaluate_deimv2,
-        load_detection_data,
         load_init,
         prepare_student,
         train_loop,
     )
+    from lkd_perception.detection.preprocess import deimv2_resize
+    from lkd_perception.detection.train_data import load_detection_data
 
     torch.manual_seed(cfg.seed)
-    data = load_detection_data(data_dir, cfg.input_size, cfg.max_frames)
+    data = load_detection_data(data_dir, cfg.input_size, deimv2_resize, cfg.max_frames)
     teacher, t_names = load_init(teacher_path)
     if list(t_names) != list(data.class_names):
         raise ConfigError(f"teacher classes {t_names} are not the data's {list(data.class_names)}")
@@ -223,5 +224,5 @@ def distill(teacher_path: str | Path, student_init: str | Path, data_dir: str | 
     summary: dict[str, Any] = {"result": res.__dict__, "class_map": class_map, "config": to_dict(cfg),
                                "weights": to_dict(weights)}
     if val_dir is not None and res.steps_done >= cfg.steps:
-        summary["val"] = evaluate_deimv2(student, load_detection_data(val_dir, cfg.input_size))
+        summary["val"] = evaluate_deimv2(student, load_detection_data(val_dir, cfg.input_size, deimv2_resize))
     return summary

@@ -96,11 +96,13 @@ def run_ablation(teacher_init: str | Path, student_init: str | Path, data: str |
         summary["gain_mAP50-95"] = summary["clock"]["mean"] - summary["plain"]["mean"]
     if photos:
         from lkd_perception.detection.deimv2_import import load_deimv2
-        from lkd_perception.detection.deimv2_train import load_detection_data, prepare_student
+        from lkd_perception.detection.deimv2_train import prepare_student
+        from lkd_perception.detection.preprocess import deimv2_resize
+        from lkd_perception.detection.train_data import load_detection_data
 
         official, off_names = load_init(student_init)
         aliases = parse_aliases(cfg.aliases)
-        one = load_detection_data(val, cfg.input_size, max_frames=1)
+        one = load_detection_data(val, cfg.input_size, deimv2_resize, max_frames=1)
         start, _ = prepare_student(student_init, one, cfg)
         names = list(one.class_names)
         agree = {"before (student start)": coco_agreement(start, names, official, off_names, photos, aliases)}

@@ -28,12 +28,12 @@ from torch import nn
 from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.config import to_dict
 from lkd_perception.common.errors import InputError, ModelError
-from lkd_perception.detection.data import load_coco
 from lkd_perception.detection.deimv2_import import save_deimv2
 from lkd_perception.detection.deimv2_loss import DEIMLossWeights, deim_loss
 from lkd_perception.detection.deimv2_model import DEIMv2, postprocess
 from lkd_perception.detection.matcher import Targets
-from lkd_perception.detection.preprocess import antialiased_bilinear_resize
+from lkd_perception.detection.preprocess import deimv2_resize
+from lkd_perception.detection.train_data import DetectionData, batch, load_detection_data
 from lkd_perception.eval.detection import evaluate_detections
 
 log = logging.getLogger(__name__)
@@ -72,70 +72,6 @@ class DEIMv2TrainConfig:
     amp: bool = True  # only where CUDA is: bfloat16 autocast
     max_frames: int = 0
     aliases: str = DEFAULT_ALIASES  # NEW=OLD,...: data classes that start from a differently named COCO class
-
-
-@dataclass(frozen=True)
-class DetectionData:
-    """Images resized (PIL bilinear, as DEIMv2 trains) to the training square, targets in
-    normalised cxcywh, and the COCO document and ids for evaluation."""
-
-    images: np.ndarray  # (N,S,S,3) uint8
-    labels: list[np.ndarray]
-    boxes: list[np.ndarray]
-    image_ids: list[int]
-    orig_sizes: np.ndarray  # (N,2) width, height
-    class_names: tuple[str, ...]
-    category_ids: tuple[int, ...]
-    coco: dict
-
-
-def load_detection_data(path: str | Path, size: int, max_frames: int = 0) -> DetectionData:
-    """A COCO folder (``annotations.json`` + ``images/``) or annotation file, resized to ``size``."""
-    import json
-
-    import cv2
-
-    p = Path(path)
-    ann = p / "annotations.json" if p.is_dir() else p
-    cs = load_coco(ann)
-    images = cs.images[:max_frames] if max_frames else cs.images
-    if not images:
-        raise InputError(f"{ann}: no images")
-    arr = np.zeros((len(images), size, size, 3), np.uint8)
-    labels, boxes, sizes = [], [], []
-    for k, im in enumerate(images):
-        bgr = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"cannot read image {im.path}")
-        h, w = bgr.shape[:2]
-        arr[k] = antialiased_bilinear_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, size)
-        b = im.boxes_xyxy.astype(np.float32)
-        keep = ((b[:, 2] - b[:, 0]) >= 1) & ((b[:, 3] - b[:, 1]) >= 1)
-        b = b[keep]
-        cxcywh = np.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h,
-                           (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1) if len(b) else np.zeros((0, 4))
-        labels.append(im.classes[keep].astype(np.int64))
-        boxes.append(np.clip(cxcywh, 0, 1).astype(np.float32))
-        sizes.append((w, h))
-    doc = json.loads(ann.read_text())
-    ids = {im.image_id for im in images}
-    doc = {**doc, "images": [i for i in doc["images"] if i["id"] in ids],
-           "annotations": [a for a in doc.get("annotations", []) if a["image_id"] in ids]}
-    return DetectionData(arr, labels, boxes, [im.image_id for im in images], np.asarray(sizes, np.int64),
-                         cs.class_names, cs.category_ids, doc)
-
-
-def batch(data: DetectionData, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, list[Targets]]:
-    """Images (B,3,S,S) in [0,1] and targets, horizontally flipped where ``flips``."""
-    imgs = data.images[idx].copy()
-    targets = []
-    for j, (i, flip) in enumerate(zip(idx, flips)):
-        b = data.boxes[i].copy()
-        if flip:
-            imgs[j] = imgs[j, :, ::-1]
-            b[:, 0] = 1.0 - b[:, 0]
-        targets.append(Targets(torch.from_numpy(data.labels[i]), torch.from_numpy(b)))
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0), targets
 
 
 def adapt_classes(model: DEIMv2, old: tuple[str, ...] | list[str], new: tuple[str, ...] | list[str],
@@ -389,7 +325,7 @@ def fine_tune(
 ) -> dict[str, Any]:
     """``lkd train deimv2``: fine-tune ``init`` on ``data_dir``; evaluate on ``val_dir`` if given."""
     torch.manual_seed(cfg.seed)
-    data = load_detection_data(data_dir, cfg.input_size, cfg.max_frames)
+    data = load_detection_data(data_dir, cfg.input_size, deimv2_resize, cfg.max_frames)
     model, class_map = prepare_student(init, data, cfg)
     res = train_loop(
         model,
@@ -404,5 +340,5 @@ def fine_tune(
     )
     summary: dict[str, Any] = {"result": res.__dict__, "class_map": class_map, "config": to_dict(cfg)}
     if val_dir is not None and res.steps_done >= cfg.steps:
-        summary["val"] = evaluate_deimv2(model, load_detection_data(val_dir, cfg.input_size))
+        summary["val"] = evaluate_deimv2(model, load_detection_data(val_dir, cfg.input_size, deimv2_resize))
     return summary

@@ -66,8 +66,8 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:
 def plain_resize(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:
     """Stretch to a ``size`` square (DETR contract: no letterbox).
 
-    The interpolation is the DETR training loader's (``train_detr``: ``INTER_AREA``), so deployment
-    sees the same pixels as training did.
+    DETR training resizes with this function too (``train_data.load_detection_data``), so
+    deployment sees the same pixels as training did.
     """
     h, w = image.shape[:2]
     out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)

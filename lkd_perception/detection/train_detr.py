@@ -7,7 +7,6 @@ schedule, seed) identical, so the ablation compares like with like.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -15,18 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 
 from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.config import param, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
-from lkd_perception.detection.deimv2_train import batch as _batch  # same images and targets layout
 from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnorm
 from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
 from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
 from lkd_perception.detection.matcher import Targets
+from lkd_perception.detection.train_data import DetectionData, batch
 from lkd_perception.eval.detection import evaluate_detections
 
 _log = logging.getLogger(__name__)
@@ -81,77 +79,6 @@ class DetrTrainConfig:
         )
 
 
-@dataclass(frozen=True)
-class DetectionSet:
-    """A COCO detection set resized for training: images (N,S,S,3) uint8 RGB, per-image targets
-    (class indices, normalised cxcywh boxes), and what evaluation needs to map back to COCO."""
-
-    images: np.ndarray
-    labels: list[np.ndarray]
-    boxes: list[np.ndarray]
-    image_ids: list[int]
-    orig_sizes: np.ndarray  # (N,2) width, height
-    class_names: list[str]
-    category_ids: list[int]
-    coco: dict
-
-
-def load_coco_detection(root: str | Path, input_size: int, max_frames: int = 0) -> DetectionSet:
-    """Read ``root/annotations.json`` + ``root/images/`` (COCO), resize every image to input_size^2.
-
-    Classes are the categories sorted by id; crowd and degenerate (< 1 px) boxes are skipped.
-    """
-    root = Path(root)
-    ann_path = root / "annotations.json"
-    if not ann_path.is_file():
-        raise InputError(f"no COCO annotations at {ann_path}")
-    try:
-        coco = json.loads(ann_path.read_text())
-        cats = sorted(coco["categories"], key=lambda c: c["id"])
-        images = sorted(coco["images"], key=lambda im: im["id"])
-        anns = coco.get("annotations", [])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{ann_path}: not a COCO detection file ({exc})") from exc
-    if max_frames:
-        images = images[:max_frames]
-    cat_index = {c["id"]: i for i, c in enumerate(cats)}
-    per_image: dict[int, list[dict]] = {im["id"]: [] for im in images}
-    for a in anns:
-        if a["image_id"] in per_image and not a.get("iscrowd", 0):
-            per_image[a["image_id"]].append(a)
-    arr = np.zeros((len(images), input_size, input_size, 3), np.uint8)
-    labels, boxes, sizes = [], [], []
-    for k, im in enumerate(images):
-        path = root / "images" / im["file_name"]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"cannot read image {path}")
-        h, w = bgr.shape[:2]
-        arr[k] = cv2.cvtColor(cv2.resize(bgr, (input_size, input_size), interpolation=cv2.INTER_AREA),
-                              cv2.COLOR_BGR2RGB)
-        lab, box = [], []
-        for a in per_image[im["id"]]:
-            x, y, bw, bh = a["bbox"]
-            if bw < 1 or bh < 1 or a["category_id"] not in cat_index:
-                continue
-            lab.append(cat_index[a["category_id"]])
-            box.append([(x + bw / 2) / w, (y + bh / 2) / h, bw / w, bh / h])
-        labels.append(np.asarray(lab, np.int64))
-        boxes.append(np.clip(np.asarray(box, np.float32).reshape(-1, 4), 0.0, 1.0))
-        sizes.append((w, h))
-    coco_sub = {**coco, "images": images, "annotations": [a for v in per_image.values() for a in v]}
-    return DetectionSet(
-        arr,
-        labels,
-        boxes,
-        [im["id"] for im in images],
-        np.asarray(sizes, np.int64).reshape(-1, 2),
-        [c["name"] for c in cats],
-        [c["id"] for c in cats],
-        coco_sub,
-    )
-
-
 def _set_train_mode(model: Detr, frozen_bn: bool) -> None:
     model.train()
     if frozen_bn:
@@ -175,7 +102,7 @@ def build_model(cfg: DetrTrainConfig, num_classes: int) -> Detr:
 
 def train_detr(
     cfg: DetrTrainConfig,
-    data: DetectionSet,
+    data: DetectionData,
     teacher: Detr | None = None,
     model: Detr | None = None,
     distiller: CLoCKDistill | None = None,
@@ -229,7 +156,7 @@ def train_detr(
         flips = rng.random(n) < cfg.hflip
         for s in range(steps_per_epoch):
             idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            images, targets = _batch(data, idx, flips[idx])
+            images, targets = batch(data, idx, flips[idx])
             scale = (
                 (step + 1) / cfg.warmup_iters
                 if step < cfg.warmup_iters
@@ -298,7 +225,7 @@ def step_losses(
 
 
 @torch.no_grad()
-def predict_coco(model: Detr, data: DetectionSet, max_dets: int = 100, batch_size: int = 8) -> list[dict[str, Any]]:
+def predict_coco(model: Detr, data: DetectionData, max_dets: int = 100, batch_size: int = 8) -> list[dict[str, Any]]:
     """COCO results (image_id, category_id, bbox xywh in original pixels, score) of every image.
 
     As in DETR evaluation, the top ``max_dets`` (query, class) pairs by score are kept; no NMS.
@@ -329,7 +256,7 @@ def predict_coco(model: Detr, data: DetectionSet, max_dets: int = 100, batch_siz
     return results
 
 
-def evaluate_detr(model: Detr, data: DetectionSet) -> dict[str, Any]:
+def evaluate_detr(model: Detr, data: DetectionData) -> dict[str, Any]:
     """COCO box mAP (:mod:`lkd_perception.eval.detection`) of a model on a held-out set."""
     return evaluate_detections(data.coco, predict_coco(model, data)).to_dict()
 

@@ -26,12 +26,12 @@ from lkd_perception.common.config import from_dict, to_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
 from lkd_perception.detection.augment import AugmentSettings, prepare_sample
 from lkd_perception.detection.config import LeyoloTrainConfig
-from lkd_perception.detection.data import CocoSet, load_coco
 from lkd_perception.detection.ema import ModelEMA
 from lkd_perception.detection.leyolo import LeYOLO
 from lkd_perception.detection.losses import DetectionLoss
 from lkd_perception.detection.postprocess import decode_yolo, detections_to_coco
 from lkd_perception.detection.preprocess import letterbox
+from lkd_perception.io.coco import CocoSet, load_coco
 from lkd_perception.io.formats import read_rgb
 
 log = logging.getLogger(__name__)
@@ -324,15 +324,7 @@ def train(cfg: LeyoloTrainConfig, progress: Callable[[dict[str, Any]], None] | N
         is_last = epoch == cfg.epochs - 1 or out_of_time
         if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or is_last):
             preds = predict_coco(ema.ema, val_set, cfg.img_size, cfg.val_max_images)
-            gt = json.loads(Path(cfg.val_data).read_text())
-            if cfg.val_max_images:
-                keep = {im.image_id for im in val_set.images[: cfg.val_max_images]}
-                gt = {
-                    **gt,
-                    "images": [im for im in gt["images"] if im["id"] in keep],
-                    "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
-                }
-            metrics = evaluate_detections(gt, preds)
+            metrics = evaluate_detections(val_set.head(cfg.val_max_images).ground_truth(), preds)
             record.update({"val_mAP50-95": metrics.map50_95, "val_mAP50": metrics.map50})
             improved = metrics.map50_95 > best
             best = max(best, metrics.map50_95)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import make_pose, yaw_pitch_roll_matrix
 from lkd_perception.sim.layout import (
     ROAD_HALF_WIDTH,
@@ -459,29 +458,6 @@ def build_world(scenario: str, seed: int, density: float = 1.0) -> World:
     elev, azim = rng.uniform(np.radians(25), np.radians(65)), rng.uniform(0, 2 * np.pi)
     sun = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
     return World(scenario, seed, layout, ground, tuple(b.objects), sun)
-
-
-def scene_world(parts: list[tuple[str, Mesh, tuple[float, float, float]]], extent: float = 100.0,
-                seed: int = 0) -> World:
-    """A hand-made world: flat ground (z = 0, road material) of half-size ``extent`` plus the
-    given static ``(kind, mesh, colour)`` parts in map coordinates. For unit tests and small
-    fixtures where a generated town would hide what is being checked."""
-    rng = np.random.default_rng(seed)
-    layout = make_layout("loop", rng)
-    res = 1.0
-    n = int(2 * extent / res)
-    ground = GroundModel(np.zeros(1), np.zeros((1, 2)), np.zeros(1), np.array([-extent, -extent]), res,
-                         np.zeros((n, n), np.uint8))
-    b = _Builder()
-    e = extent
-    flat = quad(np.array([[-e, -e, 0.0], [e, -e, 0.0], [e, e, 0.0], [-e, e, 0.0]]))
-    b.add("ground", flat, (0.3, 0.3, 0.3), edges=_no_edges())
-    for kind, mesh, color in parts:
-        if kind not in KINDS:
-            raise InputError(f"unknown object kind {kind!r}; known: {list(KINDS)}")
-        b.add(kind, mesh, color)
-    sun = np.array([0.3, 0.2, 0.93])
-    return World("custom", seed, layout, ground, tuple(b.objects), sun / np.linalg.norm(sun))
 
 
 def static_mesh(world: World) -> tuple[Mesh, np.ndarray]:

@@ -10,6 +10,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers.toy_coco import write_toy_coco
 
 from lkd_perception.common.errors import ConfigError
 from lkd_perception.common.paths import resolve_model_path
@@ -23,15 +24,14 @@ from lkd_perception.detection.clockdistill import (
 from lkd_perception.detection.deimv2_train import (
     DEIMv2TrainConfig,
     adapt_classes,
-    batch,
-    load_detection_data,
     load_init,
     parse_aliases,
     train_loop,
     with_input_size,
 )
 from lkd_perception.detection.matcher import Targets
-from lkd_perception.detection.toy_data import write_toy_coco
+from lkd_perception.detection.preprocess import deimv2_resize
+from lkd_perception.detection.train_data import batch, load_detection_data
 
 SIZE = 160
 
@@ -40,7 +40,7 @@ SIZE = 160
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     write_toy_coco(root, frames=2, seed=5)
-    return load_detection_data(root, SIZE)
+    return load_detection_data(root, SIZE, deimv2_resize)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.toy_coco import write_toy_coco
 
 from lkd_perception.common.paths import resolve_model_path
 from lkd_perception.detection.clockdistill import ClockWeights
 from lkd_perception.detection.deimv2_ablation import coco_agreement, run_ablation
 from lkd_perception.detection.deimv2_train import DEIMv2TrainConfig, load_init
-from lkd_perception.detection.toy_data import write_toy_coco
 from lkd_perception.io.formats import read_rgb
 
 PHOTOS = Path(__file__).resolve().parents[1] / "fixtures" / "detection_real"

@@ -10,13 +10,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers.toy_coco import write_toy_coco
 
 from lkd_perception.common.paths import resolve_model_path
 from lkd_perception.detection.deimv2_train import (
     DEIMv2TrainConfig,
     adapt_classes,
-    batch,
-    load_detection_data,
     load_init,
     parse_aliases,
     plain_step_loss,
@@ -24,7 +23,8 @@ from lkd_perception.detection.deimv2_train import (
     train_loop,
     with_input_size,
 )
-from lkd_perception.detection.toy_data import write_toy_coco
+from lkd_perception.detection.preprocess import deimv2_resize
+from lkd_perception.detection.train_data import batch, load_detection_data
 
 SIZE = 160  # 10x10 + 5x5 memory cells: enough for Atto's 100 queries, small enough for seconds
 
@@ -33,7 +33,7 @@ SIZE = 160  # 10x10 + 5x5 memory cells: enough for Atto's 100 queries, small eno
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     write_toy_coco(root, frames=2, seed=3)
-    return load_detection_data(root, SIZE)
+    return load_detection_data(root, SIZE, deimv2_resize)
 
 
 def _cfg(**kw) -> DEIMv2TrainConfig:

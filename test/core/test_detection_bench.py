@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+from helpers.toy_coco import TOY_CLASSES, write_toy_coco
 
 from lkd_perception.cli import main
 from lkd_perception.detection.bench import onnx_cost
 from lkd_perception.detection.export import export_leyolo
 from lkd_perception.detection.flops import model_cost
 from lkd_perception.detection.leyolo import LeYOLO
-from lkd_perception.detection.toy_data import TOY_CLASSES, write_toy_coco
 
 
 def test_onnx_cost_agrees_with_the_pytorch_count(tmp_path):

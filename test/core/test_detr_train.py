@@ -8,19 +8,19 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers.toy_coco import _COLOURS, TOY_CLASSES, write_toy_coco
 
 from lkd_perception.common.config import from_dict
 from lkd_perception.common.errors import ConfigError, InputError, ModelError
 from lkd_perception.detection.detr import Detr, DetrArch
 from lkd_perception.detection.detr_loss import LossWeights
 from lkd_perception.detection.distill import CLoCKDistill
-from lkd_perception.detection.toy_data import _COLOURS, TOY_CLASSES, write_toy_coco
+from lkd_perception.detection.preprocess import plain_resize
+from lkd_perception.detection.train_data import batch, load_detection_data
 from lkd_perception.detection.train_detr import (
     DetrTrainConfig,
-    _batch,
     evaluate_detr,
     load_checkpoint,
-    load_coco_detection,
     save_checkpoint,
     step_losses,
     train_detr,
@@ -34,7 +34,7 @@ TINY_TEACHER = DetrArch(0.35, (13, 17), 64, 4, 1, 3, 128, 10)
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     write_toy_coco(root, frames=6, seed=0, width=96, height=80)
-    return load_coco_detection(root, 64)
+    return load_detection_data(root, 64, plain_resize)
 
 
 def _cfg(**kw):
@@ -45,7 +45,7 @@ def _cfg(**kw):
 
 
 def test_loader_normalises_boxes(data):
-    assert data.images.shape == (6, 64, 64, 3) and data.class_names == list(TOY_CLASSES)
+    assert data.images.shape == (6, 64, 64, 3) and data.class_names == TOY_CLASSES
     assert all(b.shape[1] == 4 and (b >= 0).all() and (b <= 1).all() for b in data.boxes)
     for img, lab, box in zip(data.images, data.labels, data.boxes):
         cx, cy = box[-1, :2]   # the last object is drawn on top: its centre shows its class colour
@@ -54,7 +54,7 @@ def test_loader_normalises_boxes(data):
 
 
 def _fixed_batch_loss(model, data, cfg, teacher=None, distiller=None):
-    images, targets = _batch(data, np.arange(4), np.zeros(4, bool))
+    images, targets = batch(data, np.arange(4), np.zeros(4, bool))
     model.train()
     with torch.no_grad():
         losses = step_losses(
@@ -167,7 +167,7 @@ def test_errors(tmp_path):
     with pytest.raises(ConfigError):
         from_dict(DetrTrainConfig, {"arch": "huge"})
     with pytest.raises(InputError, match="annotations"):
-        load_coco_detection(tmp_path, 64)
+        load_detection_data(tmp_path, 64, plain_resize)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError):
         load_checkpoint(tmp_path / "bad.pt")

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+from helpers.toy_coco import TOY_CLASSES, write_toy_coco
 
 from lkd_perception.common.config import from_dict
 from lkd_perception.common.errors import ConfigError, ModelError
 from lkd_perception.detection.config import DetectorConfig, LeyoloTrainConfig
 from lkd_perception.detection.export import export_leyolo
 from lkd_perception.detection.runtime import Detector
-from lkd_perception.detection.toy_data import TOY_CLASSES, write_toy_coco
 from lkd_perception.detection.train_leyolo import (
     collate,
     load_checkpoint,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.scene_world import scene_world
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, yaw_pitch_roll_matrix
 from lkd_perception.sim.annotations import box_annotations, line_segments
@@ -12,7 +13,6 @@ from lkd_perception.sim.drive import make_config
 from lkd_perception.sim.mesh import box, cylinder
 from lkd_perception.sim.raycast import WorldCaster
 from lkd_perception.sim.sensors import R_BASE_OPTICAL, make_rig
-from lkd_perception.sim.world import scene_world
 
 W, H = 200, 150
 
