@@ -10,17 +10,6 @@ from typing import Any
 from lkd_perception.commands import Command, emit_json, progress
 from lkd_perception.common.config import describe
 
-# Benchmarked when present; absent ones are listed as skipped with the reason. The runs/detr/
-# names are the agreed places for the DETR teacher and the undistilled student ('lkd export detr').
-DEFAULT_BENCH_ONNX = (
-    ("leyolo_n_coco (shipped, official COCO weights, 320)", "models/leyolo_n_coco.onnx"),
-    ("leyolo_n_coco_480 (shipped, official COCO weights, 480)", "models/leyolo_n_coco_480.onnx"),
-    ("leyolo_n_sim (shipped, simulator-trained)", "models/leyolo_n_sim.onnx"),
-    ("detr_student (shipped, distilled)", "models/detr_student.onnx"),
-    ("detr_teacher", "runs/detr/teacher.onnx"),
-    ("detr_student_plain", "runs/detr/student_plain.onnx"),
-)
-
 
 # -- lkd detect ---------------------------------------------------------------------------------
 def _detect_args(p: argparse.ArgumentParser) -> None:
@@ -191,53 +180,15 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     import sys
 
-    from lkd_perception.common.errors import ConfigError
-    from lkd_perception.detection.bench import BenchTarget, run_benchmark
-
     if args.photos:
-        return _run_bench_real(args)
-    onnx = [BenchTarget(name, path) for name, path in DEFAULT_BENCH_ONNX]
-    for item in args.onnx:
-        if "=" not in item:
-            raise ConfigError(f"--onnx expects NAME=PATH, got {item!r}")
-        name, path = item.split("=", 1)
-        onnx.append(BenchTarget(name, path))
-    report = run_benchmark(args.leyolo_sizes, args.sizes, onnx, args.gt, args.max_images, args.runs, args.threads)
-    emit_json(report.to_dict(), args.out)
-    sys.stderr.write(report.table() + "\n")
-    return 0
+        from lkd_perception.detection.bench_real import real_targets, run_real_benchmark
 
+        report = run_real_benchmark(real_targets(args.onnx, args.baseline), args.photos, args.runs, args.threads)
+    else:
+        from lkd_perception.detection.bench import bench_targets, run_benchmark
 
-#: the shipped detectors trained on real photographs (COCO), measured by ``lkd bench detect --photos``
-REAL_BENCH_ONNX = (
-    ("leyolo_n_coco (320)", "models/leyolo_n_coco.onnx"),
-    ("leyolo_n_coco_480", "models/leyolo_n_coco_480.onnx"),
-    ("deimv2_atto_coco (320)", "models/deimv2_atto_coco.onnx"),
-    ("deimv2_femto_coco (416)", "models/deimv2_femto_coco.onnx"),
-    ("leyolo_n_sim (simulator classes)", "models/leyolo_n_sim.onnx"),
-)
-DEFAULT_BASELINE = ("yolov8n (untrained, 320)", "runs/baselines/yolov8n_320.onnx")
-
-
-def _run_bench_real(args: argparse.Namespace) -> int:
-    import sys
-
-    from lkd_perception.common.errors import ConfigError
-    from lkd_perception.detection.bench_real import RealTarget, run_real_benchmark
-
-    baselines = []
-    for item in args.baseline:
-        if "=" not in item:
-            raise ConfigError(f"--baseline expects NAME=PATH, got {item!r}")
-        baselines.append(RealTarget(*item.split("=", 1), baseline=True))
-    if not baselines and Path(DEFAULT_BASELINE[1]).is_file():
-        baselines.append(RealTarget(*DEFAULT_BASELINE, baseline=True))
-    targets = baselines + [RealTarget(n, p) for n, p in REAL_BENCH_ONNX]
-    for item in args.onnx:
-        if "=" not in item:
-            raise ConfigError(f"--onnx expects NAME=PATH, got {item!r}")
-        targets.append(RealTarget(*item.split("=", 1)))
-    report = run_real_benchmark(targets, args.photos, args.runs, args.threads)
+        report = run_benchmark(args.leyolo_sizes, args.sizes, bench_targets(args.onnx), args.gt, args.max_images,
+                               args.runs, args.threads)
     emit_json(report.to_dict(), args.out)
     sys.stderr.write(report.table() + "\n")
     return 0

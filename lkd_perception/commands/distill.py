@@ -80,7 +80,7 @@ def _validator(gt: str, width: int, height: int, tmp: Path):
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lkd_perception.commands.lines import _parse_size, _parse_widths, _sim_crops
+    from lkd_perception.commands.lines import _sim_crops
     from lkd_perception.common.errors import ConfigError
     from lkd_perception.lines.config import LineConfig
     from lkd_perception.lines.distill import (
@@ -91,16 +91,17 @@ def _run(args: argparse.Namespace) -> int:
         net_from_onnx,
         save_teacher_maps,
     )
-    from lkd_perception.lines.lsdnet import LSDNet
+    from lkd_perception.lines.lsdnet import LSDNet, parse_widths
     from lkd_perception.lines.photo_corpus import read_corpus
     from lkd_perception.lines.runtime import LineDetector
+    from lkd_perception.lines.sim_source import parse_size
 
     if not 0 <= args.sim_fraction <= 1:
         raise ConfigError(f"--sim-fraction must be in [0, 1], got {args.sim_fraction}")
     out = Path(args.out)
-    width, height = _parse_size(args.frame_size)
+    width, height = parse_size(args.frame_size)
     if args.init == "none":
-        net = LSDNet(_parse_widths(args.widths), stride=2, decoder="add")
+        net = LSDNet(parse_widths(args.widths), stride=2, decoder="add")
     elif args.init.endswith(".onnx"):
         from lkd_perception.common.paths import resolve_model_path
 

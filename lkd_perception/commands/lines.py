@@ -149,7 +149,14 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     import sys
 
-    from lkd_perception.lines.bench import HeldOut, format_table, heldout_images, results_to_dict, run_benchmark
+    from lkd_perception.lines.bench import (
+        HeldOut,
+        format_table,
+        heldout_images,
+        results_to_dict,
+        run_benchmark,
+        save_heldout,
+    )
 
     cfg = _line_config(args)
     spec = HeldOut(source=args.source, width=args.width, height=args.height, sim_runs=args.sim_runs,
@@ -158,25 +165,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     images = heldout_images(spec)
     log.info("%d held-out images (%s)", len(images), spec.source)
     if args.save_data:
-        _save_heldout(images, Path(args.save_data))
+        save_heldout(images, args.save_data)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     results = run_benchmark(cfg, images, methods, args.repeats)
     sys.stderr.write(format_table(results) + "\n")
     emit_json(results_to_dict(results, cfg, spec, len(images)), args.out)
     return 0
-
-
-def _save_heldout(images, folder: Path) -> None:
-    import cv2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    gt = {}
-    for i, scene in enumerate(images):
-        name = f"heldout_{i:04d}.png"
-        cv2.imwrite(str(folder / name), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
-        gt[name] = {"width": int(scene.rgb.shape[1]), "height": int(scene.rgb.shape[0]),
-                    "lines": [[round(float(v), 3) for v in row] for row in scene.segments]}
-    emit_json(gt, folder / "gt.json")
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -210,11 +204,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from lkd_perception.lines.export import load_checkpoint, save_checkpoint
+    from lkd_perception.lines.lsdnet import parse_widths
     from lkd_perception.lines.train import TrainSettings, train
 
     settings = TrainSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                              seed=args.seed, threads=args.threads, stride=args.stride,
-                             decoder=args.decoder, widths=_parse_widths(args.widths))
+                             decoder=args.decoder, widths=parse_widths(args.widths))
     out = Path(args.out)
     extra, fraction = _extra_source(args, out)
     net = load_checkpoint(args.init) if args.init else None
@@ -233,36 +228,6 @@ def _run_train(args: argparse.Namespace) -> int:
     settings_used = {k: v for k, v in vars(args).items() if not k.startswith(("_", "cmd"))}
     emit_json({"settings": settings_used, "history": history}, out / "log.json")
     return 0
-
-
-def _parse_runs(text: str) -> list[tuple[str, int]]:
-    from lkd_perception.common.errors import ConfigError
-
-    runs = []
-    for item in text.split(","):
-        scenario, sep, seed = item.strip().partition(":")
-        if not sep or not seed.strip().isdigit():
-            raise ConfigError(f"simulator run must be scenario:seed, got {item!r}")
-        runs.append((scenario, int(seed)))
-    return runs
-
-
-def _parse_widths(text: str) -> tuple[int, int, int, int]:
-    from lkd_perception.common.errors import ConfigError
-
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"widths must be four positive integers like 16,32,64,160, got {text!r}")
-    return tuple(int(p) for p in parts)  # type: ignore[return-value]
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    from lkd_perception.common.errors import ConfigError
-
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit():
-        raise ConfigError(f"size must be WxH, got {text!r}")
-    return int(w), int(h)
 
 
 def _extra_source(args: argparse.Namespace, out: Path):
@@ -295,17 +260,13 @@ def _extra_source(args: argparse.Namespace, out: Path):
 
 def _sim_crops(args: argparse.Namespace, out: Path):
     """Simulator frames for training, rendered once and cached."""
-    from lkd_perception.lines.sim_source import SimCrops, load_frames, render_sim_frames, save_frames
+    from lkd_perception.lines.sim_source import SimCrops, cached_sim_frames, parse_sim_runs, parse_size
 
     cache = Path(args.sim_cache) if args.sim_cache else out / "sim_frames.npz"
-    if cache.is_file():
-        frames = load_frames(cache)
-    else:
-        w, h = _parse_size(args.sim_size)
-        log.info("rendering simulator frames %s at %dx%d", args.sim_runs, w, h)
-        frames = render_sim_frames(_parse_runs(args.sim_runs), w, h, args.sim_seconds)
-        save_frames(frames, cache)
-    log.info("%d simulator frames from %s", len(frames), cache)
+    w, h = parse_size(args.sim_size)
+    log.info("simulator frames %s at %dx%d (cache %s)", args.sim_runs, w, h, cache)
+    frames = cached_sim_frames(parse_sim_runs(args.sim_runs), w, h, args.sim_seconds, cache)
+    log.info("%d simulator frames", len(frames))
     return SimCrops(frames)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lkd_perception.common.errors import ConfigError
 from lkd_perception.common.timing import Stopwatch
 from lkd_perception.io.coco import CocoSet, load_coco
 
@@ -27,6 +28,34 @@ class BenchTarget:
 
     name: str
     path: str
+
+
+#: benchmarked when present; absent ones are rows saying why. The runs/detr/ names are the agreed
+#: places for the DETR teacher and the undistilled student ('lkd export detr').
+SHIPPED_TARGETS = (
+    BenchTarget("leyolo_n_coco (shipped, official COCO weights, 320)", "models/leyolo_n_coco.onnx"),
+    BenchTarget("leyolo_n_coco_480 (shipped, official COCO weights, 480)", "models/leyolo_n_coco_480.onnx"),
+    BenchTarget("leyolo_n_sim (shipped, simulator-trained)", "models/leyolo_n_sim.onnx"),
+    BenchTarget("detr_student (shipped, distilled)", "models/detr_student.onnx"),
+    BenchTarget("detr_teacher", "runs/detr/teacher.onnx"),
+    BenchTarget("detr_student_plain", "runs/detr/student_plain.onnx"),
+)
+
+
+def named_paths(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    """``NAME=PATH`` items (as the command line gives them) as (name, path) pairs."""
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{flag} expects NAME=PATH, got {item!r}")
+        out.append((name, path))
+    return out
+
+
+def bench_targets(extra: Sequence[str] = ()) -> list[BenchTarget]:
+    """The shipped targets, then the ``NAME=PATH`` extras."""
+    return list(SHIPPED_TARGETS) + [BenchTarget(n, p) for n, p in named_paths(extra, "--onnx")]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lkd_perception.common.timing import Stopwatch
+from lkd_perception.detection.bench import named_paths
 
 #: official LeYOLO-nano COCO outputs on three real photographs (see the fixture's README)
 REFERENCE = Path("test/fixtures/leyolo_official/leyolo_nano_reference.npz")
@@ -37,6 +38,27 @@ class RealTarget:
     name: str
     path: str
     baseline: bool = False
+
+
+#: the shipped detectors trained on real photographs (COCO), and the simulator-trained one
+SHIPPED_REAL_TARGETS = (
+    RealTarget("leyolo_n_coco (320)", "models/leyolo_n_coco.onnx"),
+    RealTarget("leyolo_n_coco_480", "models/leyolo_n_coco_480.onnx"),
+    RealTarget("deimv2_atto_coco (320)", "models/deimv2_atto_coco.onnx"),
+    RealTarget("deimv2_femto_coco (416)", "models/deimv2_femto_coco.onnx"),
+    RealTarget("leyolo_n_sim (simulator classes)", "models/leyolo_n_sim.onnx"),
+)
+#: timed as the baseline when no other is given and the file exists (scripts/yolov8n_timing_baseline.sh)
+DEFAULT_BASELINE = RealTarget("yolov8n (untrained, 320)", "runs/baselines/yolov8n_320.onnx", baseline=True)
+
+
+def real_targets(extra: Sequence[str] = (), baselines: Sequence[str] = ()) -> list[RealTarget]:
+    """Baselines (``NAME=PATH``; default :data:`DEFAULT_BASELINE` when present), the shipped
+    models, then the ``NAME=PATH`` extras."""
+    base = [RealTarget(n, p, baseline=True) for n, p in named_paths(baselines, "--baseline")]
+    if not base and Path(DEFAULT_BASELINE.path).is_file():
+        base.append(DEFAULT_BASELINE)
+    return base + list(SHIPPED_REAL_TARGETS) + [RealTarget(n, p) for n, p in named_paths(extra, "--onnx")]
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,13 @@ def read_ground_truth(path: str | Path, image_dir: str | Path | None = None) -> 
     return out
 
 
+def write_ground_truth(path: str | Path, truth: Mapping[str, LineGroundTruth], decimals: int = 3) -> None:
+    """Write line ground truth in the form with image sizes (what :func:`read_ground_truth` reads)."""
+    write_json(path, {name: {"width": int(g.width), "height": int(g.height),
+                             "lines": [[round(float(v), decimals) for v in row] for row in np.asarray(g.lines)]}
+                      for name, g in truth.items()})
+
+
 def predictions_to_json(segments: np.ndarray, scores: np.ndarray, decimals: int = 2) -> list[list[float]]:
     """Rows ``[x1, y1, x2, y2, score]`` of one image (scores keep 4 decimals)."""
     rows = np.concatenate([np.asarray(segments, np.float64).reshape(-1, 4),

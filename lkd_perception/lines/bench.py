@@ -83,13 +83,10 @@ class MethodResult:
 def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
     """The held-out images with their exact segments (deterministic for a spec)."""
     if spec.source == "sim":
-        from lkd_perception.lines.sim_source import render_sim_frames
+        from lkd_perception.lines.sim_source import parse_sim_runs, render_sim_frames
 
-        runs = []
-        for item in spec.sim_runs.split(","):
-            scenario, _, seed = item.strip().partition(":")
-            runs.append((scenario, int(seed)))
-        return render_sim_frames(runs, spec.width, spec.height, spec.sim_seconds, spec.sim_rate_hz)
+        return render_sim_frames(parse_sim_runs(spec.sim_runs), spec.width, spec.height, spec.sim_seconds,
+                                 spec.sim_rate_hz)
     if spec.source == "labelled":
         if not spec.gt:
             raise ConfigError("source 'labelled' needs the ground-truth file (--gt)")
@@ -102,6 +99,21 @@ def heldout_images(spec: HeldOut) -> list[SyntheticImage]:
         scene = render_scene(rng, spec.height, spec.width)
         out.append(replace(scene, rgb=augment(scene.rgb, rng, spec.augment_strength)))
     return out
+
+
+def save_heldout(images: Sequence[SyntheticImage], folder: str | Path) -> None:
+    """Write the held-out images as ``heldout_NNNN.png`` and their ``gt.json`` (line ground truth
+    with sizes), so that ``lkd evaluate lines`` can score any method on exactly these images."""
+    from lkd_perception.io.formats import LineGroundTruth, write_ground_truth, write_rgb
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gt = {}
+    for i, scene in enumerate(images):
+        name = f"heldout_{i:04d}.png"
+        write_rgb(folder / name, scene.rgb)
+        gt[name] = LineGroundTruth(scene.segments, int(scene.rgb.shape[1]), int(scene.rgb.shape[0]))
+    write_ground_truth(folder / "gt.json", gt)
 
 
 def make_detector(method: str, cfg: LineConfig) -> Any:

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lkd_perception.common.errors import ConfigError
+
 DEFAULT_WIDTHS = (16, 32, 64, 128)
 
 
@@ -115,6 +117,14 @@ class ExportHead(nn.Module):
         theta = 0.5 * torch.atan2(out[:, 2:3], out[:, 1:2])  # (-π/2, π/2]
         theta = torch.where(theta < 0, theta + math.pi, theta)
         return torch.cat([heat, theta / math.pi], 1)
+
+
+def parse_widths(text: str) -> tuple[int, int, int, int]:
+    """Channel widths of the four levels as the command line gives them, ``16,32,64,160``."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"widths must be four positive integers like 16,32,64,160, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
 def count_parameters(net: nn.Module) -> int:

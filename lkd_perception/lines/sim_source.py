@@ -18,9 +18,39 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from lkd_perception.common.errors import InputError
+from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.io.formats import read_ground_truth, read_rgb
 from lkd_perception.lines.synthetic import SyntheticImage
+
+
+def parse_sim_runs(text: str) -> list[tuple[str, int]]:
+    """Simulator drives as the command line gives them, ``scenario:seed,...``."""
+    runs = []
+    for item in text.split(","):
+        scenario, sep, seed = item.strip().partition(":")
+        if not sep or not seed.strip().isdigit():
+            raise ConfigError(f"simulator run must be scenario:seed, got {item!r}")
+        runs.append((scenario, int(seed)))
+    return runs
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """A frame size ``WxH`` as (width, height)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise ConfigError(f"size must be WxH, got {text!r}")
+    return int(w), int(h)
+
+
+def cached_sim_frames(runs: Sequence[tuple[str, int]], width: int, height: int, seconds: float,
+                      cache: str | Path) -> list[SyntheticImage]:
+    """Training frames of the drives (one per simulated second), rendered once and then read from
+    ``cache`` (an existing cache is used as it is, whatever drives made it)."""
+    if Path(cache).is_file():
+        return load_frames(cache)
+    frames = render_sim_frames(runs, width, height, seconds)
+    save_frames(frames, cache)
+    return frames
 
 
 def render_sim_frames(
