@@ -147,6 +147,7 @@ def _distiller(published, data):
     return ClockDistiller(_model(published, "femto", data), _model(published, "atto", data))
 
 
+@pytest.mark.slow
 def test_two_distillation_steps_lower_the_loss(published, data, tmp_path):
     d = _distiller(published, data)
     x, t = _batch(data)
@@ -159,6 +160,7 @@ def test_two_distillation_steps_lower_the_loss(published, data, tmp_path):
     assert after < before, (before, after)
 
 
+@pytest.mark.slow
 def test_distillation_resumes_from_a_checkpoint(published, data, tmp_path):
     cfg = _cfg(flip=True)
     straight = _distiller(published, data)

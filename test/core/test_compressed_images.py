@@ -60,6 +60,7 @@ def test_bag_of_compressed_images_reads_by_its_base_topic(tmp_path):
     assert all(np.array_equal(a, b) for (_, a), b in zip(got, images))
 
 
+@pytest.mark.slow
 def test_simulator_writes_jpeg_drives(tmp_path):
     from lkd_perception.sim.config import SimConfig
     from lkd_perception.sim.recording import write_drive

@@ -40,6 +40,7 @@ def test_agreement_is_full_with_itself_and_drops_when_a_class_is_lost(atto):
     assert lost["official_found_by_model"] < 1.0
 
 
+@pytest.mark.slow
 def test_tiny_ablation_writes_its_summary_and_resumes(tmp_path):
     data = tmp_path / "toy"
     write_toy_coco(data, frames=2, seed=7)

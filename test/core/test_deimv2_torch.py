@@ -70,6 +70,7 @@ def test_import_is_complete_and_strict(imported):
     assert report.loaded == sum(1 for _ in model.state_dict()) - len(report.copied)
 
 
+@pytest.mark.slow
 def test_parity_with_published_onnx_on_photographs(imported):
     name, path, model, report = imported
     shown = 0
@@ -87,6 +88,7 @@ def test_parity_with_published_onnx_on_photographs(imported):
     assert shown >= 3  # the photographs do hold detections (persons at least)
 
 
+@pytest.mark.slow
 def test_export_back_to_onnx_runs_in_the_runtime_like_the_published_file(imported, tmp_path):
     name, path, model, _ = imported
     ours = export_deimv2(model, tmp_path / f"{name}.onnx", [f"c{i}" for i in range(80)])

@@ -83,6 +83,7 @@ def test_two_steps_lower_the_loss(coco_atto, data, tmp_path):
     assert after < before, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_reaches_the_same_weights(coco_atto, data, tmp_path):
     cfg = _cfg(flip=True)
     straight, _ = _student(coco_atto, data, cfg)

@@ -15,6 +15,7 @@ from lkd_perception.detection.flops import model_cost
 from lkd_perception.detection.leyolo import LeYOLO
 
 
+@pytest.mark.slow
 def test_onnx_cost_agrees_with_the_pytorch_count(tmp_path):
     model = LeYOLO("n", nc=4)
     path = export_leyolo(model, tmp_path / "n.onnx", 96, list(TOY_CLASSES))
@@ -26,6 +27,7 @@ def test_onnx_cost_agrees_with_the_pytorch_count(tmp_path):
     assert 0.9 * torch_cost.params < params <= torch_cost.params
 
 
+@pytest.mark.slow
 def test_bench_command(tmp_path, capsys):
     ann = write_toy_coco(tmp_path / "data", 2, seed=5, width=96, height=64)
     torch.manual_seed(0)
@@ -44,6 +46,7 @@ def test_bench_command(tmp_path, capsys):
     assert "leyolo_n" in capsys.readouterr().err  # the table
 
 
+@pytest.mark.slow
 def test_bench_on_real_photographs_puts_every_shipped_model_side_by_side(tmp_path, capsys):
     from pathlib import Path
 

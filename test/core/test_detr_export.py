@@ -17,6 +17,7 @@ from lkd_perception.detection.detr_export import check_parity, export_detr
 TINY = DetrArch(0.35, (13, 17), 32, 4, 1, 2, 64, 7)
 
 
+@pytest.mark.slow
 def test_onnx_contract_and_parity(tmp_path):
     torch.manual_seed(0)
     model = Detr(TINY, 3).eval()

@@ -45,6 +45,7 @@ def fleet_a(local_ray, drives, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_fleet_reports_the_corrupt_bag_and_scores_the_others(fleet_a):
     doc = json.loads((fleet_a / "fleet.json").read_text())
     rows = {r["bag"]: r for r in doc["rows"]}
@@ -64,6 +65,7 @@ def test_fleet_reports_the_corrupt_bag_and_scores_the_others(fleet_a):
     assert report.worst_first(doc["rows"])[0]["bag"] == "drives__corrupt__drive"
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_bags(fleet_a, drives):
     config = default_config_path("simulation.yaml")
     before = json.loads((fleet_a / "fleet.json").read_text())["rows"]
@@ -78,6 +80,7 @@ def test_rerun_skips_finished_bags(fleet_a, drives):
     assert base != signature("v1", "cfg", "detection", bag, drives / "loop" / "gt")
 
 
+@pytest.mark.slow
 def test_comparison_flags_an_injected_regression(fleet_a, drives, tmp_path, local_ray):
     # software B: the same bags with a detector that reports only its most confident boxes
     text = default_config_path("simulation.yaml").read_text()
@@ -97,6 +100,7 @@ def test_comparison_flags_an_injected_regression(fleet_a, drives, tmp_path, loca
     assert report.compare(rows_a, rows_a)["changes"] == []
 
 
+@pytest.mark.slow
 def test_find_bags_names_and_skips_outputs(drives, fleet_a):
     names = [n for n, _ in find_bags([drives, fleet_a])]
     assert names == ["drives__corrupt__drive", "drives__loop__drive", "drives__urban__drive"]

@@ -97,6 +97,7 @@ def test_shipped_onnx_reproduces_the_official_outputs_and_says_where_it_came_fro
         assert meta["source_sha256"].startswith("08983bf90fc3d0d6")
 
 
+@pytest.mark.slow
 def test_import_command_rebuilds_the_shipped_model(tmp_path, reference):
     from lkd_perception.cli import main
 

@@ -30,6 +30,7 @@ def toy(tmp_path_factory):
                                                                                             width=80, height=64)
 
 
+@pytest.mark.slow
 def test_train_checkpoint_resume_and_export(toy, tmp_path):
     train_ann, val_ann = toy
     base = {"data": str(train_ann), "val_data": str(val_ann), "out_dir": str(tmp_path / "run"), "img_size": 64,

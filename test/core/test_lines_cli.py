@@ -67,6 +67,7 @@ def test_evaluate_reports_bad_files(scenes, capsys):
     assert main(["lines", str(folder / "missing.png")]) == 2
 
 
+@pytest.mark.slow
 def test_bench_runs_every_method_on_the_same_images(tmp_path):
     out = tmp_path / "bench.json"
     rc = main(["bench", "lines", "--source", "synthetic", "--count", "2", "--width", "160", "--height", "120",
@@ -82,6 +83,7 @@ def test_bench_runs_every_method_on_the_same_images(tmp_path):
         assert r["metrics"]["images"] == 2
 
 
+@pytest.mark.slow
 def test_bench_measures_a_model_file_beside_the_shipped_ones(tmp_path):
     out = tmp_path / "bench.json"
     light = str(Path(__file__).resolve().parents[2] / "models" / "lsdnet.onnx")
@@ -94,6 +96,7 @@ def test_bench_measures_a_model_file_beside_the_shipped_ones(tmp_path):
     assert not rows[f"model:{tmp_path / 'none.onnx'}"]["available"]
 
 
+@pytest.mark.slow
 def test_bench_on_the_hand_labelled_photographs(tmp_path):
     gt = Path(__file__).resolve().parents[1] / "fixtures" / "lines_real" / "gt.json"
     out = tmp_path / "bench.json"

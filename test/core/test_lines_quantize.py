@@ -31,6 +31,7 @@ def _heat(path: Path, rgb: np.ndarray, w: int, h: int) -> np.ndarray:
     return sess.run(None, {"image": network_input(rgb, w, h)})[0][0, 0]
 
 
+@pytest.mark.slow
 def test_int8_graph_follows_the_fp32_one(tmp_path):
     # the shipped FP32 model quantised again here, on a few scenes (a random network's output is
     # flat, which would make any comparison meaningless)
@@ -57,6 +58,7 @@ def test_shipped_int8_model_matches_the_shipped_fp32_model():
     assert on.sum() > 100 and np.abs(a - b)[on].mean() < 0.1
 
 
+@pytest.mark.slow
 def test_pair_sum_bound_flags_full_range_weights(tmp_path):
     # the same network quantised with 8-bit weights (how the old shipped INT8 model was made)
     # reaches 2*255*127: the check must see it

@@ -62,6 +62,7 @@ def test_crops_carry_their_segments():
         crops(rng, 200, 200)
 
 
+@pytest.mark.slow
 def test_render_and_cache_round_trip(tmp_path):
     frames = render_sim_frames([("loop", 3)], 96, 72, seconds=1.0, rate_hz=1.0)
     assert len(frames) == 2 and frames[0].rgb.shape == (72, 96, 3)

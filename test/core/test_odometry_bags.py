@@ -67,6 +67,7 @@ def test_tree_looks_up_through_chains_in_both_directions():
     assert tree.lookup("base_link", "camera") is None
 
 
+@pytest.mark.slow
 def test_lidar_only_bag_without_tf_static_runs_with_warnings(tmp_path, drive, caplog):
     bag = tmp_path / "lidar_only.mcap"
     _write(bag, drive, imu=False, tf_static=None, lidar_frame="velodyne")
@@ -81,6 +82,7 @@ def test_lidar_only_bag_without_tf_static_runs_with_warnings(tmp_path, drive, ca
     assert _ape(out, drive) < 0.1
 
 
+@pytest.mark.slow
 def test_mounting_from_a_tf_static_chain_and_frame_overrides(tmp_path, drive, capsys):
     mount = make_pose(yaw_pitch_roll_matrix(0.0, 0.0, 0.05), [0.4, 0.0, 1.0])
     chain = [
@@ -119,6 +121,7 @@ def test_mounting_from_a_tf_static_chain_and_frame_overrides(tmp_path, drive, ca
     assert summary["imu"] is False and summary["base_T_lidar"] == [0.0] * 6
 
 
+@pytest.mark.slow
 def test_bag_without_the_lidar_topic_is_a_clear_error(tmp_path, drive, capsys):
     bag = tmp_path / "imu_only.mcap"
     with BagWriter(bag) as w:

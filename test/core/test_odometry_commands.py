@@ -62,6 +62,7 @@ def test_evaluate_odometry_rejects_disjoint_stamps(tmp_path):
     assert main(["evaluate", "odometry", "--pred", str(tmp_path / "pred.tum"), "--gt", str(tmp_path / "gt.tum")]) == 2
 
 
+@pytest.mark.slow
 def test_odometry_on_a_simulated_bag(tmp_path, capsys):
     out = tmp_path / "drive"
     assert main(["simulate", "--out", str(out), "--seconds", "3", "--no-camera", "--scenario", "loop"]) == 0

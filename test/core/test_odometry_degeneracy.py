@@ -81,6 +81,7 @@ def with_imu():
     return _run(True)
 
 
+@pytest.mark.slow
 def test_covariance_is_positive_definite_and_grows_along_the_free_axis(with_imu):
     for _, r in with_imu:
         for cov in (r.uncertainty.pose_covariance, r.uncertainty.twist_covariance):
@@ -100,6 +101,7 @@ def test_covariance_is_positive_definite_and_grows_along_the_free_axis(with_imu)
         assert var[0] < 10 * var[1]
 
 
+@pytest.mark.slow
 def test_the_imu_carries_the_unobservable_direction(with_imu):
     lidar_only = _run(False)
     ts_end = with_imu[-1][0]

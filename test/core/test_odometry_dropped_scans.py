@@ -63,6 +63,7 @@ def _run(sim: DriveSimulator, cfg: OdometryConfig, times: np.ndarray, keep: np.n
     return m, statuses
 
 
+@pytest.mark.slow
 def test_turn_with_dropped_scans_and_no_imu_stays_on_ground_truth():
     sim, cfg = _urban(use_imu=False)
     times = sim.scan_times()
@@ -75,6 +76,7 @@ def test_turn_with_dropped_scans_and_no_imu_stays_on_ground_truth():
     assert sum(s.startswith("ok") for s in statuses) >= 0.9 * len(statuses)
 
 
+@pytest.mark.slow
 def test_turn_with_skipped_scans_and_lost_imu_bursts_stays_on_ground_truth():
     # What the live node saw in the 10-minute soak: half of the scans skipped in runs of up to 1.5 s
     # and a quarter of the IMU messages lost in bursts of up to 150 ms. Refusing any IMU window with

@@ -4,11 +4,14 @@ simulator's noise model) the estimate converges to the simulator's true bias."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lkd_perception.commands.odometry import _xyzrpy, run_pipeline
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.pipeline import LioPipeline
 from lkd_perception.sim.drive import simulate_drive
+
+pytestmark = pytest.mark.slow
 
 
 def test_gyro_bias_converges_to_the_simulators():

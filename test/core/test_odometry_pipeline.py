@@ -73,6 +73,7 @@ def test_bad_scans_are_reported_and_skipped(short_seq):
 
 
 @pytest.mark.parametrize("in_memory", [200, 3])  # 3: all but the newest keyframes read back from disk
+@pytest.mark.slow
 def test_loop_is_closed_on_a_revisit(in_memory):
     seq = scene.make_sequence(seconds=33.0, seed=0)  # one lap of the 25 m circle is 31.4 s
     cfg = OdometryConfig(keyframes_in_memory=in_memory)

@@ -33,6 +33,8 @@ from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, Loop
 from lkd_perception.odometry.pose_graph import PoseGraph
 from lkd_perception.odometry.registration import LocalMap, RegistrationResult, register, voxel_downsample
 
+pytestmark = pytest.mark.slow
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "odometry" / "mrpt_sena_loop.npz"
 
 MAX_RANGE = 20.0  # m: indoor-outdoor campus, most structure is nearer

@@ -41,6 +41,7 @@ def test_builders_make_serialisable_bag_messages():
         M.detection2d_array(M.bag_message, stamp, "c", np.zeros((2, 2)), np.zeros((1, 2)), None, np.zeros(1), ["a"])
 
 
+@pytest.mark.slow
 def test_lidar_only_bag_runs_odometry_and_skips_the_cameras(tmp_path):
     write_drive(tmp_path, make_config("loop", 1.5, 2, camera=False, lidar_azimuths=512))
     bag = tmp_path / "drive.mcap"
@@ -59,6 +60,7 @@ def test_lidar_only_bag_runs_odometry_and_skips_the_cameras(tmp_path):
         run_bag(bag, tmp_path / "none", capabilities="detection")
 
 
+@pytest.mark.slow
 def test_bag_of_compressed_frames_is_read_by_its_base_topic(tmp_path):
     """A drive recorded as JPEG (image_transport's <topic>/compressed) runs like a raw one."""
     cfg = make_config("loop", 0.5, 3, camera=True, lidar_azimuths=512, camera_width=160, camera_height=120,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 
 from lkd_perception.cli import main
 from lkd_perception.io.formats import read_coco, read_lines
 from lkd_perception.sim.dataset import iter_frames, write_detection_dataset
 
 
+@pytest.mark.slow
 def test_iter_frames_gives_labelled_varied_views():
     frames = list(iter_frames(6, seed=11, width=160, height=120, frames_per_world=3))
     assert [f.file_name for f in frames] == [f"frame_{i:06d}.png" for i in range(6)]
@@ -28,6 +30,7 @@ def test_iter_frames_gives_labelled_varied_views():
             assert f.lines[:, [0, 2]].min() >= -0.5 and f.lines[:, [0, 2]].max() <= 159.5
 
 
+@pytest.mark.slow
 def test_same_seed_same_images_and_labels():
     a = list(iter_frames(2, seed=5, width=96, height=72, frames_per_world=2))
     b = list(iter_frames(2, seed=5, width=96, height=72, frames_per_world=2))
@@ -37,6 +40,7 @@ def test_same_seed_same_images_and_labels():
     assert not np.array_equal(a[0].rgb, c[0].rgb)
 
 
+@pytest.mark.slow
 def test_detection_dataset_files(tmp_path):
     s = write_detection_dataset(tmp_path / "det", frames=3, seed=2, width=128, height=96)
     doc = read_coco(tmp_path / "det" / "annotations.json")
@@ -46,6 +50,7 @@ def test_detection_dataset_files(tmp_path):
         assert (tmp_path / "det" / "images" / im["file_name"]).is_file()
 
 
+@pytest.mark.slow
 def test_cli_writes_a_lines_dataset(tmp_path, capsys):
     rc = main(["simulate", "--dataset", "lines", "--frames", "2", "--out", str(tmp_path / "ln"),
                "--width", "128", "--height", "96", "--seed", "3"])

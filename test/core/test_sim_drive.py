@@ -21,6 +21,7 @@ def drive():
     return simulate_drive("urban", seconds=2.0, seed=3, lidar_azimuths=512, imu_noise=False)
 
 
+@pytest.mark.slow
 def test_trajectory_is_smooth_and_within_speed_limits(drive):
     t = np.linspace(0.0, 2.0, 2001)
     v = np.linalg.norm(drive.trajectory.velocity(t)[:, :2], axis=1)
@@ -35,6 +36,7 @@ def test_trajectory_is_smooth_and_within_speed_limits(drive):
     assert np.allclose(drive.gt_poses[100], drive.trajectory.poses(1.0)[0])
 
 
+@pytest.mark.slow
 def test_lidar_points_lie_on_scene_surfaces(drive):
     sim_world = build_world(drive.config.scenario, drive.config.seed, drive.config.density)
     mesh, _ = static_mesh(sim_world)
@@ -64,6 +66,7 @@ def test_lidar_points_lie_on_scene_surfaces(drive):
         assert np.quantile(dist_wrong, 0.9) > 3.0 * np.quantile(dist, 0.9)
 
 
+@pytest.mark.slow
 def test_lidar_has_intensity_and_dropouts(drive):
     cloud = drive.scans[0].cloud
     n_rays = drive.config.lidar_beams * drive.config.lidar_azimuths
@@ -84,6 +87,7 @@ def _integrate(gyro, accel, dt, R0, v0, p0):
     return R, v, p
 
 
+@pytest.mark.slow
 def test_integrated_imu_reproduces_the_trajectory(drive):
     imu = drive.imu
     T_bi = drive.extrinsics.T_base_imu
@@ -108,6 +112,7 @@ def test_integrated_imu_reproduces_the_trajectory(drive):
     assert np.linalg.norm(p_biased - Tb[:3, 3]) > 5e-3
 
 
+@pytest.mark.slow
 def test_imu_at_rest_measures_gravity():
     """A level vehicle with no motion would read +g on z; check the kinematics formula on the
     trajectory by comparing with a numerical second derivative of the IMU position."""

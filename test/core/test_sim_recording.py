@@ -30,6 +30,7 @@ def recorded(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_layout_and_contents(recorded):
     out, s = recorded
     assert (out / "drive.mcap").is_file()
@@ -60,6 +61,7 @@ def test_layout_and_contents(recorded):
     assert json.loads(json.dumps(s.to_dict()))["scans"] == 5
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_bytes(recorded, tmp_path):
     out, _ = recorded
     write_drive(tmp_path / "again", make_config("loop", 0.5, 4, **SMALL), save_frames=True)
@@ -69,6 +71,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(recorded, tmp_path):
     assert other["drive.mcap"] != _digest(out)["drive.mcap"]
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite(recorded):
     out, _ = recorded
     from lkd_perception.common.errors import InputError
@@ -77,6 +80,7 @@ def test_refuses_to_overwrite(recorded):
         write_drive(out, make_config("loop", 0.5, 4, **SMALL))
 
 
+@pytest.mark.slow
 def test_cli_simulate_and_bench(tmp_path, capsys):
     from lkd_perception.cli import main
 

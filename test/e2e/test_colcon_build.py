@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is installed by make setup")
+@pytest.mark.slow
 def test_colcon_build_installs_share_files(tmp_path):
     env = dict(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"

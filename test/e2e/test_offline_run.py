@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lkd_perception.eval.outputs import read_recorded_run
 from lkd_perception.nodes.graph import GRAPH, config_class, default_config_path
@@ -20,6 +21,7 @@ def _by_stamp(frames):
     return {f.stamp_ns: f for f in frames}
 
 
+@pytest.mark.slow
 def test_offline_run_agrees_with_a_replay_over_dds(tmp_path):
     write_drive(tmp_path, make_config("loop", 2.0, 5, camera=True, camera_width=320, camera_height=240,
                                       lidar_azimuths=512))

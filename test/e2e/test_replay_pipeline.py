@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from lkd_perception.eval.outputs import read_recorded_run
 from lkd_perception.eval.report import evaluate_run, write_report
 from lkd_perception.io.bag import bag_info
@@ -12,6 +14,8 @@ from lkd_perception.nodes.graph import default_config_path
 from lkd_perception.nodes.replay import run_replay
 from lkd_perception.sim.drive import make_config
 from lkd_perception.sim.recording import write_drive
+
+pytestmark = pytest.mark.slow
 
 
 def test_short_replay_through_all_nodes_gives_all_outputs_and_a_report(tmp_path):

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lkd_perception.cli import main
 from lkd_perception.sim.drive import make_config
 from lkd_perception.sim.recording import write_drive
+
+pytestmark = pytest.mark.slow
 
 
 def test_soak_kills_and_restarts_a_node_and_reports_each_nodes_health(tmp_path):

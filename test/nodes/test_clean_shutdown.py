@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from rclpy.parameter import Parameter
 
 from lkd_perception.nodes.base import LkdNode
@@ -36,6 +37,7 @@ run_node(Busy)
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_diagnostics_publish_exits_without_traceback():
     for attempt in range(3):
         proc = subprocess.Popen([sys.executable, "-c", _BUSY_NODE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

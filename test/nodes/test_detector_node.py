@@ -68,6 +68,7 @@ def _wired(ros_ctx, overrides: list[Parameter]):
     return node, probe, pub, dets, ex
 
 
+@pytest.mark.slow
 def test_answers_images_and_survives_bad_ones(ros_ctx, spin_until, frame, latest_status):
     image, gt = frame
     node, probe, pub, dets, ex = _wired(ros_ctx, [Parameter("publish_debug_image", value=True),

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "odome
 import scene  # noqa: E402
 
 
+@pytest.mark.slow
 def test_node_publishes_consistent_odometry_path_and_tf(ros_ctx, spin_until):
     seq = scene.make_sequence(seconds=0.6, seed=0)
     # path_period_s 0: the Path at every keyframe (the default throttles it to one per 2 s)

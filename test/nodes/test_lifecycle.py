@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
@@ -36,6 +37,7 @@ def _call(executor, client, request, timeout_s: float = 60.0):
     return future.result()
 
 
+@pytest.mark.slow
 def test_transitions_over_dds(ros_ctx, spin_until):
     proc = subprocess.Popen(
         [sys.executable, "-m", "lkd_perception.cli", "launch", "--capabilities", "detection", "--namespace", "lc",

@@ -84,6 +84,7 @@ def _check(params: dict, node_name: str) -> None:
         assert got == v, f"{node_name}.{k}: {got!r} on the node, {v!r} in {CONFIG.name}"
 
 
+@pytest.mark.slow
 def test_every_parameter_reaches_nodes_under_a_namespace(ros_ctx):
     # the file must hold values a node would not have anyway, or the test proves nothing
     odometry = _expected("lidar_odometry_node")

@@ -76,6 +76,7 @@ IMAGE_NODES = [("lkd_perception.nodes.detector_node", "DetectorNode", "lkd/detec
 @settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate],  # DDS rounds: no shrinking
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(bad=st.lists(bad_images(), min_size=6, max_size=10))
+@pytest.mark.slow
 def test_image_nodes_survive_fuzz(ros_ctx, spin_until, module, cls_name, out_topic, bad):
     node = getattr(importlib.import_module(module), cls_name)(context=ros_ctx)
     probe = Node("lkd_fuzzer", context=ros_ctx)
@@ -124,6 +125,7 @@ def _room_cloud(rng: np.random.Generator, n: int = 6000) -> np.ndarray:
 @settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(bad=st.lists(bad_clouds(), min_size=6, max_size=10))
+@pytest.mark.slow
 def test_odometry_node_survives_fuzz_and_time_going_backwards(ros_ctx, spin_until, bad):
     from nav_msgs.msg import Odometry
 

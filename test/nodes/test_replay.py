@@ -80,6 +80,7 @@ class Relay(Node):
         )
 
 
+@pytest.mark.slow
 def test_replay_publishes_and_records(tmp_path, ros_ctx, spin_until):
     from rosbags.highlevel import AnyReader
 
