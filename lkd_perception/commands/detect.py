@@ -9,17 +9,20 @@ from typing import Any
 
 from lkd_perception.commands import Command, emit_json, progress
 from lkd_perception.common.config import describe
+from lkd_perception.common.providers import PROVIDER_CHOICES
+from lkd_perception.detection.config import DetectorFamily
 
 
 # -- lkd detect ---------------------------------------------------------------------------------
 def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--model", choices=("leyolo", "detr"), default="leyolo", help="detector family")
+    p.add_argument("--model", choices=tuple(f.value for f in DetectorFamily), default="leyolo",
+                   help="detector family")
     p.add_argument("--model-path", help="ONNX file (default: the config's path for the family)")
     p.add_argument("--conf", type=float, default=0.001, help="score threshold (low for mAP evaluation)")
     p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (LeYOLO)")
     p.add_argument("--max-det", type=int, default=100, help="most detections per image")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+    p.add_argument("--provider", choices=PROVIDER_CHOICES, default="cpu",
                    help="ONNX Runtime execution provider (tensorrt builds an engine on first use)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     p.add_argument("--gt", help="COCO annotations: image_id and category_id follow its file names and categories")
@@ -30,14 +33,11 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
 
 
 def _detector_config(args: argparse.Namespace):
-    from lkd_perception.common.config import from_dict
-    from lkd_perception.detection.config import DetectorConfig
+    from lkd_perception.detection.config import detector_config
 
-    values: dict[str, Any] = {"model": args.model, "conf_threshold": args.conf, "iou_threshold": args.iou,
-                              "max_detections": args.max_det, "provider": args.provider, "threads": args.threads}
-    if args.model_path:
-        values[f"{args.model}_model_path"] = args.model_path
-    return from_dict(DetectorConfig, values)
+    return detector_config(DetectorFamily(args.model), args.model_path, conf_threshold=args.conf,
+                           iou_threshold=args.iou, max_detections=args.max_det, provider=args.provider,
+                           threads=args.threads)
 
 
 def _run_detect(args: argparse.Namespace) -> int:

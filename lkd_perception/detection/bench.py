@@ -19,6 +19,7 @@ import numpy as np
 
 from lkd_perception.common.errors import ConfigError
 from lkd_perception.common.timing import Stopwatch
+from lkd_perception.detection.config import DetectorFamily, detector_config
 from lkd_perception.io.coco import CocoSet, load_coco
 
 
@@ -190,7 +191,7 @@ def _leyolo_row(size: str, sizes: Sequence[int], runs: int, threads: int, tmp: P
             lat.append(time_session(make_session(path, prov, False, threads), s, runs, prov))
     return BenchRow(
         f"leyolo_{size} (architecture, nc=4)",
-        "leyolo",
+        DetectorFamily.LEYOLO.value,
         model_cost(model, 320).params,
         gflops,
         lat,
@@ -199,9 +200,7 @@ def _leyolo_row(size: str, sizes: Sequence[int], runs: int, threads: int, tmp: P
 
 
 def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, threads: int) -> tuple[BenchRow, int]:
-    from lkd_perception.common.config import from_dict
     from lkd_perception.common.errors import LkdError
-    from lkd_perception.detection.config import DetectorConfig
     from lkd_perception.detection.runtime import Detector, make_session, read_model_info, resolve_model_path
     from lkd_perception.io.formats import read_rgb
 
@@ -212,16 +211,7 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
         return BenchRow(target.name, "?", note=f"skipped: {exc}"), 0
     params, gf, uncounted = onnx_cost(path)
     lat = [time_session(make_session(path, p, False, threads), info.input_size, runs, p) for p in _providers()]
-    cfg = from_dict(
-        DetectorConfig,
-        {
-            "model": info.family,
-            f"{info.family}_model_path": str(path),
-            "conf_threshold": 0.001,
-            "iou_threshold": 0.6,
-            "threads": threads,
-        },
-    )
+    cfg = detector_config(info.family, str(path), conf_threshold=0.001, iou_threshold=0.6, threads=threads)
     det = Detector(cfg)
     e2e = None
     n_eval = 0
@@ -231,7 +221,7 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
     if coco and tuple(gt_classes) != tuple(info.class_names):
         return BenchRow(
             target.name,
-            info.family,
+            info.family.value,
             params,
             {str(info.input_size): round(gf, 4)},
             lat,
@@ -252,7 +242,8 @@ def _onnx_row(target: BenchTarget, gt: str | None, max_images: int, runs: int, t
         [f"GFLOPs is a lower bound: {uncounted} Conv/MatMul nodes without static shapes"] if uncounted else []
     )
     return BenchRow(
-        target.name, info.family, params, {str(info.input_size): round(gf, 4)}, lat, e2e, m1, m2, note="; ".join(notes)
+        target.name, info.family.value, params, {str(info.input_size): round(gf, 4)}, lat, e2e, m1, m2,
+        note="; ".join(notes),
     ), n_eval
 
 

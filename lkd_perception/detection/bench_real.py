@@ -175,10 +175,15 @@ def _deimv2_agreement(session, detector, images: list[np.ndarray]) -> dict[str, 
 def run_real_benchmark(targets: Sequence[RealTarget], photos: Sequence[str | Path], runs: int,
                        threads: int, conf: float = 0.25) -> RealReport:
     """Measure every target that loads; a target that does not is a row with the reason."""
-    from lkd_perception.common.config import from_dict
     from lkd_perception.common.errors import LkdError
-    from lkd_perception.detection.config import DetectorConfig
-    from lkd_perception.detection.runtime import Detector, make_session, read_model_info, resolve_model_path
+    from lkd_perception.detection.config import detector_config
+    from lkd_perception.detection.runtime import (
+        ContractName,
+        Detector,
+        make_session,
+        read_model_info,
+        resolve_model_path,
+    )
     from lkd_perception.io.formats import read_rgb
 
     images = [read_rgb(p) for p in photos]
@@ -197,14 +202,12 @@ def run_real_benchmark(targets: Sequence[RealTarget], photos: Sequence[str | Pat
                 rows[t.name] = RealRow(t.name, str(t.path), "baseline", "-", size, note="random weights: timing only")
                 continue
             info = read_model_info(session, str(path))
-            cfg = from_dict(DetectorConfig, {"model": info.family, f"{info.family}_model_path": str(path),
-                                             "conf_threshold": conf, "threads": threads})
-            detector = Detector(cfg)
+            detector = Detector(detector_config(info.family, str(path), conf_threshold=conf, threads=threads))
         except LkdError as exc:
             rows[t.name] = RealRow(t.name, str(t.path), note=f"skipped: {exc}")
             continue
         loaded.append((t, path, session, info, detector))
-        rows[t.name] = RealRow(t.name, str(t.path), info.family, info.contract, info.input_size)
+        rows[t.name] = RealRow(t.name, str(t.path), info.family.value, info.contract.value, info.input_size)
 
     net, net_cpu = _interleaved([_session_call(s, rows[t.name].input_size) for t, _, s, _, _ in loaded], runs)
     with_detector = [(t, d) for t, _, _, _, d in loaded if d is not None]
@@ -226,9 +229,9 @@ def run_real_benchmark(targets: Sequence[RealTarget], photos: Sequence[str | Pat
             update["detector_ms"] = call_ms[t.name]
             update["detections"] = {n: len(d) for n, d in zip(names, dets)}
             update["people"] = {n: sum(lbl == "person" for lbl in d.labels) for n, d in zip(names, dets)}
-            if info.contract == "yolo" and reference is not None:
+            if info.contract is ContractName.YOLO and reference is not None:
                 update["agreement"] = _leyolo_agreement(session, info, reference)
-            elif info.contract == "deimv2":
+            elif info.contract is ContractName.DEIMV2:
                 update["agreement"] = _deimv2_agreement(session, detector, images)
         rows[t.name] = RealRow(**{**asdict(row), **update})
     return RealReport([rows[t.name] for t in targets], threads, runs, names, baseline_name)

@@ -6,16 +6,27 @@ Kept free of torch so that building the command line stays fast.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import Any
 
-from lkd_perception.common.config import param
+from lkd_perception.common.config import from_dict, param
+from lkd_perception.common.providers import PROVIDER_CHOICES
+
+
+class DetectorFamily(enum.Enum):
+    """Detector families: the ``model`` setting and the ``model_family`` metadata of our ONNX files."""
+
+    LEYOLO = "leyolo"
+    DETR = "detr"
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """Which model runs, where, and how its raw output becomes detections."""
 
-    model: str = param("leyolo", "detector family to run", choices=("leyolo", "detr"), read_only=True)
+    model: str = param("leyolo", "detector family to run", choices=tuple(f.value for f in DetectorFamily),
+                       read_only=True)
     leyolo_model_path: str = param(
         "models/leyolo_n_coco.onnx", "LeYOLO ONNX file (models/leyolo_n_coco.onnx: official COCO weights at 320, "
         "leyolo_n_coco_480.onnx at 480, AGPL-3.0; leyolo_n_sim.onnx: our simulator-trained model; relative paths: "
@@ -31,7 +42,7 @@ class DetectorConfig:
                                  lo=0.0, hi=1.0)
     max_detections: int = param(100, "most detections reported per image", lo=1, hi=1000)
     provider: str = param("cpu", "ONNX Runtime execution provider; falls back to cpu with a warning if unavailable",
-                          choices=("cpu", "cuda", "tensorrt"), read_only=True)
+                          choices=PROVIDER_CHOICES, read_only=True)
     fp16: bool = param(True, "half precision where the provider supports it (TensorRT)", read_only=True)
     threads: int = param(2, "ONNX Runtime intra-op threads (0 = runtime default)", lo=0, hi=64, read_only=True)
     publish_debug_image: bool = param(False, "also publish the input image with boxes drawn (detector_node)")
@@ -41,9 +52,22 @@ class DetectorConfig:
                                  choices=("raw", "compressed"), read_only=True)
 
     @property
+    def family(self) -> DetectorFamily:
+        return DetectorFamily(self.model)
+
+    @property
     def model_path(self) -> str:
         """The ONNX file of the selected family."""
-        return self.leyolo_model_path if self.model == "leyolo" else self.detr_model_path
+        return self.leyolo_model_path if self.family is DetectorFamily.LEYOLO else self.detr_model_path
+
+
+def detector_config(family: DetectorFamily, model_path: str | None = None, **settings: Any) -> DetectorConfig:
+    """A checked :class:`DetectorConfig` running ``family`` (from ``model_path`` when given: the
+    setting of that family's file) with other ``settings`` by field name."""
+    values = {"model": family.value, **settings}
+    if model_path:
+        values[f"{family.value}_model_path"] = str(model_path)
+    return from_dict(DetectorConfig, values)
 
 
 @dataclass(frozen=True)

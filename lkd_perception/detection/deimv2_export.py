@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import torch
 
 from lkd_perception.common.errors import ModelError
+from lkd_perception.detection.config import DetectorFamily
 from lkd_perception.detection.deimv2_model import DEIMv2, DEIMv2Deploy
 from lkd_perception.detection.export import OPSET, set_metadata
 
@@ -34,5 +35,5 @@ def export_deimv2(model: DEIMv2, out_path: str | Path, class_names: Sequence[str
         torch.onnx.export(deploy, (images, sizes), str(out), input_names=["images", "orig_target_sizes"],
                           output_names=["labels", "boxes", "scores"], opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
-    set_metadata(out, "detr", class_names, size, extra)
+    set_metadata(out, DetectorFamily.DETR, class_names, size, extra)
     return out

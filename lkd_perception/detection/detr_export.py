@@ -16,6 +16,7 @@ import onnx
 import torch
 
 from lkd_perception.common.errors import ModelError
+from lkd_perception.detection.config import DetectorFamily
 from lkd_perception.detection.detr import Detr
 from lkd_perception.detection.export import set_metadata, trace_to_onnx
 
@@ -35,7 +36,7 @@ def export_detr(model: Detr, out_path: str | Path, input_size: int, class_names:
     bad = sorted(ops & FORBIDDEN_OPS)
     if bad:
         raise ModelError(f"exported DETR graph contains {bad}, which the TensorRT contract forbids")
-    set_metadata(out, "detr", class_names, input_size)
+    set_metadata(out, DetectorFamily.DETR, class_names, input_size)
     return out
 
 

@@ -10,16 +10,18 @@ import onnx
 import torch
 
 from lkd_perception.common.errors import ModelError
+from lkd_perception.detection.config import DetectorFamily
 
 OPSET = 17
 
 
-def set_metadata(path: str | Path, family: str, class_names: Sequence[str], input_size: int,
+def set_metadata(path: str | Path, family: DetectorFamily, class_names: Sequence[str], input_size: int,
                  extra: Mapping[str, str] | None = None) -> None:
     """Write the contract's metadata_props (model_family, class_names JSON, input_size) into an ONNX file,
     plus ``extra`` entries (provenance of imported weights: source, licence, ...)."""
     model = onnx.load(str(path))
-    props = {"model_family": family, "class_names": json.dumps(list(class_names)), "input_size": str(int(input_size))}
+    props = {"model_family": family.value, "class_names": json.dumps(list(class_names)),
+             "input_size": str(int(input_size))}
     props.update({str(k): str(v) for k, v in (extra or {}).items()})
     kept = [p for p in model.metadata_props if p.key not in props]
     del model.metadata_props[:]
@@ -52,5 +54,5 @@ def export_leyolo(model: torch.nn.Module, out_path: str | Path, input_size: int,
     if len(class_names) != model.nc:
         raise ModelError(f"{len(class_names)} class names for a model with {model.nc} classes")
     out = trace_to_onnx(model, out_path, input_size, ["output0"])
-    set_metadata(out, "leyolo", class_names, input_size, extra_metadata)
+    set_metadata(out, DetectorFamily.LEYOLO, class_names, input_size, extra_metadata)
     return out

@@ -8,6 +8,7 @@ file name means nothing.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from dataclasses import dataclass
@@ -17,36 +18,43 @@ import numpy as np
 
 from lkd_perception.common.errors import ModelError
 from lkd_perception.common.paths import resolve_model_path
+from lkd_perception.common.providers import Provider
 from lkd_perception.detection.coco import COCO_CLASSES
-from lkd_perception.detection.config import DetectorConfig
+from lkd_perception.detection.config import DetectorConfig, DetectorFamily
 from lkd_perception.detection.onnx_graph import labels_class_count
 from lkd_perception.detection.postprocess import Detections, decode_deimv2, decode_detr, decode_yolo
 from lkd_perception.detection.preprocess import check_rgb, deimv2_resize, letterbox, plain_resize, to_tensor
 
 log = logging.getLogger(__name__)
 
-_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+class ContractName(enum.Enum):
+    """The ONNX interfaces the runtime drives (what ``lkd bench detect --photos`` reports)."""
+
+    YOLO = "yolo"  # our LeYOLO export: YOLOv8 output0
+    DETR_STUDENT = "detr_student"  # our DETR export: boxes, scores
+    DEIMV2 = "deimv2"  # a DEIMv2 export as published: labels, boxes, scores in original pixels
 
 
 @dataclass(frozen=True)
 class Contract:
     """One ONNX interface the runtime can drive: the family it serves and its exact tensor names."""
 
-    name: str
-    family: str
+    name: ContractName
+    family: DetectorFamily
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     needs_metadata: bool  # our own exports name their classes in metadata; published ones may not
 
     def describe(self) -> str:
-        return f"{self.name} ({self.family}): inputs {list(self.inputs)}, outputs {list(self.outputs)}"
+        return f"{self.name.value} ({self.family.value}): inputs {list(self.inputs)}, outputs {list(self.outputs)}"
 
 
 #: Recognised by tensor names, not file names, so a renamed file still runs as what it is.
 CONTRACTS = (
-    Contract("yolo", "leyolo", ("images",), ("output0",), True),
-    Contract("detr_student", "detr", ("images",), ("boxes", "scores"), True),
-    Contract("deimv2", "detr", ("images", "orig_target_sizes"), ("labels", "boxes", "scores"), False),
+    Contract(ContractName.YOLO, DetectorFamily.LEYOLO, ("images",), ("output0",), True),
+    Contract(ContractName.DETR_STUDENT, DetectorFamily.DETR, ("images",), ("boxes", "scores"), True),
+    Contract(ContractName.DEIMV2, DetectorFamily.DETR, ("images", "orig_target_sizes"), ("labels", "boxes", "scores"),
+             False),
 )
 
 
@@ -54,11 +62,11 @@ CONTRACTS = (
 class ModelInfo:
     """What a detector model is: from its tensors (contract, static input size) and its metadata."""
 
-    family: str
+    family: DetectorFamily
     class_names: tuple[str, ...]
     input_size: int
     path: str
-    contract: str = "yolo"
+    contract: ContractName = ContractName.YOLO
 
 
 def match_contract(inputs: list[str], outputs: list[str]) -> Contract | None:
@@ -85,8 +93,8 @@ def read_model_info(session, path: str) -> ModelInfo:
         missing = [k for k in ("model_family", "class_names", "input_size") if k not in meta]
         if missing:
             raise ModelError(f"{path}: ONNX metadata lacks {missing}; export it with 'lkd export leyolo|detr'")
-    family = meta.get("model_family", contract.family)
-    if family != contract.family:
+    family = meta.get("model_family", contract.family.value)
+    if family != contract.family.value:
         raise ModelError(f"{path}: metadata model_family {family!r} but its tensors are the {contract.describe()}")
     try:
         names = tuple(str(n) for n in json.loads(meta["class_names"])) if "class_names" in meta else None
@@ -97,7 +105,7 @@ def read_model_info(session, path: str) -> ModelInfo:
         raise ModelError(f"{path}: input 'images' has no static square size and no input_size metadata")
     if names is None:
         names = _deimv2_class_names(path)
-    return ModelInfo(family, names, size, path, contract.name)
+    return ModelInfo(contract.family, names, size, path, contract.name)
 
 
 def _input_size(session, meta: dict[str, str]) -> int | None:
@@ -134,17 +142,15 @@ def make_session(path: Path, provider: str, fp16: bool, threads: int):
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    wanted = _PROVIDERS[provider]
+    chain = Provider(provider).ort_chain
+    wanted = chain[0]
     providers: list = []
-    if wanted != "CPUExecutionProvider":
-        if wanted in available:
-            opts = {"trt_fp16_enable": fp16, "trt_engine_cache_enable": True} if provider == "tensorrt" else {}
-            providers.append((wanted, opts))
-            if provider == "tensorrt" and "CUDAExecutionProvider" in available:
-                providers.append(("CUDAExecutionProvider", {}))
-        else:
-            log.warning("ONNX Runtime provider %s is not available here (have %s); running on CPU", wanted, available)
-    providers.append("CPUExecutionProvider")
+    if wanted in available:  # the chain's fallbacks that this build has, CPU last
+        trt = {"trt_fp16_enable": fp16, "trt_engine_cache_enable": True}
+        providers = [(p, trt if p == "TensorrtExecutionProvider" else {}) for p in chain if p in available]
+    else:
+        log.warning("ONNX Runtime provider %s is not available here (have %s); running on CPU", wanted, available)
+        providers = [("CPUExecutionProvider", {})]
     so = ort.SessionOptions()
     if threads > 0:
         so.intra_op_num_threads = threads
@@ -167,8 +173,8 @@ class Detector:
         path = resolve_model_path(config.model_path)
         self.session = make_session(path, config.provider, config.fp16, config.threads)
         self.info = read_model_info(self.session, str(path))
-        if self.info.family != config.model:
-            raise ModelError(f"{path}: holds a {self.info.family} model but model={config.model!r} was asked for")
+        if self.info.family is not config.family:
+            raise ModelError(f"{path}: holds a {self.info.family.value} model but model={config.model!r} was asked for")
         self.providers = tuple(self.session.get_providers())
 
     @property
@@ -178,12 +184,12 @@ class Detector:
     def __call__(self, image: np.ndarray) -> Detections:
         check_rgb(image)
         cfg, info = self.config, self.info
-        if info.family == "leyolo":
+        if info.family is DetectorFamily.LEYOLO:
             square, geom = letterbox(image, info.input_size)
             (out,) = self.session.run(["output0"], {"images": to_tensor(square)})
             return decode_yolo(out[0], geom, info.class_names, cfg.conf_threshold, cfg.iou_threshold,
                                cfg.max_detections)
-        if info.contract == "deimv2":
+        if info.contract is ContractName.DEIMV2:
             square, geom = deimv2_resize(image, info.input_size)
             sizes = np.array([[geom.width, geom.height]], np.int64)  # (width, height), as the contract says
             labels, boxes, scores = self.session.run(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lkd_perception.common.config import param
+from lkd_perception.common.providers import PROVIDER_CHOICES
 
 #: our light network (FP32), trained on synthetic scenes and simulator frames
 LIGHT_MODEL_PATH = "models/lsdnet.onnx"
@@ -104,7 +105,7 @@ class LineConfig:
         "(0 = mean heat alone)", lo=0.0, hi=10000.0,
     )
     provider: str = param(
-        "cpu", "ONNX Runtime execution provider", choices=("cpu", "cuda", "tensorrt"), read_only=True
+        "cpu", "ONNX Runtime execution provider", choices=PROVIDER_CHOICES, read_only=True
     )
     threads: int = param(2, "ONNX Runtime intra-op threads (0 = library default)", lo=0, hi=64, read_only=True)
     publish_debug_image: bool = param(False, "line_node: also publish the image with the segments drawn")

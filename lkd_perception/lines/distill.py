@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from lkd_perception.common.errors import InputError, ModelError
 from lkd_perception.lines.lsdnet import LSDNet
+from lkd_perception.lines.runtime import resize_for_network
 from lkd_perception.lines.synthetic import augment
 from lkd_perception.lines.train import ImageSource, line_loss, make_batch
 
@@ -77,14 +78,6 @@ def resample_teacher(heat: np.ndarray, theta: np.ndarray, width: int, height: in
     return np.clip(out_heat, 0.0, 1.0), out_theta.astype(np.float32)
 
 
-def _frame_resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The resize :func:`~lkd_perception.lines.runtime.network_input` applies (same rule)."""
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    mild = width >= rgb.shape[1] / 2 and height >= rgb.shape[0] / 2
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
-
-
 def make_teacher_maps(
     teacher_maps: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     photos: Sequence[np.ndarray],
@@ -119,7 +112,7 @@ def make_teacher_maps(
         frame = np.ascontiguousarray(frame)
         heat_t, theta_t = teacher_maps(frame)
         heat, theta = resample_teacher(heat_t, theta_t, width // stride, height // stride)
-        rgbs.append(_frame_resize(frame, width, height))
+        rgbs.append(resize_for_network(frame, width, height))
         heats.append(np.round(heat * 255).astype(np.uint8))
         thetas.append((np.round(theta / np.pi * 256) % 256).astype(np.uint8))
     return TeacherMaps(np.stack(rgbs), np.stack(heats), np.stack(thetas))

@@ -17,6 +17,7 @@ import torch
 from lkd_perception.common.checkpoint_file import load_checkpoint_file
 from lkd_perception.common.errors import ModelError
 from lkd_perception.lines.lsdnet import ExportHead, LSDNet, count_parameters
+from lkd_perception.lines.runtime import TensorLayout
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -78,7 +79,7 @@ def export_onnx(
         "model": "lsdnet",
         "input_width": str(input_width),
         "input_height": str(input_height),
-        "layout": "NCHW",
+        "layout": TensorLayout.NCHW.value,
         "normalisation": "rgb/255",
         "outputs": "heat,theta_over_pi",
         "parameters": str(count_parameters(net)),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lkd_perception.common.errors import ModelError
 from lkd_perception.common.paths import sha256_of
+from lkd_perception.lines.runtime import TensorLayout
 
 #: the published file's contract (REFERENCE 2.1)
 INPUT_NAME = "input_1:0"
@@ -80,7 +81,7 @@ def import_wireframe_lsdnet(src: str | Path, out: str | Path, source: str = DEFA
     digest = sha256_of(src)
     meta = {p.key: p.value for p in model.metadata_props} | {
         "model": "lsdnet",
-        "layout": "NHWC",
+        "layout": TensorLayout.NHWC.value,
         "normalisation": "rgb/255",
         "output_stride": "1",
         "input_width": str(SIZE),

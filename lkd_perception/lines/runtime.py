@@ -17,6 +17,7 @@ settings are scaled to each model's maps (:meth:`LineDetector.grouping_config`).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, replace
 
 import cv2
@@ -24,14 +25,16 @@ import numpy as np
 
 from lkd_perception.common.errors import InputError, ModelError
 from lkd_perception.common.paths import resolve_model_path
+from lkd_perception.common.providers import Provider
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.grouping import group_lines
 
-_PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+
+class TensorLayout(enum.Enum):
+    """Axis order of an LSDNet graph's input and output (the ``layout`` metadata carries the value)."""
+
+    NCHW = "NCHW"  # [N,3,H,W] in, [N,2,h,w] out: our exports
+    NHWC = "NHWC"  # [N,H,W,3] in, [N,h,w,2] out: the published Wireframe LSDNet
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,24 @@ def _checked_rgb(rgb: np.ndarray) -> np.ndarray:
     return arr
 
 
-def network_input(rgb: np.ndarray, width: int, height: int, layout: str = "NCHW") -> np.ndarray:
+def resize_for_network(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An image resized to the network input, as every model input and training target is.
+
+    Bilinear down to half size (a 640x480 camera to the 480x352 default costs 5x less than area
+    averaging, same sAP on the validation drives); area averaging below that, where bilinear
+    would alias."""
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    mild = width >= rgb.shape[1] / 2 and height >= rgb.shape[0] / 2
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
+
+
+def network_input(rgb: np.ndarray, width: int, height: int, layout: TensorLayout = TensorLayout.NCHW) -> np.ndarray:
     """(H,W,3) uint8 RGB -> the network's float32 RGB/255 input of ``height`` x ``width``, as
-    (1,3,height,width) for ``layout="NCHW"`` or (1,height,width,3) for ``"NHWC"`` (also what the INT8
-    calibration feeds, so calibration sees exactly the run-time input)."""
-    if rgb.shape[:2] != (height, width):
-        # Bilinear down to half size (a 640x480 camera to the 480x352 default costs 5x less than
-        # area averaging, same sAP on the validation drives); area averaging below that, where
-        # bilinear would alias.
-        mild = width >= rgb.shape[1] / 2 and height >= rgb.shape[0] / 2
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR if mild else cv2.INTER_AREA)
-    if layout == "NHWC":
+    (1,3,height,width) for NCHW or (1,height,width,3) for NHWC (also what the INT8 calibration
+    feeds, so calibration sees exactly the run-time input)."""
+    rgb = resize_for_network(rgb, width, height)
+    if layout is TensorLayout.NHWC:
         return rgb[None].astype(np.float32) * np.float32(1.0 / 255.0)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1.0 / 255.0)
 
@@ -80,13 +90,13 @@ def network_input(rgb: np.ndarray, width: int, height: int, layout: str = "NCHW"
 class ModelLayout:
     """How an LSDNet ONNX graph wants its input and gives its maps, read from the graph.
 
-    ``layout`` "NCHW" ([N,3,H,W] in, [N,2,h,w] out) or "NHWC" ([N,H,W,3] in, [N,h,w,2] out);
+    ``layout``: the axis order of input and output;
     ``fixed_size`` (width, height) when the graph's spatial input dimensions are numbers, None when
     they are symbolic (any size); ``dim_names`` the symbolic input dimension names mapped to what
     they stand for ("batch", "height", "width"), so ONNX Runtime can be told the one shape fed.
     """
 
-    layout: str
+    layout: TensorLayout
     fixed_size: tuple[int, int] | None
     dim_names: dict[str, str]
 
@@ -107,9 +117,9 @@ def model_layout(inputs: list, outputs: list) -> ModelLayout:
     if len(shape) != 4 or len(out_shape) != 4:
         raise ModelError(f"expected {_EXPECTED}; got input {shape}, output {out_shape}")
     if shape[3] == 3 and out_shape[3] == 2:
-        layout, spatial = "NHWC", (shape[1], shape[2])
+        layout, spatial = TensorLayout.NHWC, (shape[1], shape[2])
     elif shape[1] == 3 and out_shape[1] == 2:
-        layout, spatial = "NCHW", (shape[2], shape[3])
+        layout, spatial = TensorLayout.NCHW, (shape[2], shape[3])
     else:
         raise ModelError(f"expected {_EXPECTED}; got input {shape}, output {out_shape}")
     fixed = all(isinstance(d, int) and d > 0 for d in spatial)
@@ -190,8 +200,9 @@ class LineDetector:
             layout = model_layout(probe.get_inputs(), probe.get_outputs())
         except ModelError as exc:
             raise ModelError(f"{self.model_path}: {exc}") from None
-        if meta.get("layout", layout.layout) != layout.layout:
-            raise ModelError(f"{self.model_path}: metadata says layout {meta['layout']}, the graph is {layout.layout}")
+        if meta.get("layout", layout.layout.value) != layout.layout.value:
+            raise ModelError(f"{self.model_path}: metadata says layout {meta['layout']}, the graph is "
+                             f"{layout.layout.value}")
         del probe
         #: (width, height) fed to the network: the model's own for fixed-size models, else the config's
         self.input_size = layout.fixed_size or (cfg.input_width, cfg.input_height)
@@ -217,7 +228,7 @@ class LineDetector:
         for name, role in layout.dim_names.items():
             opts.add_free_dimension_override_by_name(name, sizes[role])
         available = set(ort.get_available_providers())
-        providers = [p for p in _PROVIDERS[cfg.provider] if p in available]
+        providers = [p for p in Provider(cfg.provider).ort_chain if p in available]
         try:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -252,7 +263,7 @@ class LineDetector:
         w, h = self.input_size
         x = network_input(arr, w, h, self.layout)
         out = self.session.run(None, {self._input_name: x})[0][0]
-        if self.layout == "NHWC":
+        if self.layout is TensorLayout.NHWC:
             return out[..., 0], out[..., 1] * np.float32(np.pi)
         return out[0], out[1] * np.float32(np.pi)
 

@@ -39,8 +39,9 @@ class DetectorNode(LkdNode):
     def configure(self) -> None:
         """Load the model (with TensorRT: build the engine, minutes on a Jetson) and create the outputs."""
         self.detector = Detector(self.cfg)
+        info = self.detector.info
         self.get_logger().info(
-            f"{self.detector.info.family} model {self.detector.info.path}: input {self.detector.info.input_size}, "
+            f"{info.family.value} model {info.path}: input {info.input_size}, "
             f"classes {list(self.detector.class_names)}, providers {list(self.detector.providers)}"
         )
         self.pub = self.create_publisher(Detection2DArray, "lkd/detections", self.output_qos())

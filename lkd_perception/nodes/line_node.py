@@ -46,7 +46,7 @@ class LineNode(LkdNode):
         self.detector = LineDetector(self.cfg)
         self.get_logger().info(
             f"line model {self.detector.model_path}: input {self.detector.input_size[0]}x{self.detector.input_size[1]} "
-            f"({self.detector.layout}), "
+            f"({self.detector.layout.value}), "
             f"providers {list(self.detector.providers)}"
         )
         self.pub = self.create_publisher(Detection2DArray, "lkd/lines", self.output_qos())

@@ -26,7 +26,7 @@ from lkd_perception.detection.deimv2_export import export_deimv2
 from lkd_perception.detection.deimv2_import import load_deimv2, model_from_onnx
 from lkd_perception.detection.deimv2_model import DEIMv2Deploy
 from lkd_perception.detection.preprocess import deimv2_resize, to_tensor
-from lkd_perception.detection.runtime import Detector
+from lkd_perception.detection.runtime import ContractName, Detector
 from lkd_perception.io.formats import read_rgb
 
 PHOTOS = Path(__file__).resolve().parents[1] / "fixtures" / "detection_real"
@@ -96,7 +96,7 @@ def test_export_back_to_onnx_runs_in_the_runtime_like_the_published_file(importe
     cfg = {"model": "detr", "threads": 2, "conf_threshold": SHOWN}
     pub = Detector(from_dict(DetectorConfig, {**cfg, "detr_model_path": str(path)}))(img)
     det = Detector(from_dict(DetectorConfig, {**cfg, "detr_model_path": str(ours)}))
-    assert det.info.contract == "deimv2" and det.class_names[0] == "c0"  # metadata names the classes
+    assert det.info.contract is ContractName.DEIMV2 and det.class_names[0] == "c0"  # metadata names the classes
     got = det(img)
     assert len(pub.scores) >= 1
     box, score = _match(pub.class_ids, pub.boxes_xyxy, pub.scores, got.class_ids, got.boxes_xyxy, got.scores)

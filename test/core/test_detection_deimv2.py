@@ -24,9 +24,9 @@ from lkd_perception.common.config import from_dict
 from lkd_perception.common.errors import ModelError
 from lkd_perception.common.paths import resolve_model_path
 from lkd_perception.detection.coco import COCO_CLASSES
-from lkd_perception.detection.config import DetectorConfig
+from lkd_perception.detection.config import DetectorConfig, DetectorFamily
 from lkd_perception.detection.preprocess import antialiased_bilinear_resize
-from lkd_perception.detection.runtime import Detector, labels_class_count
+from lkd_perception.detection.runtime import ContractName, Detector, labels_class_count
 from lkd_perception.io.formats import read_rgb
 
 PHOTOS = Path(__file__).resolve().parents[1] / "fixtures" / "detection_real"
@@ -60,7 +60,7 @@ def test_contract_comes_from_the_tensors_not_the_file_name(tmp_path, name):
     neutral = tmp_path / "some_model.onnx"
     shutil.copyfile(resolve_model_path(path), neutral)
     det = _detector(neutral)
-    assert (det.info.contract, det.info.family, det.info.input_size) == ("deimv2", "detr", size)
+    assert (det.info.contract, det.info.family, det.info.input_size) == (ContractName.DEIMV2, DetectorFamily.DETR, size)
     assert det.class_names == COCO_CLASSES  # no metadata in the published file: 80-class graph -> COCO
 
 
@@ -129,7 +129,7 @@ def test_threshold_cap_and_clipping(photos):
 
 def test_the_detr_student_still_runs():
     det = _detector("models/detr_student.onnx")
-    assert det.info.contract == "detr_student" and det.info.family == "detr"
+    assert det.info.contract is ContractName.DETR_STUDENT and det.info.family is DetectorFamily.DETR
     assert det.class_names != COCO_CLASSES  # simulator classes, from its metadata
     det(np.zeros((48, 64, 3), np.uint8))
 

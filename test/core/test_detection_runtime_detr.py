@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lkd_perception.common.config import from_dict
-from lkd_perception.detection.config import DetectorConfig
+from lkd_perception.detection.config import DetectorConfig, DetectorFamily
 from lkd_perception.detection.detr import Detr, DetrArch
 from lkd_perception.detection.detr_export import export_detr
 from lkd_perception.detection.postprocess import decode_detr
@@ -22,7 +22,7 @@ def test_detector_runs_a_detr_export(tmp_path):
     path = export_detr(model, tmp_path / "d.onnx", 64, ["car", "pedestrian", "sign"])
     det = Detector(from_dict(DetectorConfig, {"model": "detr", "detr_model_path": str(path), "conf_threshold": 0.0,
                                               "max_detections": 5, "threads": 1}))
-    assert det.info.family == "detr" and det.class_names == ("car", "pedestrian", "sign")
+    assert det.info.family is DetectorFamily.DETR and det.class_names == ("car", "pedestrian", "sign")
     img = np.random.default_rng(2).integers(0, 255, (48, 100, 3), dtype=np.uint8)
     got = det(img)
     square, geom = plain_resize(img, 64)

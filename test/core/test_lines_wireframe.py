@@ -24,7 +24,7 @@ from lkd_perception.common.errors import ModelError
 from lkd_perception.io.formats import read_ground_truth, read_rgb
 from lkd_perception.lines.config import LIGHT_MODEL_PATH, WIREFRAME_MODEL_PATH, LineConfig
 from lkd_perception.lines.published import import_wireframe_lsdnet
-from lkd_perception.lines.runtime import LineDetector, model_layout, scaled_grouping
+from lkd_perception.lines.runtime import LineDetector, TensorLayout, model_layout, scaled_grouping
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / WIREFRAME_MODEL_PATH
@@ -47,13 +47,13 @@ def wireframe() -> LineDetector:
 def test_shipped_model_runs_with_layout_and_size_from_the_graph(wireframe):
     # the config asks for 480x352 (the light model's default): a fixed-size model runs at its own size
     assert wireframe.config.input_width == 480 and wireframe.input_size == (288, 288)
-    assert wireframe.layout == "NHWC" and wireframe.output_stride == 1
+    assert wireframe.layout is TensorLayout.NHWC and wireframe.output_stride == 1
     heat, theta = wireframe.heat_and_angle(read_rgb(REAL / "box.png"))
     assert heat.shape == theta.shape == (288, 288)
     assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.9
     assert 0.0 <= theta.min() and theta.max() <= np.pi + 1e-6
     light = LineDetector(LineConfig(model_path=LIGHT_MODEL_PATH, threads=1))
-    assert light.layout == "NCHW" and light.input_size == (480, 352) and light.output_stride == 2
+    assert light.layout is TensorLayout.NCHW and light.input_size == (480, 352) and light.output_stride == 2
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,10 @@ class _Port:
 
 def test_layout_is_read_from_the_shapes():
     nhwc = model_layout([_Port(["unk__180", 288, 288, 3])], [_Port(["unk__181", 288, 288, 2])])
-    assert nhwc.layout == "NHWC" and nhwc.fixed_size == (288, 288) and nhwc.dim_names == {"unk__180": "batch"}
+    assert nhwc.layout is TensorLayout.NHWC and nhwc.fixed_size == (288, 288)
+    assert nhwc.dim_names == {"unk__180": "batch"}
     nchw = model_layout([_Port(["batch", 3, "height", "width"])], [_Port(["batch", 2, "h2", "w2"])])
-    assert nchw.layout == "NCHW" and nchw.fixed_size is None
+    assert nchw.layout is TensorLayout.NCHW and nchw.fixed_size is None
     assert nchw.dim_names == {"batch": "batch", "height": "height", "width": "width"}
     for inp, out in ((["n", 1, 64, 64], ["n", 2, 64, 64]),  # grey input
                      (["n", 64, 64, 3], ["n", 64, 64, 4]),  # wrong output channels
@@ -109,7 +110,7 @@ def test_foreign_or_wrong_layout_models_are_clear_errors(tmp_path):
     # a model fitting the rules runs, NHWC with a fixed size included
     fits = _tiny_model(tmp_path / "fits.onnx", ["n", 32, 48, 3], 3, ours)
     det = LineDetector(LineConfig(model_path=str(fits), threads=1))
-    assert det.layout == "NHWC" and det.input_size == (48, 32)
+    assert det.layout is TensorLayout.NHWC and det.input_size == (48, 32)
     heat, _ = det.heat_and_angle(np.full((64, 96, 3), 255, np.uint8))
     assert heat.shape == (32, 48) and np.allclose(heat, 1.0)
 
