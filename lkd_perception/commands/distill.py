@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands.lines import add_sim_frame_args
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,8 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--widths", default="16,32,64,160", help="channel widths when --init none")
     p.add_argument("--frames", type=int, default=1000, help="teacher-labelled frames cut from the photographs")
     p.add_argument("--frame-size", default="480x352", help="student input WxH the frames are made at (run-time size)")
-    p.add_argument("--sim-fraction", type=float, default=0.25,
-                   help="share of each batch from simulator frames with exact labels")
-    p.add_argument("--sim-runs", default="loop:11,urban:12,corridor:13,urban:14,loop:15,urban:16",
-                   help="simulator drives scenario:seed,... (the light model's training drives), 1 frame/s")
-    p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each simulator drive, s")
-    p.add_argument("--sim-size", default="480x360", help="simulator frame size WxH")
-    p.add_argument("--sim-cache", default=None,
-                   help="npz of rendered simulator frames (default OUT/sim_frames.npz; rendered once, then reused)")
+    add_sim_frame_args(p, 0.25, "loop:11,urban:12,corridor:13,urban:14,loop:15,urban:16",  # the light model's drives
+                       "the rest: teacher-labelled photographs")
     p.add_argument("--val", default=None, metavar="GT.json",
                    help="labelled validation photographs: each snapshot is scored (sAP10, F^H) into the log")
     p.add_argument("--steps", type=int, default=6000, help="optimiser steps")
@@ -80,7 +75,7 @@ def _validator(gt: str, width: int, height: int, tmp: Path):
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lkd_perception.commands.lines import _sim_crops
+    from lkd_perception.commands.lines import sim_crops
     from lkd_perception.common.errors import ConfigError
     from lkd_perception.lines.config import LineConfig
     from lkd_perception.lines.distill import (
@@ -136,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
             np.random.default_rng(args.seed + 7919),
         )
         save_teacher_maps(maps, cache, wanted)
-    sim = _sim_crops(args, out) if args.sim_fraction > 0 else None
+    sim = sim_crops(args, out) if args.sim_fraction > 0 else None
     settings = DistillSettings(
         steps=args.steps,
         batch=args.batch,

@@ -186,14 +186,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", default="add", choices=("add", "concat"),
                    help="decoder stages: add = the light one (the shipped model), concat = the reference U-Net's")
     p.add_argument("--widths", default="16,32,64,160", help="channel widths of the four levels")
-    p.add_argument("--sim-fraction", type=float, default=0.0,
-                   help="share of each batch cropped from simulator frames (0 = synthetic shapes only)")
-    p.add_argument("--sim-runs", default="loop:11,urban:12,corridor:13,urban:14",
-                   help="simulator drives scenario:seed,... rendered for training (1 frame/s)")
-    p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each simulator drive")
-    p.add_argument("--sim-size", default="480x360", help="simulator frame size WxH")
-    p.add_argument("--sim-cache", default=None,
-                   help="npz of rendered simulator frames (default OUT/sim_frames.npz; reused when present)")
+    add_sim_frame_args(p, 0.0, "loop:11,urban:12,corridor:13,urban:14", "0 = synthetic shapes only")
     p.add_argument("--labelled", action="append", default=[], metavar="GT.json",
                    help="line ground truth of your own images (format of lkd evaluate lines; images beside it); "
                         "repeatable. Crops of them make up --labelled-fraction of each batch")
@@ -242,7 +235,7 @@ def _extra_source(args: argparse.Namespace, out: Path):
         raise ConfigError(f"--sim-fraction plus --labelled-fraction must not exceed 1, got {total}")
     parts = []
     if args.sim_fraction > 0:
-        parts.append((_sim_crops(args, out), args.sim_fraction))
+        parts.append((sim_crops(args, out), args.sim_fraction))
     if args.labelled:
         if not 0 < args.labelled_fraction <= 1:
             raise ConfigError(f"--labelled-fraction must be in (0, 1], got {args.labelled_fraction}")
@@ -258,7 +251,19 @@ def _extra_source(args: argparse.Namespace, out: Path):
     return (parts[0][0] if len(parts) == 1 else SourceMix(parts)), total
 
 
-def _sim_crops(args: argparse.Namespace, out: Path):
+def add_sim_frame_args(p: argparse.ArgumentParser, fraction: float, runs: str, fraction_note: str) -> None:
+    """The simulator-frame source of ``lkd train lines`` and ``lkd distill lines`` (read by :func:`sim_crops`)."""
+    p.add_argument("--sim-fraction", type=float, default=fraction,
+                   help=f"share of each batch cropped from simulator frames with exact labels ({fraction_note})")
+    p.add_argument("--sim-runs", default=runs, help="simulator drives scenario:seed,... rendered for training "
+                   "(1 frame/s)")
+    p.add_argument("--sim-seconds", type=float, default=60.0, help="length of each simulator drive, s")
+    p.add_argument("--sim-size", default="480x360", help="simulator frame size WxH")
+    p.add_argument("--sim-cache", default=None,
+                   help="npz of rendered simulator frames (default OUT/sim_frames.npz; rendered once, then reused)")
+
+
+def sim_crops(args: argparse.Namespace, out: Path):
     """Simulator frames for training, rendered once and cached."""
     from lkd_perception.lines.sim_source import SimCrops, cached_sim_frames, parse_sim_runs, parse_size
 

@@ -33,7 +33,7 @@ from lkd_perception.detection.deimv2_loss import DEIMLossWeights, deim_loss
 from lkd_perception.detection.deimv2_model import DEIMv2, postprocess
 from lkd_perception.detection.matcher import Targets
 from lkd_perception.detection.preprocess import deimv2_resize
-from lkd_perception.detection.train_data import DetectionData, batch, load_detection_data
+from lkd_perception.detection.train_data import DetectionData, batch, coco_result, image_batches, load_detection_data
 from lkd_perception.eval.detection import evaluate_detections
 
 log = logging.getLogger(__name__)
@@ -265,22 +265,12 @@ def predict_coco(model: DEIMv2, data: DetectionData, max_dets: int = 100, batch_
     """COCO results of every image: the published post-processing's top ``max_dets`` pairs."""
     model.eval()
     results: list[dict[str, Any]] = []
-    for s in range(0, len(data.images), batch_size):
-        idx = np.arange(s, min(s + batch_size, len(data.images)))
-        x = torch.from_numpy(data.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+    for idx, x in image_batches(data, batch_size):
         logits, boxes = model(x)
-        sizes = torch.from_numpy(data.orig_sizes[idx])
-        labels, xyxy, scores = postprocess(logits, boxes, sizes, max_dets)
+        labels, xyxy, scores = postprocess(logits, boxes, torch.from_numpy(data.orig_sizes[idx]), max_dets)
         for j, i in enumerate(idx):
             for lab, (x1, y1, x2, y2), sc in zip(labels[j].tolist(), xyxy[j].tolist(), scores[j].tolist()):
-                results.append(
-                    {
-                        "image_id": int(data.image_ids[i]),
-                        "category_id": int(data.category_ids[lab]),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": float(sc),
-                    }
-                )
+                results.append(coco_result(data, i, lab, (x1, y1, x2 - x1, y2 - y1), sc))
     return results
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,6 +63,11 @@ def load_detection_data(path: str | Path, size: int, resize: Resize, max_frames:
                          cs.class_names, cs.category_ids, cs.ground_truth())
 
 
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    """(B,S,S,3) uint8 -> (B,3,S,S) float in [0,1], what both families' networks take."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def batch(data: DetectionData, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, list[Targets]]:
     """Images (B,3,S,S) in [0,1] and targets, horizontally flipped where ``flips``."""
     imgs = data.images[idx].copy()
@@ -73,4 +78,18 @@ def batch(data: DetectionData, idx: np.ndarray, flips: np.ndarray) -> tuple[torc
             imgs[j] = imgs[j, :, ::-1]
             b[:, 0] = 1.0 - b[:, 0]
         targets.append(Targets(torch.from_numpy(data.labels[i]), torch.from_numpy(b)))
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0), targets
+    return _tensor(imgs), targets
+
+
+def image_batches(data: DetectionData, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Every image in order, ``batch_size`` at a time: (indices, images (B,3,S,S) in [0,1])."""
+    for s in range(0, len(data.images), batch_size):
+        idx = np.arange(s, min(s + batch_size, len(data.images)))
+        yield idx, _tensor(data.images[idx])
+
+
+def coco_result(data: DetectionData, index: int, class_index: int, xywh: Sequence[float],
+                score: float) -> dict[str, Any]:
+    """One prediction on image ``index`` in the COCO results format (box in original pixels)."""
+    return {"image_id": int(data.image_ids[index]), "category_id": int(data.category_ids[class_index]),
+            "bbox": [float(v) for v in xywh], "score": float(score)}

@@ -24,7 +24,7 @@ from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnor
 from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
 from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
 from lkd_perception.detection.matcher import Targets
-from lkd_perception.detection.train_data import DetectionData, batch
+from lkd_perception.detection.train_data import DetectionData, batch, coco_result, image_batches
 from lkd_perception.eval.detection import evaluate_detections
 
 _log = logging.getLogger(__name__)
@@ -232,27 +232,16 @@ def predict_coco(model: Detr, data: DetectionData, max_dets: int = 100, batch_si
     """
     model.eval()
     results: list[dict[str, Any]] = []
-    for s in range(0, len(data.images), batch_size):
-        idx = np.arange(s, min(s + batch_size, len(data.images)))
-        x = torch.from_numpy(data.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+    for idx, x in image_batches(data, batch_size):
         boxes, scores = model(x)
         nc = scores.shape[-1]
         for j, i in enumerate(idx):
             flat = scores[j].flatten()
-            k = min(max_dets, flat.numel())
-            top_s, top_i = flat.topk(k)
+            top_s, top_i = flat.topk(min(max_dets, flat.numel()))
             q, c = top_i // nc, top_i % nc
             w, h = data.orig_sizes[i]
-            b = boxes[j, q].numpy()
-            for (cx, cy, bw, bh), score, cls in zip(b, top_s.tolist(), c.tolist()):
-                results.append(
-                    {
-                        "image_id": int(data.image_ids[i]),
-                        "category_id": int(data.category_ids[cls]),
-                        "bbox": [float((cx - bw / 2) * w), float((cy - bh / 2) * h), float(bw * w), float(bh * h)],
-                        "score": float(score),
-                    }
-                )
+            for (cx, cy, bw, bh), score, cls in zip(boxes[j, q].numpy(), top_s.tolist(), c.tolist()):
+                results.append(coco_result(data, i, cls, ((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h), score))
     return results
 
 
