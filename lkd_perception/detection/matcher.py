@@ -19,11 +19,6 @@ def cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
     return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), -1)
 
 
-def xyxy_to_cxcywh(b: torch.Tensor) -> torch.Tensor:
-    x1, y1, x2, y2 = b.unbind(-1)
-    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), -1)
-
-
 def _area(b: torch.Tensor) -> torch.Tensor:
     return (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
 

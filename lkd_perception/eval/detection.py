@@ -76,9 +76,3 @@ def evaluate_detections(gt: Mapping[str, Any], predictions: Sequence[Mapping[str
         p = p[p > -1]
         per_class[names[cat_id]] = float(p.mean()) if p.size else -1.0
     return DetectionMetrics(float(stats[0]), float(stats[1]), float(stats[2]), per_class, len(image_ids), len(preds))
-
-
-def gt_as_predictions(gt: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The ground truth rewritten as perfect predictions (score 1); a self-check of the evaluator."""
-    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 1.0}
-            for a in gt["annotations"] if not a.get("iscrowd", 0)]

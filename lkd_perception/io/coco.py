@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.io.formats import read_json
+from lkd_perception.io.formats import read_coco
 
 #: smallest width and height (pixels) of a box that is trained on
 MIN_BOX_PX = 1.0
@@ -95,9 +95,8 @@ def load_coco(annotation_file: str | Path, image_dir: str | Path | None = None) 
         ann = ann / "annotations.json"
     if not ann.is_file():
         raise InputError(f"annotation file not found: {ann}")
-    doc = read_json(ann)
+    doc = read_coco(ann)
     try:
-        doc = {**doc, "annotations": doc.get("annotations", [])}  # an image list alone is a valid --gt
         cats = sorted(doc["categories"], key=lambda c: c["id"])
         cat_index = {c["id"]: i for i, c in enumerate(cats)}
         per_image = _trained_boxes(doc, cat_index)
@@ -111,6 +110,6 @@ def load_coco(annotation_file: str | Path, image_dir: str | Path | None = None) 
                                     rows[:, :4].copy(), rows[:, 4].astype(np.int64)))
         names = tuple(c["name"] for c in cats)
         ids = tuple(int(c["id"]) for c in cats)
-    except (AttributeError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{ann}: not a COCO detection file ({exc})") from exc
     return CocoSet(ann, tuple(images), names, ids, doc)

@@ -118,11 +118,12 @@ def coco_document(images: Sequence[Mapping[str, Any]], annotations: Sequence[Map
 
 
 def read_coco(path: str | Path) -> dict[str, Any]:
-    """Read a COCO ground-truth document and check its top-level keys."""
+    """Read a COCO ground-truth document and check its top-level keys; ``annotations`` may be
+    absent (an image list alone, as COCO's test sets come) and is then an empty list."""
     doc = read_json(path)
-    if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations", "categories")):
-        raise InputError(f"{path}: not a COCO document (needs images, annotations, categories)")
-    return doc
+    if not isinstance(doc, dict) or not all(k in doc for k in ("images", "categories")):
+        raise InputError(f"{path}: not a COCO document (needs images, categories and annotations)")
+    return doc if "annotations" in doc else {**doc, "annotations": []}
 
 
 def write_lines(path: str | Path, lines: Mapping[str, np.ndarray | Sequence[Sequence[float]]],

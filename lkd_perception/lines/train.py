@@ -141,12 +141,6 @@ def train_step(
     return float(loss.detach())
 
 
-@torch.no_grad()
-def evaluate_loss(net: LSDNet, batches: list[Batch], pos_weight: float = 4.0, angle_weight: float = 1.0) -> float:
-    net.eval()
-    return float(np.mean([float(line_loss(net(b.image), b, pos_weight, angle_weight)) for b in batches]))
-
-
 @dataclass(frozen=True)
 class TrainLog:
     """One line of the training log."""

@@ -156,12 +156,6 @@ class LineAnnotator:
         return _visible_segments(self.edges(T_map_cam[:3, 3], t), depth, T_map_cam, K, min_length)
 
 
-def line_segments(world: World, depth: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray, t: float,
-                  min_length: float = 10.0) -> np.ndarray:
-    """Line ground truth of a single frame (builds a :class:`LineAnnotator`; reuse one for many)."""
-    return LineAnnotator(world).segments(depth, T_map_cam, K, t, min_length)
-
-
 def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K: np.ndarray,
                       min_length: float) -> np.ndarray:
     H, W = depth.shape

@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
-from helpers.toy_coco import TOY_CLASSES, write_toy_coco
+from helpers.toy_coco import TOY_CLASSES, gt_as_predictions, write_toy_coco
 
 from lkd_perception.cli import main
 from lkd_perception.detection.export import export_leyolo
 from lkd_perception.detection.leyolo import LeYOLO
-from lkd_perception.eval.detection import gt_as_predictions
 
 
 @pytest.fixture(scope="module")

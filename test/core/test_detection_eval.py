@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from helpers.toy_coco import gt_as_predictions
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.eval.detection import evaluate_detections, gt_as_predictions
+from lkd_perception.eval.detection import evaluate_detections
 
 GT = {
     "images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 80},

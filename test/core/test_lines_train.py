@@ -15,9 +15,15 @@ from lkd_perception.lines.export import export_onnx, load_checkpoint, save_check
 from lkd_perception.lines.lsdnet import ExportHead, LSDNet, count_parameters
 from lkd_perception.lines.runtime import LineDetector
 from lkd_perception.lines.synthetic import SyntheticImage
-from lkd_perception.lines.train import SourceMix, evaluate_loss, make_batch, train_step
+from lkd_perception.lines.train import SourceMix, line_loss, make_batch, train_step
 
 TINY = (4, 8, 8, 16)
+
+
+@torch.no_grad()
+def evaluate_loss(net, batches, pos_weight: float = 4.0, angle_weight: float = 1.0) -> float:
+    net.eval()
+    return float(np.mean([float(line_loss(net(b.image), b, pos_weight, angle_weight)) for b in batches]))
 
 
 def test_default_network_size_matches_the_reference():

@@ -7,7 +7,7 @@ import pytest
 from helpers.scene_world import scene_world
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, yaw_pitch_roll_matrix
-from lkd_perception.sim.annotations import box_annotations, line_segments
+from lkd_perception.sim.annotations import LineAnnotator, box_annotations
 from lkd_perception.sim.camera import Camera
 from lkd_perception.sim.drive import make_config
 from lkd_perception.sim.mesh import box, cylinder
@@ -103,7 +103,7 @@ def test_lines_follow_visible_edges_and_split_at_occluders():
     world = scene_world([("building", building, (0.7, 0.6, 0.5)), ("pole", pole, (0.2, 0.2, 0.2))])
     T = _camera_looking((0.0, 0.0, 1.5), (15.0, 0.0, 3.0))
     r, K = _render(world, T)
-    lines = line_segments(world, r.depth, T, K, 0.0)
+    lines = LineAnnotator(world).segments(r.depth, T, K, 0.0)
     assert lines.shape[1] == 4 and len(lines) >= 4
     lengths = np.linalg.norm(lines[:, 2:] - lines[:, :2], axis=1)
     assert (lengths >= 10.0).all()
