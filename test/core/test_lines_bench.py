@@ -23,6 +23,7 @@ def test_saved_heldout_set_reads_back(tmp_path):
         np.testing.assert_array_equal(read_rgb(tmp_path / "held" / name), scene.rgb)
 
 
+@pytest.mark.slow
 def test_simulator_frames_are_rendered_once(tmp_path):
     cache = tmp_path / "frames.npz"
     first = cached_sim_frames([("loop", 3)], 64, 48, 2.0, cache)
