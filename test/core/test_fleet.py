@@ -56,7 +56,8 @@ def test_fleet_reports_the_corrupt_bag_and_scores_the_others(fleet_a):
         r = rows[name]
         assert r["status"] == "ok" and r["has_gt"], r
         assert r["frames"] == 16 and r["scans"] == 15 and r["processed"] == 1.0
-        assert 0.0 <= r["mAP50_95"] <= 1.0 and r["sAP10"] > 0.0 and r["ape_odom_m"] < 0.5
+        # simulator-trained models on simulated drives: measured mAP50-95 0.53 / 0.46, sAP10 28 / 22 (loop / urban)
+        assert r["mAP50_95"] > 0.3 and r["sAP10"] > 10.0 and r["ape_odom_m"] < 0.5
         assert r["distance_m"] > 3.0 and r["segments_per_frame"] > 0 and r["realtime_factor"] > 0
         assert (fleet_a / r["report"]).is_file()  # the per-bag report the fleet report links to
     assert doc["summary"]["ok"] == 2 and doc["summary"]["failed"] == 1

@@ -32,8 +32,10 @@ def test_short_replay_through_all_nodes_gives_all_outputs_and_a_report(tmp_path)
 
     run = read_recorded_run(tmp_path / "outputs")
     metrics = evaluate_run(run, tmp_path / "gt", {t.name: t.count for t in bag_info(bag).topics})
-    assert 0.0 <= metrics["detection"]["mAP50-95"] <= 1.0
-    assert 0.0 <= metrics["lines"]["sAP10"] <= 100.0 and metrics["lines"]["images"] > 0
+    # the simulator-trained models on simulated frames, through DDS, the recorder and the evaluation (measured
+    # mAP50-95 0.43, sAP10 27): boxes or lines misplaced, mislabelled or matched to the wrong frames score near 0
+    assert metrics["detection"]["mAP50-95"] > 0.25
+    assert metrics["lines"]["sAP10"] > 15.0 and metrics["lines"]["images"] > 0
     ape = metrics["odometry"]["odom"]["ape_translation_m"]["rmse"]
     assert math.isfinite(ape) and ape < 1.0  # 3 s of driving: anything worse is a broken pipeline
     for node in ("detector_node", "line_node", "lidar_odometry_node"):
