@@ -2,9 +2,8 @@
 
 ``odometry`` runs :class:`LioPipeline` over a bag and writes the loop-corrected (map-frame)
 trajectory as TUM. ``evaluate odometry`` compares two TUM files (APE after SE(3) alignment,
-RPE, KITTI-style drift) and can draw both. ``bench odometry`` simulates the ``loop``, ``urban``
-and ``corridor`` drives and runs ours and KISS-ICP on the same scans in one process
-(``--drop-fraction``: the same subset of scans, as a live node that cannot keep up sees them).
+RPE, KITTI-style drift) and can draw both. ``bench odometry`` runs
+:mod:`lkd_perception.odometry.bench` (ours and KISS-ICP on the same simulated scans).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import argparse
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lkd_perception.commands import Command, emit_json, progress
 from lkd_perception.common.errors import InputError
@@ -30,30 +29,6 @@ def _load_config(path: str | None):
     data = load_yaml(path)
     values = node_parameters(data, "lidar_odometry_node") if any(isinstance(v, dict) for v in data.values()) else data
     return from_dict(OdometryConfig, values, strict=False)
-
-
-def run_pipeline(pipeline, scans: Iterable[tuple[int, Any]], imu_stamps, imu_gyro, imu_accel) -> int:
-    """Feed IMU samples up to each scan's end, then the scan; bad scans are logged and skipped.
-
-    Returns the number of skipped scans.
-    """
-    from lkd_perception.common.errors import InputError
-
-    k, skipped = 0, 0
-    for stamp, cloud in scans:
-        end = stamp + (int(cloud.time.max() * 1e9) if cloud.time is not None and len(cloud) else 0) + 10_000_000
-        while k < len(imu_stamps) and imu_stamps[k] <= end:
-            try:
-                pipeline.add_imu(int(imu_stamps[k]), imu_gyro[k], imu_accel[k])
-            except InputError as exc:
-                log.warning("IMU sample skipped: %s", exc)
-            k += 1
-        try:
-            pipeline.add_scan(stamp, cloud)
-        except InputError as exc:
-            skipped += 1
-            log.warning("scan at %d skipped: %s", stamp, exc)
-    return skipped
 
 
 # --- lkd odometry ------------------------------------------------------------------------------
@@ -85,6 +60,7 @@ def _bag_extrinsics(args: argparse.Namespace, cfg, topics: set[str], use_imu: bo
 
     from lkd_perception.common.frames import TransformTree
     from lkd_perception.io.bag import read_tf_static
+    from lkd_perception.odometry.config import extrinsic_list
 
     tree = TransformTree()
     if "/tf_static" in topics:
@@ -99,7 +75,7 @@ def _bag_extrinsics(args: argparse.Namespace, cfg, topics: set[str], use_imu: bo
     for key, frame in wanted:
         T = tree.lookup(cfg.base_frame, frame) if frame else None
         if T is not None:
-            cfg = replace(cfg, **{key: _xyzrpy(T)})
+            cfg = replace(cfg, **{key: extrinsic_list(T)})
             log.info("%s: %s <- %s from /tf_static", key, cfg.base_frame, frame)
         elif len(tree):
             log.warning("/tf_static does not connect %r and %r: %s from the config %s", cfg.base_frame, frame, key,
@@ -114,7 +90,7 @@ def _odometry_run(args: argparse.Namespace) -> int:
 
     from lkd_perception.io.bag import bag_info, read_clouds, read_imu
     from lkd_perception.io.formats import write_tum
-    from lkd_perception.odometry.pipeline import LioPipeline
+    from lkd_perception.odometry.pipeline import LioPipeline, run_pipeline
 
     cfg = _load_config(args.config)
     if args.base_frame:
@@ -141,7 +117,7 @@ def _odometry_run(args: argparse.Namespace) -> int:
     stamps, poses = pipeline.map_trajectory()
     write_tum(args.out, stamps, poses)
     if args.loops:
-        kf_stamp = pipeline.loops.keyframes.stamps
+        kf_stamp = pipeline.backend.keyframes.stamps
         emit_json(
             [
                 {
@@ -235,6 +211,8 @@ def _plot(pred, gt, alignment, loops: list[dict[str, Any]], path: str) -> None:
 
 # --- lkd bench odometry ------------------------------------------------------------------------
 def _bench_args(p: argparse.ArgumentParser) -> None:
+    from lkd_perception.odometry.bench import MIN_SPIN_HZ
+
     p.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per scenario")
     p.add_argument("--scenarios", default="loop,urban,corridor", help="simulated drives, comma-separated")
     p.add_argument("--seed", type=int, default=0)
@@ -256,179 +234,29 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="JSON file (default stdout)")
 
 
-MIN_SPIN_HZ = 5.0  # slowest spin rate simulated as such; slower input is a subsample of 10 Hz sweeps
-
-
-def _rate_plan(rate_hz: float) -> tuple[float, int]:
-    """(simulated spin rate, keep every k-th scan) for a requested input rate."""
-    if rate_hz <= 0:
-        raise ValueError(f"rates must be positive, got {rate_hz}")
-    if rate_hz >= MIN_SPIN_HZ:
-        return rate_hz, 1
-    return 10.0, max(1, int(round(10.0 / rate_hz)))
-
-
-def _bench_method(method: str, drive, keep, conn, use_imu: bool = True) -> None:
-    """Child process body: run one method on the drive, send back poses, timings and peak RSS.
-
-    Each method runs in its own forked process so that its peak memory and timing are its own
-    (the drive itself, inherited from the parent, is included in both methods' RSS alike).
-    """
-    import time
-
-    from lkd_perception.common.timing import current_rss_mb, peak_rss_mb
-    from lkd_perception.odometry.config import OdometryConfig
-    from lkd_perception.odometry.pipeline import LioPipeline
-
-    rss0 = current_rss_mb()
-    scans = [(s.stamp_ns, s.cloud) for s, k in zip(drive.scans, keep) if k]
-    t0, c0 = time.perf_counter(), time.process_time()
-    extra: dict[str, Any] = {}
-    if method == "lkd":
-        cfg = OdometryConfig(
-            base_T_lidar=_xyzrpy(drive.extrinsics.T_base_lidar),
-            base_T_imu=_xyzrpy(drive.extrinsics.T_base_imu),
-            use_imu=use_imu,
-        )
-        pipe = LioPipeline(cfg)
-        extra["skipped_scans"] = run_pipeline(pipe, scans, drive.imu.stamps_ns, drive.imu.gyro, drive.imu.accel)
-        stamps, poses = pipe.map_trajectory()
-        extra["loop_closures"] = len(pipe.loop_closures)
-        extra["rejected_loops"] = len(pipe.graph.rejected_loops)
-    else:
-        stamps, poses = _run_kiss(scans, drive.extrinsics.T_base_lidar)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = peak_rss_mb()
-    conn.send(
-        (
-            stamps,
-            poses,
-            {
-                "scans_per_s": len(scans) / wall,
-                "scans_per_cpu_s": len(scans) / cpu,
-                "rss_at_start_mb": rss0,
-                "peak_rss_mb": peak,
-                "rss_growth_mb": peak - rss0,
-                **extra,
-            },
-        )
-    )
-    conn.close()
-
-
 def _bench_run(args: argparse.Namespace) -> int:
-    import multiprocessing as mp
     import sys
 
-    import numpy as np
+    from lkd_perception.odometry.bench import BenchSettings, format_table, run_benchmark
 
-    from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
-    from lkd_perception.odometry.dropout import scan_drop_mask
-    from lkd_perception.sim.drive import simulate_drive
-
-    ctx = mp.get_context("fork")
-    rows = []
     try:
-        rates = [float(r) for r in args.rate.split(",") if r.strip()]
-        plans = [_rate_plan(r) for r in rates]
+        rates = tuple(float(r) for r in args.rate.split(",") if r.strip())
     except ValueError as exc:
         raise InputError(f"--rate: {exc}") from exc
-    for scenario, (rate, (spin_hz, every)) in (
-        (s, rp) for s in args.scenarios.split(",") if s.strip() for rp in zip(rates, plans)
-    ):
-        scenario = scenario.strip()
-        drive = simulate_drive(scenario, args.seconds, args.seed, lidar_rate_hz=spin_hz)
-        gt = Trajectory(drive.gt_stamps_ns, drive.gt_poses)
-        keep = scan_drop_mask(len(drive.scans), args.drop_fraction, args.drop_seed, args.drop_burst)
-        keep &= np.arange(len(drive.scans)) % every == 0
-        for method in ("lkd", "kiss_icp"):
-            parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_bench_method, args=(method, drive, keep, child, not args.no_imu))
-            proc.start()
-            stamps, poses, info = parent.recv()
-            proc.join()
-            m = evaluate_trajectory(Trajectory(stamps, poses), gt)
-            rows.append(
-                {
-                    "scenario": scenario,
-                    "rate_hz": rate,
-                    "spin_hz": spin_hz,
-                    "method": method,
-                    "imu": method == "lkd" and not args.no_imu,
-                    "scans": len(drive.scans),
-                    "kept_scans": int(keep.sum()),
-                    "gt_length_m": m.gt_length_m,
-                    "ape_rmse_m": m.ape_translation_m.rmse,
-                    "drift_pct": None if m.drift is None else m.drift.translation_pct,
-                    "drift_deg_per_100m": None if m.drift is None else m.drift.rotation_deg_per_100m,
-                    "drift_lengths_m": None if m.drift is None else list(m.drift.lengths_m),
-                    "rpe_frame_m": m.rpe_frame_translation_m.rmse,
-                    "rpe_100m_m": None if m.rpe_100m_translation_m is None else m.rpe_100m_translation_m.rmse,
-                    **info,
-                }
-            )
-    emit_json(
-        {
-            "seconds": args.seconds,
-            "seed": args.seed,
-            "drop_fraction": args.drop_fraction,
-            "drop_seed": args.drop_seed,
-            "drop_burst": args.drop_burst,
-            "no_imu": args.no_imu,
-            "results": rows,
-        },
-        args.out,
+    settings = BenchSettings(
+        scenarios=tuple(s.strip() for s in args.scenarios.split(",") if s.strip()),
+        seconds=args.seconds,
+        seed=args.seed,
+        drop_fraction=args.drop_fraction,
+        drop_seed=args.drop_seed,
+        drop_burst=args.drop_burst,
+        use_imu=not args.no_imu,
+        rates_hz=rates,
     )
-    print(
-        f"{'scenario':9} {'Hz':>4} {'method':8} {'kept':>5} {'len m':>6} {'APE m':>7} {'drift %':>8} {'deg/100m':>8} "
-        f"{'scans/s':>7} {'/cpu-s':>7} {'+RSS MB':>7}",
-        file=sys.stderr,
-    )
-    for r in rows:
-        nan = float("nan")
-        print(
-            f"{r['scenario']:9} {r['rate_hz']:4g} {r['method']:8} {r['kept_scans']:5d} {r['gt_length_m']:6.0f} "
-            f"{r['ape_rmse_m']:7.3f} "
-            f"{r['drift_pct'] if r['drift_pct'] is not None else nan:8.3f} "
-            f"{r['drift_deg_per_100m'] if r['drift_deg_per_100m'] is not None else nan:8.3f} "
-            f"{r['scans_per_s']:7.1f} {r['scans_per_cpu_s']:7.1f} {r['rss_growth_mb']:7.0f}",
-            file=sys.stderr,
-        )
+    result = run_benchmark(settings)
+    emit_json(result, args.out)
+    print(format_table(result["results"]), file=sys.stderr)
     return 0
-
-
-def _xyzrpy(T) -> list[float]:
-    import numpy as np
-
-    R = T[:3, :3]
-    yaw = float(np.arctan2(R[1, 0], R[0, 0]))
-    pitch = float(np.arcsin(-np.clip(R[2, 0], -1, 1)))
-    roll = float(np.arctan2(R[2, 1], R[2, 2]))
-    return [float(T[0, 3]), float(T[1, 3]), float(T[2, 3]), roll, pitch, yaw]
-
-
-def _run_kiss(scans, T_base_lidar):
-    """KISS-ICP 1.3.0 with its defaults on the same scans; poses mapped to base_link.
-
-    KISS-ICP deskews to the middle of the sweep (normalised time 0.5), so its pose belongs to
-    ``stamp + span / 2``; it is stamped there to be compared fairly against ground truth.
-    """
-    import numpy as np
-    from kiss_icp.config import load_config
-    from kiss_icp.kiss_icp import KissICP
-
-    from lkd_perception.common.se3 import pose_inverse
-
-    kiss = KissICP(load_config(None))
-    stamps, poses = [], []
-    T_lb = pose_inverse(T_base_lidar)
-    for stamp, cloud in scans:
-        t = cloud.time.astype(np.float64) if cloud.time is not None else np.zeros(len(cloud))
-        span = max(float(t.max()), 1e-6)
-        kiss.register_frame(cloud.xyz.astype(np.float64), t / span)
-        stamps.append(stamp + int(round(span / 2 * 1e9)))
-        poses.append(T_base_lidar @ kiss.last_pose @ T_lb)
-    return np.asarray(stamps, np.int64), np.stack(poses)
 
 
 # --- lkd train bev-descriptor -------------------------------------------------------------------

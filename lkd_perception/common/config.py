@@ -5,7 +5,11 @@ Fields carry their description and allowed range in ``metadata`` (see :func:`par
 nodes can declare ROS parameters with descriptors and ranges from the same source, and the
 offline tools validate a YAML file exactly as a node would.
 
-Configs are flat (no nested dataclasses) because ROS parameters are flat.
+A component with settings of its own gets a nested config dataclass (:func:`section`): its
+fields are the dotted ROS parameters ``<section>.<field>`` (``loop.min_inliers``), which rcl
+reads from a nested YAML mapping (``loop: {min_inliers: 3}``). So the component takes its own
+config object instead of a copy of the fields under new names, and the YAML, the parameter and
+the field still share one name.
 """
 
 from __future__ import annotations
@@ -55,6 +59,16 @@ def param(
     return field(default=default, metadata=meta)
 
 
+def section(cls: type, description: str) -> Any:
+    """A nested config dataclass field: its settings are the parameters ``<field>.<setting>``.
+
+    ``description`` documents the section (a comment on its line in the generated YAML).
+    """
+    if not is_dataclass(cls):
+        raise ConfigError(f"{cls!r} is not a dataclass")
+    return field(default_factory=cls, metadata={"description": description, "section": True})
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """Everything about one setting: what a node needs to declare it as a ROS parameter."""
@@ -70,6 +84,16 @@ class ParamSpec:
     element_type: type | None = None  # for list-valued settings
 
 
+def _section_type(cls: type, f: dataclasses.Field) -> type | None:
+    """The nested config dataclass of a :func:`section` field, else None."""
+    if not f.metadata.get("section"):
+        return None
+    t = typing.get_type_hints(cls)[f.name]
+    if not (isinstance(t, type) and is_dataclass(t)):
+        raise ConfigError(f"{cls.__name__}.{f.name}: a section must be annotated with its config dataclass")
+    return t
+
+
 def _resolve_type(cls: type, f: dataclasses.Field) -> tuple[type, type | None]:
     hints = typing.get_type_hints(cls)
     t = hints[f.name]
@@ -83,12 +107,17 @@ def _resolve_type(cls: type, f: dataclasses.Field) -> tuple[type, type | None]:
     raise ConfigError(f"{cls.__name__}.{f.name}: unsupported config type {t!r}")
 
 
-def describe(cls: type) -> list[ParamSpec]:
-    """The parameter specs of a config dataclass, in field order."""
+def describe(cls: type, prefix: str = "") -> list[ParamSpec]:
+    """The parameter specs of a config dataclass, in field order; a section's settings in its
+    place, named ``<section>.<setting>`` (``prefix`` is put before every name)."""
     if not is_dataclass(cls):
         raise ConfigError(f"{cls!r} is not a dataclass")
     specs = []
     for f in fields(cls):
+        sub = _section_type(cls, f)
+        if sub is not None:
+            specs += describe(sub, f"{prefix}{f.name}.")
+            continue
         typ, elem = _resolve_type(cls, f)
         if f.default is not MISSING:
             default = f.default
@@ -99,7 +128,7 @@ def describe(cls: type) -> list[ParamSpec]:
         meta = f.metadata
         specs.append(
             ParamSpec(
-                name=f.name,
+                name=prefix + f.name,
                 type=typ,
                 default=default,
                 description=meta.get("description", ""),
@@ -146,23 +175,65 @@ def coerce_value(spec: ParamSpec, value: Any, owner: str = "") -> Any:
     return value
 
 
-def from_dict(cls: type[T], values: Mapping[str, Any], *, strict: bool = True) -> T:
-    """Build and validate a config dataclass from a mapping.
+def sections(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted name -> description of every :func:`section` of a config dataclass (nested too)."""
+    out: dict[str, str] = {}
+    for f in fields(cls):
+        sub = _section_type(cls, f)
+        if sub is not None:
+            out[prefix + f.name] = f.metadata.get("description", "")
+            out.update(sections(sub, f"{prefix}{f.name}."))
+    return out
 
-    With ``strict`` an unknown key is an error (a typo in YAML must not be silently ignored);
-    keys belonging to other config sections of the same node are passed with ``strict=False``.
-    """
-    specs = {s.name: s for s in describe(cls)}
-    unknown = sorted(set(values) - set(specs))
-    if strict and unknown:
-        raise ConfigError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(specs)}")
-    kwargs = {k: coerce_value(specs[k], v, cls.__name__) for k, v in values.items() if k in specs}
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> dotted keys (``{"loop": {"min_age_s": 5}}`` -> ``{"loop.min_age_s": 5}``),
+    as rcl names the parameters of a nested YAML mapping. A setting's value is never a mapping."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
+    """The dataclass from checked dotted values; sections built from their own keys."""
+    kwargs = {}
+    for f in fields(cls):
+        sub = _section_type(cls, f)
+        if sub is not None:
+            kwargs[f.name] = _build(sub, values, f"{prefix}{f.name}.")
+        elif prefix + f.name in values:
+            kwargs[f.name] = values[prefix + f.name]
     return cls(**kwargs)
 
 
+def from_dict(cls: type[T], values: Mapping[str, Any], *, strict: bool = True) -> T:
+    """Build and validate a config dataclass from a mapping.
+
+    Settings of a section are given nested (YAML: ``loop: {min_age_s: 5}``) or dotted (ROS
+    parameters: ``loop.min_age_s``). With ``strict`` an unknown key is an error (a typo in YAML
+    must not be silently ignored); keys belonging to other config sections of the same node are
+    passed with ``strict=False``.
+    """
+    specs = {s.name: s for s in describe(cls)}
+    flat = flatten(values)
+    unknown = sorted(set(flat) - set(specs))
+    if strict and unknown:
+        raise ConfigError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(specs)}")
+    return _build(cls, {k: coerce_value(specs[k], v, cls.__name__) for k, v in flat.items() if k in specs})
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """The config as a plain dict (YAML-ready)."""
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    """The config as a plain dict (YAML-ready; a section as a nested dict)."""
+    return {f.name: to_dict(v) if is_dataclass(v := getattr(cfg, f.name)) else v for f in fields(cfg)}
+
+
+def updated(cfg: T, changes: Mapping[str, Any]) -> T:
+    """A copy of ``cfg`` with some settings changed, given by dotted name; checked like :func:`from_dict`."""
+    return from_dict(type(cfg), {**flatten(to_dict(cfg)), **flatten(changes)})
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -186,13 +257,13 @@ def node_parameters(params_file: Mapping[str, Any], node_name: str, namespace: s
     nodes themselves let rcl parse it (``--params-file``). Same rules as rcl: a section applies
     when its key, a fully qualified node name with wildcards (``*`` one name, ``**`` any number;
     no leading ``/`` means one), matches the node; matching sections apply in file order, the
-    later winning.
+    later winning; nested mappings give dotted names, one parameter per leaf.
     """
     fqn = "/" + "/".join(p for p in (*namespace.strip("/").split("/"), node_name) if p)
     merged: dict[str, Any] = {}
-    for key, section in params_file.items():
-        if isinstance(section, Mapping) and isinstance(key, str) and _node_pattern(key).fullmatch(fqn):
-            merged.update(section.get("ros__parameters", {}) or {})
+    for key, node_section in params_file.items():
+        if isinstance(node_section, Mapping) and isinstance(key, str) and _node_pattern(key).fullmatch(fqn):
+            merged.update(flatten(node_section.get("ros__parameters", {}) or {}))
     return merged
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 import rclpy
@@ -23,7 +23,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from lkd_perception.common.config import ParamSpec, coerce_value, describe, param
+from lkd_perception.common.config import ParamSpec, coerce_value, describe, from_dict, param, updated
 from lkd_perception.common.errors import ConfigError, LkdError
 from lkd_perception.common.heap import can_release_free_heap, release_free_heap
 from lkd_perception.nodes import qos as qos_profiles
@@ -248,6 +248,8 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
     def declare_config(self, cls: type[C], on_change: Callable[[C], None] | None = None) -> C:
         """Declare one parameter per field of ``cls`` and return the validated config.
 
+        A nested config (a :func:`~lkd_perception.common.config.section`) gives dotted parameters
+        (``loop.min_age_s``), which rcl fills from a nested mapping of the parameter file.
         Values come from the parameter file / overrides; invalid ones are logged and the node
         falls back to the field's default rather than refusing to start. Without ``on_change``
         the settings are fixed after start-up and a runtime change is rejected with a reason.
@@ -262,7 +264,7 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
                     rclpy.exceptions.InvalidParameterTypeException) as exc:
                 self.get_logger().error(f"parameter {name}: {exc}; using default {spec.default!r}")
                 values[name] = spec.default
-        cfg = cls(**values)
+        cfg = from_dict(cls, values)
         self._configs[cls] = (specs, on_change)
         self._config_values[cls] = cfg
         self.get_logger().debug(f"{cls.__name__}: {values}")
@@ -285,7 +287,7 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
                 except ConfigError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
         for cls, changed in updates.items():
-            new_cfg = replace(self._config_values[cls], **changed)
+            new_cfg = updated(self._config_values[cls], changed)
             self._config_values[cls] = new_cfg
             on_change = self._configs[cls][1]
             assert on_change is not None

@@ -7,7 +7,7 @@ slow scan does not drop gyro samples) and publishes
   with the registration's pose and twist covariance (large along an axis the scene leaves free);
 * ``lkd/path`` (``nav_msgs/Path``, frame map, transient local: RViz started later gets the
   latest): the loop-corrected keyframe poses (every
-  ``keyframe_distance``) plus the latest scan's, re-published after every loop closure and
+  ``keyframe.distance``) plus the latest scan's, re-published after every loop closure and
   otherwise at a keyframe at most every ``path_period_s``: a path of every scan, rebuilt at each
   keyframe, cost 160 ms a message after 10 minutes (6000 poses) and grew without bound;
 * ``/tf``: ``odom -> base_link`` (odometry) and ``map -> odom`` (loop-closure correction), the
@@ -95,7 +95,7 @@ class LidarOdometryNode(LkdNode):
         )
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
-            f"descriptor {self.cfg.descriptor}, loop closure {'on' if self.cfg.loop_closure else 'off'}"
+            f"descriptor {self.cfg.descriptor}, loop closure {'on' if self.cfg.loop.enabled else 'off'}"
         )
 
     def _on_imu(self, msg: Imu) -> None:
@@ -117,8 +117,8 @@ class LidarOdometryNode(LkdNode):
         self._publish_clouds(result, msg.header.stamp)
         if result.keyframe:
             self._publish_map_pose()
-        if result.status.startswith("degraded") or result.uncertainty.degenerate:
-            self.diagnostics.warn("scan", result.status)
+        if result.warning:
+            self.diagnostics.warn("scan", result.summary)
 
     def _take_extrinsic(self, lidar_frame: str) -> None:
         T = self._static.lookup(self.cfg.base_frame, lidar_frame)

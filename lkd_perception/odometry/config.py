@@ -10,7 +10,79 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lkd_perception.common.config import param
+import numpy as np
+
+from lkd_perception.common.config import param, section
+from lkd_perception.common.se3 import make_pose, yaw_pitch_roll_matrix
+
+
+def extrinsic_matrix(xyzrpy: list[float]) -> np.ndarray:
+    """The 4x4 transform of an extrinsic setting ``[x, y, z, roll, pitch, yaw]`` (m, rad)."""
+    x, y, z, roll, pitch, yaw = xyzrpy
+    return make_pose(yaw_pitch_roll_matrix(yaw, pitch, roll), [x, y, z])
+
+
+def extrinsic_list(T: np.ndarray) -> list[float]:
+    """The extrinsic setting ``[x, y, z, roll, pitch, yaw]`` of a 4x4 transform (inverse of
+    :func:`extrinsic_matrix`)."""
+    R = T[:3, :3]
+    yaw = float(np.arctan2(R[1, 0], R[0, 0]))
+    pitch = float(np.arcsin(-np.clip(R[2, 0], -1, 1)))
+    roll = float(np.arctan2(R[2, 1], R[2, 2]))
+    return [float(T[0, 3]), float(T[1, 3]), float(T[2, 3]), roll, pitch, yaw]
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    """When the back end takes a scan as a keyframe, and the odometry factor between keyframes
+    (parameters ``keyframe.*``)."""
+
+    distance: float = param(2.0, "A new keyframe after this much travel (m).", lo=0.1, hi=100.0)
+    angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
+    in_memory: int = param(
+        200,
+        "Newest keyframes kept whole in memory; older ones' clouds, BEV features and ring-sector descriptors "
+        "move to a temporary file and are read back for loop verification (bounds their memory on long drives).",
+        lo=1,
+        hi=10_000_000,
+        read_only=True,
+    )
+    sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
+    sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Loop closure: candidate search, the ICP gate and the loop factor (parameters ``loop.*``).
+    Verification also uses the front end's RANSAC, map voxel and correspondence settings."""
+
+    enabled: bool = param(True, "Detect loops and correct map->odom with the pose graph.")
+    min_age_s: float = param(20.0, "Loop candidates must be at least this much older (s).", lo=0.0, hi=3600.0)
+    cooldown_keyframes: int = param(
+        5,
+        "After an accepted loop, skip loop search for this many keyframes: on a revisited street one loop "
+        "factor per few keyframes holds the map as well as one per keyframe, at a fraction of the CPU and "
+        "graph memory (0 = search at every keyframe).",
+        lo=0,
+        hi=1000,
+    )
+    search_radius: float = param(
+        10.0, "Loop candidates must lie within this distance (m) in the map.", lo=0.5, hi=200.0
+    )
+    candidates: int = param(10, "Nearest global descriptors examined per keyframe.", lo=1, hi=100)
+    descriptor_distance: float = param(
+        0.35, "Max ring-sector descriptor distance (1 - cosine) of a candidate.", lo=0.0, hi=2.0
+    )
+    submap_keyframes: int = param(5, "Keyframes either side of the candidate in the loop submap.", lo=0, hi=50)
+    max_rmse: float = param(0.3, "ICP fitness gate: max point-to-plane RMSE (m) to accept a loop.", lo=0.01, hi=5.0)
+    min_overlap: float = param(0.5, "ICP fitness gate: min fraction of points with a correspondence.", lo=0.0, hi=1.0)
+    robust_kernel: str = param(
+        "cauchy",
+        "Robust kernel of loop factors; 'none' also exempts loops from GNC outlier rejection.",
+        choices=["cauchy", "geman_mcclure", "huber", "none"],
+    )
+    sigma_rot: float = param(0.02, "Loop factor rotation sigma (rad).", lo=1e-6, hi=10.0)
+    sigma_trans: float = param(0.1, "Loop factor translation sigma (m).", lo=1e-6, hi=100.0)
 
 
 @dataclass(frozen=True)
@@ -102,46 +174,11 @@ class OdometryConfig:
     bev_guess_angle: float = param(
         0.02, "The same trigger for the BEV RANSAC's yaw difference (rad).", lo=0.001, hi=3.2
     )
-    # --- keyframes and loop closure -----------------------------------------------------------
-    keyframe_distance: float = param(2.0, "A new keyframe after this much travel (m).", lo=0.1, hi=100.0)
-    keyframe_angle: float = param(0.2, "A new keyframe after this much rotation (rad).", lo=0.01, hi=3.2)
-    keyframes_in_memory: int = param(
-        200,
-        "Newest keyframes kept whole in memory; older ones' clouds, BEV features and ring-sector descriptors "
-        "move to a temporary file and are read back for loop verification (bounds their memory on long drives).",
-        lo=1,
-        hi=10_000_000,
-        read_only=True,
+    # --- back end: keyframes, loop closure, pose graph ----------------------------------------
+    keyframe: KeyframeConfig = section(
+        KeyframeConfig, "Keyframes: when a scan becomes one, how many stay in memory, the factor between them."
     )
-    loop_closure: bool = param(True, "Detect loops and correct map->odom with the pose graph.")
-    loop_min_age_s: float = param(20.0, "Loop candidates must be at least this much older (s).", lo=0.0, hi=3600.0)
-    loop_cooldown_keyframes: int = param(
-        5,
-        "After an accepted loop, skip loop search for this many keyframes: on a revisited street one loop "
-        "factor per few keyframes holds the map as well as one per keyframe, at a fraction of the CPU and "
-        "graph memory (0 = search at every keyframe).",
-        lo=0,
-        hi=1000,
-    )
-    loop_search_radius: float = param(
-        10.0, "Loop candidates must lie within this distance (m) in the map.", lo=0.5, hi=200.0
-    )
-    loop_candidates: int = param(10, "Nearest global descriptors examined per keyframe.", lo=1, hi=100)
-    loop_descriptor_distance: float = param(
-        0.35, "Max ring-sector descriptor distance (1 - cosine) of a candidate.", lo=0.0, hi=2.0
-    )
-    loop_submap_keyframes: int = param(5, "Keyframes either side of the candidate in the loop submap.", lo=0, hi=50)
-    loop_max_rmse: float = param(
-        0.3, "ICP fitness gate: max point-to-plane RMSE (m) to accept a loop.", lo=0.01, hi=5.0
-    )
-    loop_min_overlap: float = param(
-        0.5, "ICP fitness gate: min fraction of points with a correspondence.", lo=0.0, hi=1.0
-    )
-    loop_robust_kernel: str = param(
-        "cauchy",
-        "Robust kernel of loop factors; 'none' also exempts loops from GNC outlier rejection.",
-        choices=["cauchy", "geman_mcclure", "huber", "none"],
-    )
+    loop: LoopConfig = section(LoopConfig, "Loop closure: candidate search, verification and the loop factor.")
     path_period_s: float = param(
         2.0,
         "The node re-publishes the Path (keyframes + latest pose) at a keyframe at most this often (s of scan time); "
@@ -169,7 +206,3 @@ class OdometryConfig:
         lo=0.0,
         hi=3600.0,
     )
-    odom_sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
-    odom_sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)
-    loop_sigma_rot: float = param(0.02, "Loop factor rotation sigma (rad).", lo=1e-6, hi=10.0)
-    loop_sigma_trans: float = param(0.1, "Loop factor translation sigma (m).", lo=1e-6, hi=100.0)

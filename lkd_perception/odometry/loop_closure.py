@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.odometry.bev import BevImage
+from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.features import match_mutual, ransac_rigid_2d
 from lkd_perception.odometry.keyframes import Keyframe, KeyframeStore
 from lkd_perception.odometry.registration import LocalMap, register
@@ -73,32 +74,12 @@ def polar_distance(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     return (1.0 - float(mean_cos[best])) if count[best] > 0 else 2.0, best
 
 
-@dataclass(frozen=True)
-class LoopParams:
-    """The loop-closure subset of :class:`OdometryConfig` (see there for meanings)."""
-
-    min_age_s: float
-    search_radius: float
-    candidates: int
-    descriptor_distance: float
-    submap_keyframes: int
-    max_rmse: float
-    min_overlap: float
-    ransac_threshold: float
-    ransac_iterations: int
-    min_inliers: int
-    map_voxel: float
-    normal_neighbors: int
-    max_correspondence: float
-    resident_keyframes: int = 200
-
-
 class LoopDetector:
     """Finds and verifies a loop for the newest keyframe against older ones."""
 
-    def __init__(self, params: LoopParams, seed: int = 0) -> None:
-        self.p = params
-        self.keyframes = KeyframeStore(params.resident_keyframes)
+    def __init__(self, config: OdometryConfig, seed: int = 0) -> None:
+        self.config = config
+        self.keyframes = KeyframeStore(config.keyframe.in_memory)
         self._rng = np.random.default_rng(seed)
         self._tree: cKDTree | None = None
         self._tree_size = 0
@@ -113,7 +94,7 @@ class LoopDetector:
         ``map_poses`` are the latest pose-graph estimates, used for the radius gate and to
         assemble the candidate's submap.
         """
-        p = self.p
+        p = self.config.loop
         # stamps increase with ids, so the keyframes old enough are a prefix of them
         n = int(np.searchsorted(self.keyframes.stamps, current.stamp_ns - p.min_age_s * 1e9, side="right"))
         n = min(n, current.id)
@@ -139,13 +120,13 @@ class LoopDetector:
         return None
 
     def _verify(self, cur: Keyframe, cand: Keyframe, map_poses: Mapping[int, np.ndarray]) -> LoopClosure | None:
-        p = self.p
+        c, p = self.config, self.config.loop
         pairs = match_mutual(cur.features, cand.features)
-        if len(pairs) < p.min_inliers:
+        if len(pairs) < c.bev_min_matches:
             return None
-        fit = ransac_rigid_2d(cur.features.xy[pairs[:, 0]], cand.features.xy[pairs[:, 1]], p.ransac_threshold,
-                              p.ransac_iterations, self._rng)
-        if fit is None or int(fit.inliers.sum()) < p.min_inliers:
+        fit = ransac_rigid_2d(cur.features.xy[pairs[:, 0]], cand.features.xy[pairs[:, 1]], c.ransac_threshold,
+                              c.ransac_iterations, self._rng)
+        if fit is None or int(fit.inliers.sum()) < c.bev_min_matches:
             return None
         # planar guess of T_cand_cur; the height and tilt come from the pose graph
         guess_graph = pose_inverse(map_poses[cand.id]) @ map_poses[cur.id]
@@ -158,9 +139,9 @@ class LoopDetector:
             if kid in map_poses and abs(kid - cur.id) > p.submap_keyframes:
                 kf = cand if kid == cand.id else self.keyframes[kid]
                 parts.append(transform_points(T_cand_inv @ map_poses[kid], kf.map_points))
-        submap = LocalMap(p.map_voxel, np.inf, p.normal_neighbors)
+        submap = LocalMap(c.map_voxel_size, np.inf, c.normal_neighbors)
         submap.update(np.concatenate(parts), np.zeros(3))
-        reg = register(cur.map_points, submap, guess, p.max_correspondence, 30, 1e-5)
+        reg = register(cur.map_points, submap, guess, c.max_correspondence_distance, 30, 1e-5)
         if reg.rmse > p.max_rmse or reg.overlap < p.min_overlap:
             return None
         return LoopClosure(cand.id, cur.id, reg.pose, reg.rmse, reg.overlap, int(fit.inliers.sum()))

@@ -1,28 +1,33 @@
-"""BEV-LIO(LC)-style LiDAR-inertial odometry: the per-scan steps and the loop-closing back end.
+"""BEV-LIO(LC)-style LiDAR-inertial odometry: the per-scan steps of the front end.
 
-``LioPipeline.add_scan`` runs, in order: validate -> to body frame -> predict (gyro + constant
-velocity) -> deskew -> BEV image + features -> BEV matches to the previous scan -> coupled
-point-to-plane + BEV Gauss-Newton -> map update -> keyframe? -> loop closure + pose graph.
+``LioPipeline.add_scan`` reads as its steps, like KISS-ICP's ``register_frame``: (1) preprocess
+(validate, to the body frame) -> (2) predict (IMU preintegration or constant velocity) ->
+(3) deskew with the prediction, BEV image and features -> (4) register a voxel sample (BEV
+matches to the previous scan + point-to-plane, checked for poor fits and degeneracy) ->
+(5) update the motion, deskew with it and update the map -> (6) keyframe and back end
+(:class:`~lkd_perception.odometry.backend.BackEnd`: loop closure, pose graph, map -> odom).
 Odometry (odom -> base_link) is continuous; loop closures only change map -> odom (REP-105).
+:func:`run_pipeline` feeds a recording's IMU samples and scans in order.
 """
-
 from __future__ import annotations
 
+import enum
+import logging
 from collections import deque
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.common.se3 import make_pose, pose_inverse, rotation_angle, transform_points, yaw_pitch_roll_matrix
+from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.io.codecs import Cloud
+from lkd_perception.odometry.backend import BackEnd
 from lkd_perception.odometry.bev import BevGrid, BevImage, bev_image
-from lkd_perception.odometry.config import OdometryConfig
+from lkd_perception.odometry.config import OdometryConfig, extrinsic_matrix
 from lkd_perception.odometry.features import BevFeatures, FeatureExtractor, match_mutual, ransac_rigid_2d
-from lkd_perception.odometry.keyframes import Keyframe, pack_cloud
-from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, LoopParams, polar_descriptor
-from lkd_perception.odometry.motion import ImuBuffer, InertialState, Twist, deskew
-from lkd_perception.odometry.pose_graph import PoseGraph
+from lkd_perception.odometry.loop_closure import LoopClosure, polar_descriptor
+from lkd_perception.odometry.motion import ImuBuffer, InertialState, Preintegrated, Twist, deskew
 from lkd_perception.odometry.registration import (
     BevRows,
     LocalMap,
@@ -34,6 +39,16 @@ from lkd_perception.odometry.registration import (
 )
 from lkd_perception.odometry.uncertainty import ScanUncertainty, scan_uncertainty
 
+log = logging.getLogger(__name__)
+
+
+class OdometryHealth(enum.Enum):
+    """How a scan's registration went (its value is the first word of the scan's summary)."""
+
+    INITIALISED = "initialised"  # the first scan: it defines the odom frame
+    OK = "ok"
+    DEGRADED = "degraded"  # too little structure, a poor fit or little overlap: see the detail
+
 
 @dataclass(frozen=True)
 class OdometryResult:
@@ -41,7 +56,9 @@ class OdometryResult:
 
     ``pose``: T_odom_base (4x4); ``map_T_odom``: the loop-closure correction; ``keyframe``:
     whether this scan became a keyframe; ``loop_closures``: loops accepted at this scan;
-    ``status``: a one-line human-readable summary for logs and diagnostics.
+    ``health`` and ``trusted`` (the scan entered the map and may become a keyframe: a degraded
+    scan can still be trusted when only its overlap is low); ``detail``: the human-readable
+    rest, for logs and diagnostics (:attr:`summary`).
     """
 
     stamp_ns: int
@@ -49,16 +66,41 @@ class OdometryResult:
     map_T_odom: np.ndarray
     keyframe: bool
     loop_closures: tuple[LoopClosure, ...]
-    status: str
+    health: OdometryHealth
+    trusted: bool
+    detail: str = ""
     bev_inliers: int = 0
     overlap: float = 0.0
     twist: Twist = field(default_factory=Twist.zero)
     uncertainty: ScanUncertainty = field(default_factory=ScanUncertainty.origin)
 
     @property
-    def map_pose(self) -> np.ndarray:
-        """T_map_base = map_T_odom @ pose."""
-        return self.map_T_odom @ self.pose
+    def summary(self) -> str:
+        """One line for logs and diagnostics: ``"<health>: <detail>"``."""
+        return f"{self.health.value}: {self.detail}" if self.detail else self.health.value
+
+    @property
+    def warning(self) -> bool:
+        """Degraded or degenerate: a WARN on the node's /diagnostics and a degraded scan in a run's summary."""
+        return self.health is OdometryHealth.DEGRADED or self.uncertainty.degenerate
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The registration step's outcome: the scan's pose and how it was obtained."""
+
+    pose: np.ndarray
+    overlap: float
+    health: OdometryHealth
+    detail: str
+    trusted: bool
+    bev_inliers: int = 0
+    uncertainty: ScanUncertainty = field(default_factory=ScanUncertainty.origin)
+
+    @staticmethod
+    def first_scan() -> "_Fit":
+        """The first scan defines the odom frame."""
+        return _Fit(np.eye(4), 1.0, OdometryHealth.INITIALISED, "", True)
 
 
 # a registration is "poor" (redone coarse-to-fine, then "degraded") when its overlap is this much
@@ -71,39 +113,9 @@ POOR_RESET = 3  # this many poor fits in a row: the scene has changed, accept an
 MIN_STRUCTURE_VOXELS = 100  # fewer registration voxels than this: keep the prediction
 
 
-def _pose_from_xyzrpy(v: list[float]) -> np.ndarray:
-    x, y, z, roll, pitch, yaw = v
-    return make_pose(yaw_pitch_roll_matrix(yaw, pitch, roll), [x, y, z])
-
-
-class _AnchorLog:
-    """Per-scan (stamp, keyframe id, T_kf_scan) in growing numpy arrays: about 110 bytes a scan
-    instead of a Python tuple and a 4x4 array each (about 400)."""
-
-    def __init__(self) -> None:
-        self._n = 0
-        self._stamps = np.zeros(0, np.int64)
-        self._kids = np.zeros(0, np.int32)
-        self._rel = np.zeros((0, 3, 4))
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, stamp_ns: int, kid: int, T_kf_scan: np.ndarray) -> None:
-        if self._n == len(self._stamps):
-            cap = max(256, 2 * self._n)
-            self._stamps = np.resize(self._stamps, cap)
-            self._kids = np.resize(self._kids, cap)
-            self._rel = np.resize(self._rel, (cap, 3, 4))
-        self._stamps[self._n], self._kids[self._n], self._rel[self._n] = stamp_ns, kid, T_kf_scan[:3]
-        self._n += 1
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stamps (N,), keyframe ids (N,) and T_kf_scan (N, 4, 4)."""
-        n = self._n
-        rel = np.zeros((n, 4, 4))
-        rel[:, :3], rel[:, 3, 3] = self._rel[:n], 1.0
-        return self._stamps[:n].copy(), self._kids[:n].copy(), rel
+def _deskew(points: np.ndarray, times: np.ndarray | None, twist: Twist) -> np.ndarray:
+    """The scan at its stamp under a constant ``twist`` (unchanged without per-point times)."""
+    return points if times is None else deskew(points, times, twist)
 
 
 class LioPipeline:
@@ -111,42 +123,19 @@ class LioPipeline:
 
     def __init__(self, config: OdometryConfig) -> None:
         self.config = c = config
-        self.T_base_lidar = _pose_from_xyzrpy(c.base_T_lidar)
-        self.imu = ImuBuffer(_pose_from_xyzrpy(c.base_T_imu)[:3, :3])
+        self.T_base_lidar = extrinsic_matrix(c.base_T_lidar)
+        self.imu = ImuBuffer(extrinsic_matrix(c.base_T_imu)[:3, :3])
         self.grid = BevGrid.for_range(c.bev_resolution, c.bev_range)
         self.extractor = FeatureExtractor(c.descriptor, c.fast_threshold, c.max_keypoints, c.descriptor_model)
         self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
-        self.graph = PoseGraph()
-        self.loops = LoopDetector(
-            LoopParams(
-                min_age_s=c.loop_min_age_s,
-                search_radius=c.loop_search_radius,
-                candidates=c.loop_candidates,
-                descriptor_distance=c.loop_descriptor_distance,
-                submap_keyframes=c.loop_submap_keyframes,
-                max_rmse=c.loop_max_rmse,
-                min_overlap=c.loop_min_overlap,
-                ransac_threshold=c.ransac_threshold,
-                ransac_iterations=c.ransac_iterations,
-                min_inliers=c.bev_min_matches,
-                map_voxel=c.map_voxel_size,
-                normal_neighbors=c.normal_neighbors,
-                max_correspondence=c.max_correspondence_distance,
-                resident_keyframes=c.keyframes_in_memory,
-            )
-        )
+        self.backend = BackEnd(c)
         self._rng = np.random.default_rng(0)
         self._last_stamp: int | None = None
-        self._first_scan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # points, times, subsample
+        self._first_scan: tuple[np.ndarray, np.ndarray] | None = None  # points, times: re-deskewed at the second
         self._pose = np.eye(4)
         self._twist = Twist.zero()
         self.inertial = InertialState()
         self._prev_features: BevFeatures | None = None
-        self._last_kf_pose: np.ndarray | None = None
-        self._map_T_odom = np.eye(4)
-        self._keyframes: dict[int, np.ndarray] = {}  # id -> odom pose
-        self.loop_closures: list[LoopClosure] = []
-        self._anchors = _AnchorLog()  # every scan: stamp, keyframe id, T_kf_scan
         self._fit_history: deque[tuple[float, float]] = deque(maxlen=50)  # (overlap, rmse) of good fits
         self._poor_streak = 0
         self._last_fit: RegistrationResult | None = None  # the fit chosen for the latest scan
@@ -157,6 +146,11 @@ class LioPipeline:
     def started(self) -> bool:
         """Whether a scan has been accepted (the mounting and the map are fixed from then on)."""
         return self._last_stamp is not None
+
+    @property
+    def loop_closures(self) -> list[LoopClosure]:
+        """Every loop accepted so far."""
+        return self.backend.loop_closures
 
     def set_lidar_extrinsic(self, T_base_lidar: np.ndarray) -> None:
         """Replace base_link<-lidar (e.g. from /tf_static); only before the first scan, because
@@ -175,138 +169,166 @@ class LioPipeline:
     def add_scan(self, stamp_ns: int, cloud: Cloud) -> OdometryResult:
         """Register one scan. Bad input (empty, non-finite, out of order) raises :class:`InputError`
         and leaves the state untouched, so the caller can report it and go on."""
-        c = self.config
-        points, times = self._validate(int(stamp_ns), cloud)
+        stamp_ns = int(stamp_ns)
+        # 1. preprocess: the valid points in the body frame, with their times when deskewing
+        points, times = self._preprocess(stamp_ns, cloud)
         first = self._last_stamp is None
         dt = 0.0 if first else (stamp_ns - self._last_stamp) * 1e-9  # type: ignore[operator]
-
-        # 1. prediction: IMU preintegration if samples cover the interval, else constant velocity
-        twist, pre = self._twist, None
-        if not first and c.use_imu and self.imu.covers(self._last_stamp, stamp_ns, c.imu_max_gap_s):  # type: ignore[arg-type]
-            pre = self.imu.preintegrate(self._last_stamp, stamp_ns, self.inertial.gyro_bias)  # type: ignore[arg-type]
-            twist = Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt)
+        # 2. predict the motion since the last scan
+        twist, pre = self._predict(stamp_ns, dt)
         predicted = self._pose @ twist.delta(dt)
-
-        # 2. downsample; deskew with the predicted twist for the BEV image
-        deskewing = c.deskew and times is not None
-        idx = voxel_indices(points, c.voxel_size)
-        if len(idx) > c.max_source_points:
-            idx = np.sort(self._rng.choice(idx, c.max_source_points, replace=False))
-        predicted_points = deskew(points, times, twist) if deskewing else points
-
-        # 3. BEV image, keypoints and frame-to-frame matches
-        bev = bev_image(predicted_points, self.grid, c.bev_count_cap)
+        # 3. deskew with the predicted motion: the BEV image and its features
+        bev = bev_image(_deskew(points, times, twist), self.grid, self.config.bev_count_cap)
         features = self.extractor.extract(bev)
-        bev_rows, bev_guess = (None, None) if first else self._bev_rows(features, predicted)
-
-        # 4. registration, estimating the in-scan motion with the pose
-        uncertainty = ScanUncertainty.origin()
-        if first:
-            pose, overlap, status, trusted = np.eye(4), 1.0, "initialised", True
-        else:
-            motion = ScanMotion(times[idx], self._pose, dt) if deskewing else None
-            pose, overlap, status, trusted = self._register_scan(points[idx], predicted, bev_rows, bev_guess,
-                                                                 motion, pre is not None)
-            if self._first_scan is not None and motion is not None and trusted:
-                pose = self._refine_second_scan(points[idx], pose, motion, bev_rows)
-            fit = self._last_fit
-            uncertainty = scan_uncertainty(
-                np.zeros((6, 6)) if fit is None else fit.information,
-                np.zeros((0, 3)) if fit is None else fit.normals,
-                float("inf") if fit is None else fit.rmse,
-                pose[:3, :3],
-                dt,
-                c.degeneracy_min_points,
-            )
-            if uncertainty.degenerate:
-                # the registration's position along the free axis is noise (normal errors, the
-                # map's edge): keep the prediction's there (LOAM's solution remapping)
-                a = uncertainty.weakest_axis
-                pose = pose.copy()
-                pose[:3, 3] += a * float(a @ (predicted[:3, 3] - pose[:3, 3]))
-                axis = ", ".join(f"{v:+.2f}" for v in a)
-                status += (
-                    f"; degenerate: only {uncertainty.support} points constrain ({axis}); "
-                    f"kept at the {'IMU' if pre is not None else 'constant-velocity'} prediction along it"
-                )
-        new_twist = Twist.zero()
-        if not first:
-            delta = pose_inverse(self._pose) @ pose
-            new_twist = Twist.from_delta(delta, dt)
-            self.inertial.update(pre, self._pose[:3, :3], delta, dt)
-        if deskewing and not first:
-            points = deskew(points, times, new_twist)
-
-        # 5. map and state; the first scan's motion is known only now: re-deskew it
-        if self._first_scan is not None and deskewing:
-            first_map = self._rebuild_first_map(new_twist)
-            self.loops.keyframes[0] = replace(self.loops.keyframes[0], cloud=pack_cloud(first_map))
-        self._first_scan = (points, times) if first and deskewing else None
-        map_points = voxel_downsample(points, c.map_voxel_size)
-        self.last_scan_points = map_points  # deskewed, base frame at the stamp (for display)
-        if trusted:  # a misregistered scan in the map would be a ghost that later scans lock onto
-            self.map.update(transform_points(pose, map_points), pose[:3, 3])
-        self._twist = new_twist
-        self._pose, self._prev_features, self._last_stamp = pose, features, int(stamp_ns)
-
-        # 6. keyframe and back end
-        is_kf = trusted and self._is_keyframe(pose)
-        loops: tuple[LoopClosure, ...] = ()
-        if is_kf:
-            loops = self._add_keyframe(int(stamp_ns), pose, map_points, features, bev)
-            if loops:
-                status += f"; loop closed with keyframe {loops[0].from_id}"
-        kid = len(self._keyframes) - 1
-        self._anchors.append(int(stamp_ns), kid, pose_inverse(self._keyframes[kid]) @ pose)
-        n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
+        # 4. register a voxel sample of the scan (the first scan defines the odom frame)
+        idx = self._sample(points)
+        fit = _Fit.first_scan() if first else self._register(points, times, idx, predicted, features, pre, dt)
+        # 5. update the motion, deskew with it and update the map
+        self._update_motion(fit.pose, dt, pre, first)
+        map_points = self._update_map(points if first else _deskew(points, times, self._twist), times, fit, first)
+        self._pose, self._prev_features, self._last_stamp = fit.pose, features, stamp_ns
+        # 6. keyframe and back end (loop closure, pose graph)
+        is_keyframe, loops = self._update_back_end(stamp_ns, fit, map_points, features, bev)
+        detail = fit.detail + (f"; loop closed with keyframe {loops[0].from_id}" if loops else "")
         return OdometryResult(
-            int(stamp_ns),
-            pose.copy(),
-            self._map_T_odom.copy(),
-            is_kf,
+            stamp_ns,
+            fit.pose.copy(),
+            self.backend.map_T_odom,
+            is_keyframe,
             loops,
-            status,
-            n_bev,
-            overlap,
+            fit.health,
+            fit.trusted,
+            detail,
+            fit.bev_inliers,
+            fit.overlap,
             self._twist,
-            uncertainty,
+            fit.uncertainty,
         )
 
     def keyframe_poses(self) -> dict[int, np.ndarray]:
         """Optimised map poses of all keyframes (id -> T_map_base)."""
-        return self.graph.estimates()
+        return self.backend.keyframe_poses()
 
     def keyframe_map_pose(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """Stamp, T_map_base and its 6x6 covariance (ROS order, map axes; GTSAM marginal) of
-        the newest keyframe: the map pose with the uncertainty the pose graph assigns it, for
-        a localisation filter or AMCL's initial pose."""
-        kid = len(self._keyframes) - 1
-        if kid < 0:
-            raise InputError("no keyframe yet")
-        return int(self.loops.keyframes.stamps[kid]), self.graph.estimate(kid), self.graph.marginal_covariance(kid)
+        """Stamp, T_map_base and its 6x6 covariance of the newest keyframe (see
+        :meth:`BackEnd.latest_keyframe`), for a localisation filter or AMCL's initial pose."""
+        return self.backend.latest_keyframe()
 
     def map_trajectory(self) -> tuple[np.ndarray, np.ndarray]:
         """Stamps (N,) and T_map_base (N, 4, 4) of every accepted scan, each anchored to the
         latest keyframe at its time, so loop closures correct the whole history."""
-        stamps, kids, rel = self._anchors.arrays()
-        if len(stamps) == 0:
-            return stamps, np.zeros((0, 4, 4))
-        kfs = self.graph.estimates()
-        K = np.stack([kfs[k] for k in range(len(kfs))])
-        return stamps, np.einsum("nij,njk->nik", K[kids], rel)
+        return self.backend.trajectory()
 
     def map_path(self) -> tuple[np.ndarray, np.ndarray]:
         """Stamps and T_map_base of the keyframes plus the latest scan: the loop-corrected path
         at keyframe spacing, for a live Path message whose cost must not grow with every scan."""
         if self._last_stamp is None:
             return np.zeros(0, np.int64), np.zeros((0, 4, 4))
-        kfs = self.graph.estimates()
-        kf_stamps = self.loops.keyframes.stamps
-        poses = [kfs[k] for k in range(len(kf_stamps))]
-        if self._last_stamp != kf_stamps[-1]:
-            kf_stamps = np.append(kf_stamps, self._last_stamp)
-            poses.append(self._map_T_odom @ self._pose)
-        return kf_stamps, np.stack(poses)
+        return self.backend.path(self._last_stamp, self._pose)
+
+    # -- the steps of add_scan -----------------------------------------------------------------
+    def _predict(self, stamp_ns: int, dt: float) -> tuple[Twist, Preintegrated | None]:
+        """The motion since the last scan: IMU preintegration if samples cover the interval,
+        else constant velocity (the last scan's twist)."""
+        c = self.config
+        last = self._last_stamp
+        if last is None or not c.use_imu or not self.imu.covers(last, stamp_ns, c.imu_max_gap_s):
+            return self._twist, None
+        pre = self.imu.preintegrate(last, stamp_ns, self.inertial.gyro_bias)
+        return Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt), pre
+
+    def _sample(self, points: np.ndarray) -> np.ndarray:
+        """Indices of the registration points: one per voxel, at most ``max_source_points``
+        (drawn on every scan, the first included, so the random stream a scan sees depends only
+        on the scans before it)."""
+        c = self.config
+        idx = voxel_indices(points, c.voxel_size)
+        if len(idx) > c.max_source_points:
+            idx = np.sort(self._rng.choice(idx, c.max_source_points, replace=False))
+        return idx
+
+    def _register(
+        self,
+        points: np.ndarray,
+        times: np.ndarray | None,
+        idx: np.ndarray,
+        predicted: np.ndarray,
+        features: BevFeatures,
+        pre: Preintegrated | None,
+        dt: float,
+    ) -> _Fit:
+        """The scan's pose: its sample ``points[idx]`` registered to the map with the BEV matches
+        to the previous scan and the in-scan motion, checked; the second scan refined against a
+        re-deskewed first; a degenerate axis kept at the prediction."""
+        source = points[idx]
+        motion = None if times is None else ScanMotion(times[idx], self._pose, dt)
+        bev_rows, bev_guess = self._bev_rows(features, predicted)
+        pose, overlap, health, detail, trusted = self._register_scan(
+            source, predicted, bev_rows, bev_guess, motion, pre is not None
+        )
+        if self._first_scan is not None and motion is not None and trusted:
+            pose = self._refine_second_scan(source, pose, motion, bev_rows)
+        fit = self._last_fit
+        uncertainty = scan_uncertainty(
+            np.zeros((6, 6)) if fit is None else fit.information,
+            np.zeros((0, 3)) if fit is None else fit.normals,
+            float("inf") if fit is None else fit.rmse,
+            pose[:3, :3],
+            dt,
+            self.config.degeneracy_min_points,
+        )
+        if uncertainty.degenerate:
+            # the registration's position along the free axis is noise (normal errors, the
+            # map's edge): keep the prediction's there (LOAM's solution remapping)
+            a = uncertainty.weakest_axis
+            pose = pose.copy()
+            pose[:3, 3] += a * float(a @ (predicted[:3, 3] - pose[:3, 3]))
+            axis = ", ".join(f"{v:+.2f}" for v in a)
+            detail += (
+                f"; degenerate: only {uncertainty.support} points constrain ({axis}); "
+                f"kept at the {'IMU' if pre is not None else 'constant-velocity'} prediction along it"
+            )
+        n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
+        return _Fit(pose, overlap, health, detail, trusted, n_bev, uncertainty)
+
+    def _update_motion(self, pose: np.ndarray, dt: float, pre: Preintegrated | None, first: bool) -> None:
+        """The twist the scan's pose implies (the next constant-velocity prediction and the
+        deskew of this scan) and the inertial state (velocity, gyro bias) corrected by it."""
+        if first:
+            self._twist = Twist.zero()
+            return
+        delta = pose_inverse(self._pose) @ pose
+        self._twist = Twist.from_delta(delta, dt)
+        self.inertial.update(pre, self._pose[:3, :3], delta, dt)
+
+    def _update_map(self, points: np.ndarray, times: np.ndarray | None, fit: _Fit, first: bool) -> np.ndarray:
+        """Add the deskewed scan to the map if trusted (a misregistered scan in the map would be
+        a ghost that later scans lock onto). The first scan's motion is known only at the second:
+        its map is rebuilt then. Returns the scan's map-voxel sample (base frame at the stamp)."""
+        c = self.config
+        if self._first_scan is not None and times is not None:
+            self.backend.set_cloud(0, self._rebuild_first_map(self._twist))
+        self._first_scan = (points, times) if first and times is not None else None
+        map_points = voxel_downsample(points, c.map_voxel_size)
+        self.last_scan_points = map_points  # deskewed, base frame at the stamp (for display)
+        if fit.trusted:
+            self.map.update(transform_points(fit.pose, map_points), fit.pose[:3, 3])
+        return map_points
+
+    def _update_back_end(
+        self, stamp_ns: int, fit: _Fit, map_points: np.ndarray, features: BevFeatures, bev: BevImage
+    ) -> tuple[bool, tuple[LoopClosure, ...]]:
+        """A trusted scan far enough from the last keyframe becomes one (and closes loops);
+        every scan is anchored to the newest keyframe for the loop-corrected trajectory.
+        Returns whether the scan became a keyframe and the loops accepted."""
+        is_keyframe = fit.trusted and self.backend.wants_keyframe(fit.pose)
+        loops: tuple[LoopClosure, ...] = ()
+        if is_keyframe:
+            polar = polar_descriptor(bev, self.config.bev_range)
+            kf = self.backend.add_keyframe(stamp_ns, fit.pose, map_points, features, polar)
+            loops = self.backend.close_loops(kf)
+        self.backend.anchor(stamp_ns, fit.pose)
+        return is_keyframe, loops
 
     # ------------------------------------------------------------------------------------------
     def _register_scan(
@@ -317,9 +339,9 @@ class LioPipeline:
         bev_guess: np.ndarray | None,
         motion: ScanMotion | None,
         imu_predicted: bool,
-    ) -> tuple[np.ndarray, float, str, bool]:
-        """Pose, overlap, status of one scan and whether it may enter the map: registration
-        from the prediction, checked.
+    ) -> tuple[np.ndarray, float, OdometryHealth, str, bool]:
+        """Pose, overlap, health and its detail of one scan and whether it may enter the map:
+        registration from the prediction, checked.
 
         Point-to-plane Gauss-Newton converges from a few degrees of yaw error at most (at 30 m,
         5 deg moves a wall 2.6 m, beyond the correspondence distance). After skipped scans
@@ -362,7 +384,8 @@ class LioPipeline:
             return (
                 predicted,
                 0.0,
-                f"degraded: only {len(source)} voxels of structure; pose from the motion prediction",
+                OdometryHealth.DEGRADED,
+                f"only {len(source)} voxels of structure; pose from the motion prediction",
                 False,
             )
         starts = [("", predicted)] + ([(", from the BEV guess", bev_guess)] if bev_guess is not None else [])
@@ -389,18 +412,20 @@ class LioPipeline:
                     return (
                         predicted,
                         best.overlap,
-                        f"degraded: registration failed ({summary}); pose from the IMU prediction",
+                        OdometryHealth.DEGRADED,
+                        f"registration failed ({summary}); pose from the IMU prediction",
                         False,
                     )
-                return best.pose, best.overlap, f"degraded: poor registration ({summary}{how})", False
+                return best.pose, best.overlap, OdometryHealth.DEGRADED, f"poor registration ({summary}{how})", False
             self._fit_history.clear()
             how += f", accepted after {POOR_RESET} poor fits"
         self._poor_streak = 0
         self._fit_history.append((best.overlap, best.rmse))
-        status = f"ok: {best.iterations} it, overlap {best.overlap:.2f}, rmse {best.rmse:.3f} m{how}"
         if best.overlap < 0.2:
-            status = f"degraded: only {best.overlap:.0%} of points matched the map"
-        return best.pose, best.overlap, status, True
+            detail = f"only {best.overlap:.0%} of points matched the map"
+            return best.pose, best.overlap, OdometryHealth.DEGRADED, detail, True
+        detail = f"{best.iterations} it, overlap {best.overlap:.2f}, rmse {best.rmse:.3f} m{how}"
+        return best.pose, best.overlap, OdometryHealth.OK, detail, True
 
     def _rebuild_first_map(self, twist: Twist) -> np.ndarray:
         """The map from the first scan deskewed with ``twist`` (its motion is known only from the second)."""
@@ -442,7 +467,9 @@ class LioPipeline:
         ov, rmse = np.median(np.asarray(self._fit_history), axis=0)
         return bool(reg.overlap < ov - POOR_OVERLAP_DROP or reg.rmse > POOR_RMSE_RATIO * rmse)
 
-    def _validate(self, stamp_ns: int, cloud: Cloud) -> tuple[np.ndarray, np.ndarray | None]:
+    def _preprocess(self, stamp_ns: int, cloud: Cloud) -> tuple[np.ndarray, np.ndarray | None]:
+        """Valid points (finite, within range) in the body frame, with their times (None when
+        the cloud has none or deskewing is off)."""
         c = self.config
         if self._last_stamp is not None and stamp_ns <= self._last_stamp:
             raise InputError(f"scan stamp {stamp_ns} is not after the previous scan {self._last_stamp}; skipped")
@@ -459,7 +486,7 @@ class LioPipeline:
                 f"within {c.min_range}-{c.max_range} m, need {c.min_points}; skipped"
             )
         pts = transform_points(self.T_base_lidar, xyz[keep])
-        return pts, None if times is None else times[keep]
+        return pts, None if times is None or not c.deskew else times[keep]
 
     def _bev_rows(self, features: BevFeatures, predicted: np.ndarray) -> tuple[BevRows | None, np.ndarray | None]:
         """BEV rows for the registration, and a second initial pose when the BEV matches put
@@ -487,42 +514,28 @@ class LioPipeline:
             guess = predicted @ pose_inverse(F)
         return rows, guess
 
-    def _is_keyframe(self, pose: np.ndarray) -> bool:
-        if self._last_kf_pose is None:
-            return True
-        d = pose_inverse(self._last_kf_pose) @ pose
-        return bool(
-            np.linalg.norm(d[:3, 3]) >= self.config.keyframe_distance
-            or rotation_angle(d[:3, :3]) >= self.config.keyframe_angle
-        )
 
-    def _add_keyframe(
-        self, stamp_ns: int, pose: np.ndarray, map_points: np.ndarray, features: BevFeatures, bev: BevImage
-    ) -> tuple[LoopClosure, ...]:
-        c = self.config
-        kid = len(self._keyframes)
-        self.graph.add_variable(kid, self._map_T_odom @ pose)
-        if kid == 0:
-            self.graph.fix_variable(0, pose)
-        else:
-            prev = self._keyframes[kid - 1]
-            self.graph.add_factor(kid - 1, kid, pose_inverse(prev) @ pose, c.odom_sigma_rot, c.odom_sigma_trans)
-        self._keyframes[kid] = pose.copy()
-        self._last_kf_pose = pose.copy()
-        polar = polar_descriptor(bev, c.bev_range)
-        kf = Keyframe.create(kid, stamp_ns, map_points, features, polar)
-        self.loops.add(kf)
-        self.graph.optimize()
-        loops: tuple[LoopClosure, ...] = ()
-        cooling = self.loop_closures and kid - self.loop_closures[-1].to_id <= c.loop_cooldown_keyframes
-        if c.loop_closure and kid > 0 and not cooling:
-            loop = self.loops.detect(kf, self.graph.estimates_view())
-            if loop is not None:
-                self.graph.add_factor(
-                    loop.from_id, loop.to_id, loop.T_from_to, c.loop_sigma_rot, c.loop_sigma_trans, c.loop_robust_kernel
-                )
-                self.graph.optimize(relinearize_all=True)
-                self.loop_closures.append(loop)
-                loops = (loop,)
-        self._map_T_odom = self.graph.estimate(kid) @ pose_inverse(pose)
-        return loops
+def run_pipeline(
+    pipeline: LioPipeline,
+    scans: Iterable[tuple[int, Cloud]],
+    imu_stamps: np.ndarray,
+    imu_gyro: np.ndarray,
+    imu_accel: np.ndarray,
+) -> int:
+    """Feed IMU samples up to each scan's end, then the scan; bad samples and scans are logged
+    and skipped, as the node does. Returns the number of skipped scans."""
+    k, skipped = 0, 0
+    for stamp, cloud in scans:
+        end = stamp + (int(cloud.time.max() * 1e9) if cloud.time is not None and len(cloud) else 0) + 10_000_000
+        while k < len(imu_stamps) and imu_stamps[k] <= end:
+            try:
+                pipeline.add_imu(int(imu_stamps[k]), imu_gyro[k], imu_accel[k])
+            except InputError as exc:
+                log.warning("IMU sample skipped: %s", exc)
+            k += 1
+        try:
+            pipeline.add_scan(stamp, cloud)
+        except InputError as exc:
+            skipped += 1
+            log.warning("scan at %d skipped: %s", stamp, exc)
+    return skipped

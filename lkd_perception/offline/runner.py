@@ -318,10 +318,10 @@ def run_bag(
                 for t, m in msgs:
                     rec.write(t, m, pub_ns)
                 s.outputs += 1
-                if result.status.startswith("degraded") or result.uncertainty.degenerate:  # the node's warnings
+                if result.warning:  # the node's warnings
                     s.warnings += 1
-                    s.last_problem = result.status
-                    degraded.append((hdr_ns * 1e-9, result.status))
+                    s.last_problem = result.summary
+                    degraded.append((hdr_ns * 1e-9, result.summary))
         end_ns = max([info.end_ns] + [s.busy_until_ns for s in stats.values()])
         report = list(stats.values()) + ([imu_stats] if imu_stats.inputs else [])
         if report:

@@ -6,7 +6,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from lkd_perception.common.config import describe, from_dict, load_yaml, node_parameters, param, to_dict
+from lkd_perception.common.config import (
+    describe,
+    from_dict,
+    load_yaml,
+    node_parameters,
+    param,
+    section,
+    sections,
+    to_dict,
+    updated,
+)
 from lkd_perception.common.errors import ConfigError
 
 
@@ -17,6 +27,19 @@ class Demo:
     mode: str = param("fast", "mode", choices=("fast", "slow"))
     enabled: bool = param(True, "on/off")
     weights: list[float] = param([1.0, 2.0], "weights")
+
+
+@dataclass(frozen=True)
+class Inner:
+    min_inliers: int = param(10, "inliers", lo=3)
+    kernel: str = param("cauchy", "kernel", choices=("cauchy", "none"))
+
+
+@dataclass(frozen=True)
+class Outer:
+    rate: float = param(1.0, "rate", lo=0.0)
+    loop: Inner = section(Inner, "the loop part")
+    tail: bool = param(False, "after the section")
 
 
 def test_describe_carries_ranges_and_types():
@@ -65,3 +88,31 @@ def test_node_parameters_follow_ros_precedence(tmp_path):
     assert node_parameters(load_yaml(f), "node_b") == {"count": 2}
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_a_section_is_dotted_parameters_and_a_nested_mapping():
+    specs = describe(Outer)
+    assert [s.name for s in specs] == ["rate", "loop.min_inliers", "loop.kernel", "tail"]
+    assert specs[1].lo == 3 and specs[2].choices == ("cauchy", "none")
+    assert sections(Outer) == {"loop": "the loop part"}
+    # YAML gives a nested mapping, ROS parameters dotted names: the same config either way
+    nested = from_dict(Outer, {"loop": {"min_inliers": 4}, "tail": True})
+    dotted = from_dict(Outer, {"loop.min_inliers": 4, "tail": True})
+    assert nested == dotted == Outer(loop=Inner(min_inliers=4), tail=True)
+    assert to_dict(nested) == {"rate": 1.0, "loop": {"min_inliers": 4, "kernel": "cauchy"}, "tail": True}
+    assert updated(nested, {"loop.kernel": "none"}) == Outer(loop=Inner(4, "none"), tail=True)
+    with pytest.raises(ConfigError, match=r"Outer.loop.min_inliers: 2 is below the minimum"):
+        from_dict(Outer, {"loop": {"min_inliers": 2}})
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['loop.min_inlier'\]"):
+        from_dict(Outer, {"loop": {"min_inlier": 4}})
+    with pytest.raises(ConfigError, match="not one of"):
+        updated(nested, {"loop.kernel": "huber"})
+
+
+def test_node_parameters_name_nested_settings_as_rcl_does(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    loop:\n      min_inliers: 5\n      kernel: none\n"
+                 "/**/node_a:\n  ros__parameters:\n    loop:\n      min_inliers: 7\n")
+    params = node_parameters(load_yaml(f), "node_a")
+    assert params == {"loop.min_inliers": 7, "loop.kernel": "none"}  # per parameter, the later section wins
+    assert from_dict(Outer, params).loop == Inner(7, "none")

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from lkd_perception.cli import main
-from lkd_perception.commands.odometry import _xyzrpy
 from lkd_perception.common.frames import TransformTree
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
 from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
 from lkd_perception.io.bag import BagWriter
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.io.formats import read_tum
+from lkd_perception.odometry.config import extrinsic_list
 from lkd_perception.sim.drive import simulate_drive
 
 # the LiDAR of these recordings is mounted yawed by 90 deg, rolled a little and 1.5 m up
@@ -71,7 +71,7 @@ def test_tree_looks_up_through_chains_in_both_directions():
 def test_lidar_only_bag_without_tf_static_runs_with_warnings(tmp_path, drive, caplog):
     bag = tmp_path / "lidar_only.mcap"
     _write(bag, drive, imu=False, tf_static=None, lidar_frame="velodyne")
-    (tmp_path / "cfg.yaml").write_text(f"base_T_lidar: {_xyzrpy(T_BASE_LIDAR)}\n")
+    (tmp_path / "cfg.yaml").write_text(f"base_T_lidar: {extrinsic_list(T_BASE_LIDAR)}\n")
     out = tmp_path / "est.tum"
     with caplog.at_level(logging.WARNING):
         rc = main(["odometry", str(bag), "--out", str(out), "--config", str(tmp_path / "cfg.yaml")])
@@ -97,8 +97,8 @@ def test_mounting_from_a_tf_static_chain_and_frame_overrides(tmp_path, drive, ca
     assert main(["odometry", str(bag), "--out", str(out), "--base-frame", "chassis"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["imu"] is True
-    assert np.allclose(summary["base_T_lidar"], _xyzrpy(T_BASE_LIDAR), atol=1e-9)
-    assert np.allclose(summary["base_T_imu"], _xyzrpy(drive.extrinsics.T_base_imu @ T_IMU_SIM_IMU), atol=1e-9)
+    assert np.allclose(summary["base_T_lidar"], extrinsic_list(T_BASE_LIDAR), atol=1e-9)
+    assert np.allclose(summary["base_T_imu"], extrinsic_list(drive.extrinsics.T_base_imu @ T_IMU_SIM_IMU), atol=1e-9)
     assert _ape(out, drive) < 0.1
     # a wrong --lidar-frame is not in the tree: the config's (identity) mounting, and it shows
     assert (

@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lkd_perception.commands.odometry import _xyzrpy
 from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
-from lkd_perception.odometry.config import OdometryConfig
+from lkd_perception.odometry.config import LoopConfig, OdometryConfig, extrinsic_list
 from lkd_perception.odometry.dropout import scan_drop_mask
-from lkd_perception.odometry.pipeline import LioPipeline
+from lkd_perception.odometry.pipeline import LioPipeline, OdometryHealth
 from lkd_perception.sim.drive import DriveSimulator, make_config
 
 T0_S, T1_S = 28.0, 40.0  # the turn at 32 s
@@ -39,14 +38,14 @@ def _urban(**overrides) -> tuple[DriveSimulator, OdometryConfig]:
     """The urban drive and an odometry config with its extrinsics, loop closure off."""
     sim = DriveSimulator(make_config("urban", 600.0, 0))
     ext = sim.extrinsics()
-    cfg = OdometryConfig(base_T_lidar=_xyzrpy(ext.T_base_lidar), base_T_imu=_xyzrpy(ext.T_base_imu),
-                         loop_closure=False, **overrides)
+    cfg = OdometryConfig(base_T_lidar=extrinsic_list(ext.T_base_lidar), base_T_imu=extrinsic_list(ext.T_base_imu),
+                         loop=LoopConfig(enabled=False), **overrides)
     return sim, cfg
 
 
 def _run(sim: DriveSimulator, cfg: OdometryConfig, times: np.ndarray, keep: np.ndarray, imu=None):
     """The kept scans (and IMU samples ``(stamps, gyro, accel)`` up to each scan's end) through the
-    pipeline: trajectory metrics against ground truth and the per-scan statuses."""
+    pipeline: trajectory metrics against ground truth and the per-scan health."""
     p = LioPipeline(cfg)
     k, stamps, poses, statuses = 0, [], [], []
     for t in times[keep]:
@@ -57,7 +56,7 @@ def _run(sim: DriveSimulator, cfg: OdometryConfig, times: np.ndarray, keep: np.n
         r = p.add_scan(scan.stamp_ns, scan.cloud)
         stamps.append(r.stamp_ns)
         poses.append(r.pose)
-        statuses.append(r.status)
+        statuses.append(r.health)
     gt_stamps, gt_poses = sim.gt()
     m = evaluate_trajectory(Trajectory(np.array(stamps), np.stack(poses)), Trajectory(gt_stamps, gt_poses))
     return m, statuses
@@ -73,7 +72,7 @@ def test_turn_with_dropped_scans_and_no_imu_stays_on_ground_truth():
     m, statuses = _run(sim, cfg, times[i0:i1], keep)
     assert m.ape_translation_m.rmse < 0.1
     assert m.rpe_frame_translation_m.max < 0.4
-    assert sum(s.startswith("ok") for s in statuses) >= 0.9 * len(statuses)
+    assert sum(s is OdometryHealth.OK for s in statuses) >= 0.9 * len(statuses)
 
 
 @pytest.mark.slow

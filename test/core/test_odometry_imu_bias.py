@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lkd_perception.commands.odometry import _xyzrpy, run_pipeline
-from lkd_perception.odometry.config import OdometryConfig
-from lkd_perception.odometry.pipeline import LioPipeline
+from lkd_perception.odometry.config import LoopConfig, OdometryConfig, extrinsic_list
+from lkd_perception.odometry.pipeline import LioPipeline, run_pipeline
 from lkd_perception.sim.drive import simulate_drive
 
 pytestmark = pytest.mark.slow
@@ -19,9 +18,9 @@ def test_gyro_bias_converges_to_the_simulators():
     R_base_imu = d.extrinsics.T_base_imu[:3, :3]
     pipe = LioPipeline(
         OdometryConfig(
-            base_T_lidar=_xyzrpy(d.extrinsics.T_base_lidar),
-            base_T_imu=_xyzrpy(d.extrinsics.T_base_imu),
-            loop_closure=False,
+            base_T_lidar=extrinsic_list(d.extrinsics.T_base_lidar),
+            base_T_imu=extrinsic_list(d.extrinsics.T_base_imu),
+            loop=LoopConfig(enabled=False),
         )
     )
     run_pipeline(pipe, [(s.stamp_ns, s.cloud) for s in d.scans], d.imu.stamps_ns, d.imu.gyro, d.imu.accel)

@@ -17,7 +17,7 @@ good over a couple of metres) and joins neighbouring beams that hit the same sur
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +25,11 @@ import pytest
 from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, rotation_angle, transform_points, yaw_pitch_roll_matrix
+from lkd_perception.odometry.backend import BackEnd
 from lkd_perception.odometry.bev import BevGrid, bev_image
-from lkd_perception.odometry.config import OdometryConfig
-from lkd_perception.odometry.features import FeatureExtractor
-from lkd_perception.odometry.keyframes import Keyframe
-from lkd_perception.odometry.loop_closure import LoopClosure, LoopDetector, LoopParams, polar_descriptor
+from lkd_perception.odometry.config import LoopConfig, OdometryConfig
+from lkd_perception.odometry.features import BevFeatures, FeatureExtractor
+from lkd_perception.odometry.loop_closure import LoopDetector, polar_descriptor
 from lkd_perception.odometry.pose_graph import PoseGraph
 from lkd_perception.odometry.registration import LocalMap, RegistrationResult, register, voxel_downsample
 
@@ -43,26 +43,26 @@ LEVELS = np.arange(4) * 0.15  # heights of the lifted copies of a 2-D scan
 STACK = 6  # a keyframe's BEV image holds its scan and this many before it
 # the revisit: the robot comes back down its first corridor (scans ~180-215 over ~30-70)
 REVISIT = range(180, 214, 4)
-CFG = OdometryConfig()
-LOOP_PARAMS = LoopParams(
-    min_age_s=20.0,
-    search_radius=CFG.loop_search_radius,
-    candidates=CFG.loop_candidates,
-    descriptor_distance=0.5,
-    # the candidate scan alone: its neighbours, placed by wheel odometry (about 1 deg of noise a
-    # step against scan matching), smear a submap; measured loop-pose scan residual 0.02 m
-    # alone against 0.11-0.22 m with 3 neighbours either side
-    submap_keyframes=0,
-    max_rmse=0.1,
-    min_overlap=0.7,
+# the back end's settings for an indoor 2-D laser (the defaults suit 3-D street scans)
+CFG = OdometryConfig(
+    bev_range=MAX_RANGE,
+    map_voxel_size=RESOLUTION,
+    max_correspondence_distance=0.5,
     ransac_threshold=0.3,
     ransac_iterations=500,
     # one 180 deg scan line gives few FAST corners: 10-65 keypoints, 2-7 RANSAC inliers on true
     # revisits, so the ICP gate (overlap, RMSE) has to do the refusing
-    min_inliers=3,
-    map_voxel=RESOLUTION,
-    normal_neighbors=CFG.normal_neighbors,
-    max_correspondence=0.5,
+    bev_min_matches=3,
+    loop=LoopConfig(
+        min_age_s=20.0,
+        descriptor_distance=0.5,
+        # the candidate scan alone: its neighbours, placed by wheel odometry (about 1 deg of noise a
+        # step against scan matching), smear a submap; measured loop-pose scan residual 0.02 m
+        # alone against 0.11-0.22 m with 3 neighbours either side
+        submap_keyframes=0,
+        max_rmse=0.1,
+        min_overlap=0.7,
+    ),
 )
 
 
@@ -133,8 +133,18 @@ def sena() -> SenaLoop:
     )
 
 
+@dataclass(frozen=True)
+class KeyframeInput:
+    """What the pipeline gives the back end for a keyframe."""
+
+    stamp_ns: int
+    cloud: np.ndarray
+    features: BevFeatures
+    polar: np.ndarray
+
+
 @pytest.fixture(scope="module")
-def keyframes(sena: SenaLoop) -> list[Keyframe]:
+def keyframes(sena: SenaLoop) -> list[KeyframeInput]:
     """One keyframe per scan, as the pipeline builds them: BEV image, ORB features, polar
     descriptor and the voxelised (lifted) scan."""
     odo = sena.odometry_poses()
@@ -147,7 +157,7 @@ def keyframes(sena: SenaLoop) -> list[Keyframe]:
         bev = bev_image(_lift(np.concatenate(stack)), grid, CFG.bev_count_cap)
         cloud = voxel_downsample(_lift(sena.points(k)), RESOLUTION)
         polar = polar_descriptor(bev, MAX_RANGE)
-        out.append(Keyframe.create(k, int(sena.stamps_ns[k]), cloud, extractor.extract(bev), polar))
+        out.append(KeyframeInput(int(sena.stamps_ns[k]), cloud, extractor.extract(bev), polar))
     return out
 
 
@@ -172,48 +182,28 @@ def _planar(T: np.ndarray) -> np.ndarray:
     return _se2(T[0, 3], T[1, 3], float(np.arctan2(T[1, 0], T[0, 0])))
 
 
-@dataclass
-class BackEnd:
-    """The pipeline's keyframe back end (LioPipeline._add_keyframe) on the dataset odometry."""
+class PlanarLoops(LoopDetector):
+    """The product's loop detector, keeping the planar part of each loop (see :func:`_planar`)."""
 
-    graph: PoseGraph
-    loops: list[LoopClosure]
+    def detect(self, current, map_poses):
+        loop = super().detect(current, map_poses)
+        return None if loop is None else replace(loop, T_from_to=_planar(loop.T_from_to))
 
 
-def _run_back_end(sena: SenaLoop, keyframes: list[Keyframe]) -> BackEnd:
+def _run_back_end(sena: SenaLoop, keyframes: list[KeyframeInput]) -> BackEnd:
+    """The pipeline's back end with one keyframe per scan at the dataset's odometry, each
+    odometry factor with the dataset's own sigmas."""
     odo = sena.odometry_poses()
-    graph = PoseGraph()
-    detector = LoopDetector(LOOP_PARAMS)
-    loops: list[LoopClosure] = []
-    map_T_odom = np.eye(4)
+    back_end = BackEnd(CFG, loops=PlanarLoops(CFG))
     for k, kf in enumerate(keyframes):
-        graph.add_variable(k, map_T_odom @ odo[k])
-        if k == 0:
-            graph.fix_variable(0, odo[0])
-        else:
-            graph.add_factor(k - 1, k, sena.increments[k], sena.sigma_rot[k], sena.sigma_trans[k])
-        detector.add(kf)
-        graph.optimize()
-        cooling = loops and k - loops[-1].to_id <= CFG.loop_cooldown_keyframes
-        if not cooling:
-            loop = detector.detect(kf, graph.estimates_view())
-            if loop is not None:
-                graph.add_factor(
-                    loop.from_id,
-                    loop.to_id,
-                    _planar(loop.T_from_to),
-                    CFG.loop_sigma_rot,
-                    CFG.loop_sigma_trans,
-                    CFG.loop_robust_kernel,
-                )
-                graph.optimize(relinearize_all=True)
-                loops.append(loop)
-        map_T_odom = graph.estimate(k) @ pose_inverse(odo[k])
-    return BackEnd(graph, loops)
+        added = back_end.add_keyframe(kf.stamp_ns, odo[k], kf.cloud, kf.features, kf.polar,
+                                      sigmas=(sena.sigma_rot[k], sena.sigma_trans[k]))
+        back_end.close_loops(added)
+    return back_end
 
 
 @pytest.fixture(scope="module")
-def closed(sena: SenaLoop, keyframes: list[Keyframe]) -> BackEnd:
+def closed(sena: SenaLoop, keyframes: list[KeyframeInput]) -> BackEnd:
     return _run_back_end(sena, keyframes)
 
 
@@ -241,7 +231,7 @@ def test_dataset_odometry_drifts_but_the_reference_revisits_the_corridor(sena):
 
 
 def test_loop_detection_finds_the_revisit_with_the_reference_pose(sena, closed):
-    loops = closed.loops
+    loops = closed.loop_closures
     assert len(loops) >= 4  # measured 5 (scans 182-211 onto 39-64), one per cooldown
     for lc in loops:
         assert lc.to_id >= 170 and lc.to_id - lc.from_id > 100, (lc.from_id, lc.to_id)
@@ -265,7 +255,7 @@ def test_pose_graph_closes_the_loop(sena, closed):
     before = np.array([_overlap_residual(sena, dict(enumerate(odo)), i, j) for i, j in pairs])
     after = np.array([_overlap_residual(sena, est, i, j) for i, j in pairs])
     assert np.all(after < 0.3 * before) and np.median(after) < 0.2, (before, after)
-    for lc in closed.loops:  # the loop pairs themselves: measured 0.03-0.12 m
+    for lc in closed.loop_closures:  # the loop pairs themselves: measured 0.03-0.12 m
         assert _overlap_residual(sena, est, lc.to_id, lc.from_id) < 0.2
     # the revisited stretch moves to where icp-slam puts it (both start at the origin)
     err_before = max(_gap(odo[i], sena.reference[i])[0] for i, _ in pairs)
@@ -279,21 +269,23 @@ FALSE_FROM, FALSE_TO = 15, 120
 
 
 @pytest.fixture(scope="module")
-def false_loop_icp(sena: SenaLoop, keyframes: list[Keyframe]) -> RegistrationResult:
-    """The loop ICP's verdict on the false claim, started where the claim puts the scan."""
+def false_loop_icp(sena: SenaLoop, closed: BackEnd) -> RegistrationResult:
+    """The loop ICP's verdict on the false claim, started where the claim puts the scan (on the
+    keyframes as the back end keeps them)."""
     assert _gap(sena.reference[FALSE_FROM], sena.reference[FALSE_TO])[0] > 10.0
     submap = LocalMap(RESOLUTION, np.inf, CFG.normal_neighbors)
-    submap.update(keyframes[FALSE_FROM].map_points, np.zeros(3))
-    return register(keyframes[FALSE_TO].map_points, submap, np.eye(4), LOOP_PARAMS.max_correspondence, 30, 1e-5)
+    submap.update(closed.keyframes[FALSE_FROM].map_points, np.zeros(3))
+    cloud = closed.keyframes[FALSE_TO].map_points
+    return register(cloud, submap, np.eye(4), CFG.max_correspondence_distance, 30, 1e-5)
 
 
 def _with_false_loop(
-    sena: SenaLoop, keyframes: list[Keyframe], closed: BackEnd, robust: str
+    sena: SenaLoop, keyframes: list[KeyframeInput], closed: BackEnd, robust: str
 ) -> tuple[PoseGraph, float]:
     """The back end rerun with the false loop added at the end, and how far (m) it moved any pose
     from the true-loop solution."""
     g = _run_back_end(sena, keyframes).graph
-    g.add_factor(FALSE_FROM, FALSE_TO, np.eye(4), CFG.loop_sigma_rot, CFG.loop_sigma_trans, robust)
+    g.add_factor(FALSE_FROM, FALSE_TO, np.eye(4), CFG.loop.sigma_rot, CFG.loop.sigma_trans, robust)
     g.optimize(relinearize_all=True)
     true_est = closed.graph.estimates()
     return g, max(float(np.linalg.norm(g.estimate(k)[:3, 3] - true_est[k][:3, 3])) for k in true_est)
@@ -301,9 +293,9 @@ def _with_false_loop(
 
 def test_false_loop_fails_the_icp_gate_and_the_graph_rejects_it(sena, keyframes, closed, false_loop_icp):
     # measured overlap 0.06 (gate 0.7) and no planar correspondence at all (RMSE inf)
-    assert false_loop_icp.overlap < LOOP_PARAMS.min_overlap or false_loop_icp.rmse > LOOP_PARAMS.max_rmse
+    assert false_loop_icp.overlap < CFG.loop.min_overlap or false_loop_icp.rmse > CFG.loop.max_rmse
     # had it slipped through: the GNC solve drops it and the closed trajectory stays (measured 0.03 m)
-    g, moved = _with_false_loop(sena, keyframes, closed, CFG.loop_robust_kernel)
+    g, moved = _with_false_loop(sena, keyframes, closed, CFG.loop.robust_kernel)
     assert g.rejected_loops == [(FALSE_FROM, FALSE_TO)] and g.global_solves == 2
     assert moved < 0.1, moved
 

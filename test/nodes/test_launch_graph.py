@@ -13,7 +13,7 @@ import sys
 import types
 from pathlib import Path
 
-from lkd_perception.common.config import describe, from_dict, load_yaml, node_parameters
+from lkd_perception.common.config import describe, flatten, from_dict, load_yaml, node_parameters
 from lkd_perception.nodes import run_all
 from lkd_perception.nodes.base import NodeIOConfig
 from lkd_perception.nodes.dds import dds_environment
@@ -27,7 +27,8 @@ def test_vehicle_yaml_keys_are_config_fields():
     common = {s.name for s in describe(NodeIOConfig)}
     for spec in GRAPH:
         cls = config_class(spec)
-        own = params[f"/**/{spec.name}"]["ros__parameters"]  # the node under any namespace
+        # the node under any namespace; a section's keys nested (``loop: {min_age_s: ...}``)
+        own = flatten(params[f"/**/{spec.name}"]["ros__parameters"])
         from_dict(cls, own)  # strict: an unknown or out-of-range key fails here
         assert set(own) == {s.name for s in describe(cls)}, f"{spec.name}: YAML and {cls.__name__} differ"
         assert common <= set(node_parameters(params, spec.name))

@@ -5,7 +5,7 @@ parameter file, holds every value of that file, read back through the ROS parame
 Both ways a node starts are covered: `lkd launch` (all nodes in one process) and a node
 executable (`--ros-args --params-file`, what `ros2 launch` runs). The expected values are read
 from the YAML text directly (the `/**` section, then the node's `/**/<node>` section), not
-through any of our own parameter code.
+through any of our own parameter code (a nested mapping is the dotted parameters rcl makes of it).
 """
 
 from __future__ import annotations
@@ -32,9 +32,16 @@ CONFIG = ROOT / "config" / "vehicle.yaml"
 ROS_OWN = {"use_sim_time", "start_type_description_service"}
 
 
+def _dotted(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in values.items():
+        out.update(_dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def _expected(node_name: str) -> dict:
     data = yaml.safe_load(CONFIG.read_text())
-    return {**data["/**"]["ros__parameters"], **data[f"/**/{node_name}"]["ros__parameters"]}
+    return _dotted({**data["/**"]["ros__parameters"], **data[f"/**/{node_name}"]["ros__parameters"]})
 
 
 def _call(executor, client, request, timeout_s: float):
@@ -91,6 +98,7 @@ def test_every_parameter_reaches_nodes_under_a_namespace(ros_ctx):
     from lkd_perception.odometry.config import OdometryConfig
 
     assert odometry["base_T_lidar"] != OdometryConfig().base_T_lidar
+    assert "loop.min_age_s" in odometry  # a section's settings are dotted parameters
 
     launch = _start([sys.executable, "-m", "lkd_perception.cli", "launch", str(CONFIG), "--namespace", "car1"])
     node_exe = _start([sys.executable, "-c", "from lkd_perception.nodes.lidar_odometry_node import main; main()",
@@ -114,7 +122,8 @@ def test_every_parameter_reaches_nodes_under_a_namespace(ros_ctx):
 
 def test_offline_reading_of_the_parameter_file_is_rcls(ros_ctx, tmp_path):
     """node_parameters (what the offline commands read from the file) applies sections as rcl does:
-    wildcards, bare names, and file order (a later matching section wins)."""
+    wildcards, bare names, file order (a later matching section wins, per parameter), and nested
+    mappings as dotted names."""
     from lkd_perception.common.config import load_yaml, node_parameters
 
     f = tmp_path / "params.yaml"
@@ -124,8 +133,8 @@ def test_offline_reading_of_the_parameter_file_is_rcls(ros_ctx, tmp_path):
         "n:\n  ros__parameters:\n    b: 3\n"
         "/car1/*:\n  ros__parameters:\n    c: 4\n"
         "/*/front/n:\n  ros__parameters:\n    d: 5\n"
-        "/**/*:\n  ros__parameters:\n    e: 6\n"
-        "/*/n:\n  ros__parameters:\n    a: 7\n"
+        "/**/*:\n  ros__parameters:\n    e: 6\n    loop:\n      x: 1\n      y: 1\n"
+        "/*/n:\n  ros__parameters:\n    a: 7\n    loop:\n      y: 8\n      deep:\n        z: [1.5, 2.5]\n"
     )
     for namespace in ("", "car1", "car1/front", "car2/front"):
         node = Node("n", namespace=namespace or None, context=ros_ctx, cli_args=["--ros-args", "--params-file", str(f)],
