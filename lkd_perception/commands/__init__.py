@@ -86,3 +86,18 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` items of any command, values read as YAML (``true``, ``2``, ``reliable``)."""
+    import yaml
+
+    from lkd_perception.common.errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out

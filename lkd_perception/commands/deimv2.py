@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, parse_sets
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -25,21 +25,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _values(args: argparse.Namespace, section: str, fields: set[str]) -> dict[str, Any]:
-    import yaml
 
     from lkd_perception.common.config import load_yaml
-    from lkd_perception.common.errors import ConfigError
 
     values: dict[str, Any] = {}
     if args.config:
         raw = load_yaml(args.config)
         values.update({k: v for k, v in raw.get(section, raw).items() if k in fields})
-    for item in args.set:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        if key.strip() in fields:
-            values[key.strip()] = yaml.safe_load(val)
+    values.update({k: v for k, v in parse_sets(args.set).items() if k in fields})
     return values
 
 

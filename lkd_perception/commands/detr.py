@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, parse_sets
 
 _log = logging.getLogger(__name__)
 
@@ -25,21 +25,15 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, **forced: Any):
-    import yaml
 
     from lkd_perception.common.config import from_dict, load_yaml
-    from lkd_perception.common.errors import ConfigError
     from lkd_perception.detection.train_detr import DetrTrainConfig
 
     values: dict[str, Any] = {}
     if args.config:
         raw = load_yaml(args.config)
         values.update(raw.get("detr_train", raw))
-    for item in args.set:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        values[key.strip()] = yaml.safe_load(val)
+    values.update(parse_sets(args.set))
     values.update(forced)
     return from_dict(DetrTrainConfig, values)
 

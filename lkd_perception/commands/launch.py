@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, parse_sets
 
 
 def _add(p: argparse.ArgumentParser) -> None:
@@ -24,21 +24,6 @@ def _add(p: argparse.ArgumentParser) -> None:
                    help="configure and activate the (lifecycle) nodes at start-up (default); --no-autostart: "
                         "they wait for `ros2 lifecycle set` or a lifecycle manager")
     p.add_argument("--dry-run", action="store_true", help="print the nodes and parameters as JSON, start nothing")
-
-
-def parse_sets(items: list[str]) -> dict:
-    """``NAME=VALUE`` pairs with YAML values (``true``, ``2``, ``reliable``)."""
-    import yaml
-
-    from lkd_perception.common.errors import ConfigError
-
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
-        out[name.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _run(args: argparse.Namespace) -> int:

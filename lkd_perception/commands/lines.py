@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from lkd_perception.commands import Command, emit_json, progress
+from lkd_perception.commands import Command, emit_json, parse_sets, progress
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,7 @@ def _line_config(args: argparse.Namespace):
     """LineConfig from defaults, then ``--config``, then ``--set`` (later wins)."""
     from dataclasses import fields
 
-    import yaml
-
     from lkd_perception.common.config import from_dict, load_yaml, node_parameters
-    from lkd_perception.common.errors import ConfigError
     from lkd_perception.lines.config import LineConfig
 
     values: dict = {}
@@ -37,11 +34,7 @@ def _line_config(args: argparse.Namespace):
             values.update({k: v for k, v in node_parameters(data, "line_node").items() if k in known})
         else:
             values.update(data)
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        values[key.strip()] = yaml.safe_load(raw)
+    values.update(parse_sets(args.set))
     return from_dict(LineConfig, values)
 
 

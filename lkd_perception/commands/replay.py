@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, emit_json, parse_sets
 
 
 def _add(p: argparse.ArgumentParser) -> None:
@@ -41,7 +41,6 @@ def _add(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lkd_perception.commands.launch import parse_sets
     from lkd_perception.nodes.replay import lateness_warning, run_replay
 
     bars: list[tqdm] = []  # made on the first message, so a bag refused up front prints only its error
