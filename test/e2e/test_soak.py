@@ -38,9 +38,17 @@ def test_soak_kills_and_restarts_a_node_and_reports_each_nodes_health(tmp_path):
         assert 0.0 < e["processed_fraction"] <= 1.0 and e["latency"]["count"] == e["outputs"]
         own0, own1 = e["private_mb_start_end"]
         rss0, rss1 = e["rss_mb_start_end"]
+        shm0, shm1 = e["shmem_mb_start_end"]
         assert 0 < own0 <= rss0 and 0 < own1 <= rss1, name  # own memory is part of the resident total
-        assert e["shmem_mb_start_end"][1] >= 0
-        assert isinstance(e["memory_flat_within_10pct"], bool) or e["memory_flat_within_10pct"] is None
+        # the resident total is the node's own memory plus the DDS shared-memory segments it maps (measured
+        # about 34-37 MiB with the Fast DDS profile), to the 0.1 MiB rounding of each
+        assert abs(rss0 - (own0 + shm0)) <= 0.2 and abs(rss1 - (own1 + shm1)) <= 0.2, (name, e)
         assert any(c and c > 0 for c in e["cpu_cores_by_fifth"]), name
-    assert r["player_publish_late_ms"]["p95"] >= 0
+    # the nodes that ran throughout hold their own memory flat (measured growth -0.8 to +3.6 %); the killed
+    # one restarts from scratch and has too few samples before the kill to judge
+    for name in ("detector_node", "lidar_odometry_node"):
+        assert nodes[name]["memory_flat_within_10pct"] is True, (name, nodes[name]["private_growth_after_warmup_pct"])
+    # the player's lateness is measured (clamped at 0 when on time, so a sign error would read all zeros)
+    late = r["player_publish_late_ms"]
+    assert set(late) == {"p50", "p95", "max"} and 0.0 <= late["p50"] <= late["p95"] <= late["max"] and late["max"] > 0
     assert r["accuracy"]["odometry"]["odom"]["matched_poses"] > 0
