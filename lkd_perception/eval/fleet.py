@@ -14,6 +14,7 @@ columns (:data:`RESULT_COLUMNS`).
 
 from __future__ import annotations
 
+import enum
 import html
 import json
 import math
@@ -24,6 +25,19 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from lkd_perception.eval.outputs import RecordedRun
+
+
+class BagStatus(enum.Enum):
+    """Whether a bag's run and evaluation gave a row of figures; the value is the row's ``status``
+    (rows travel as JSON)."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+def is_ok(row: Mapping[str, Any]) -> bool:
+    """Whether a row (fresh or read back from JSON) holds figures."""
+    return row.get("status") == BagStatus.OK.value
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,8 @@ def bag_row(name: str, run_summary: Mapping[str, Any], run: RecordedRun, metrics
                              + [f.stamp_ns for f in run.lines[:1]])], default=0) * 1e-9
     spans = degraded_spans([s for s, _ in run_summary.get("degraded_scans", ())])
     row: dict[str, Any] = {
-        "bag": name, "status": "ok", "duration_s": run_summary.get("bag_duration_s"), "distance_m": distance,
+        "bag": name, "status": BagStatus.OK.value, "duration_s": run_summary.get("bag_duration_s"),
+        "distance_m": distance,
         "frames": max(tasks.get("detector_node", {}).get("inputs", 0), tasks.get("line_node", {}).get("inputs", 0)),
         "scans": tasks.get("lidar_odometry_node", {}).get("inputs", 0),
         "processed": min(fractions) if fractions else None,
@@ -118,7 +133,7 @@ def bag_row(name: str, run_summary: Mapping[str, Any], run: RecordedRun, metrics
 
 
 def failed_row(name: str, error: str) -> dict[str, Any]:
-    return {"bag": name, "status": "failed", "error": error}
+    return {"bag": name, "status": BagStatus.FAILED.value, "error": error}
 
 
 def _badness(rows: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -129,7 +144,7 @@ def _badness(rows: Sequence[Mapping[str, Any]]) -> list[float]:
     for c in COLUMNS:
         if not c.better or c.timing:
             continue
-        vals = np.array([_num(r.get(c.key)) if r.get("status") == "ok" and _num(r.get(c.key)) is not None
+        vals = np.array([_num(r.get(c.key)) if is_ok(r) and _num(r.get(c.key)) is not None
                          else np.nan for r in rows], float)
         ok = np.isfinite(vals)
         if ok.sum() < 1:
@@ -140,7 +155,7 @@ def _badness(rows: Sequence[Mapping[str, Any]]) -> list[float]:
         score[ok] += z[ok]
         count[ok] += 1
     out = np.where(count > 0, score / np.maximum(count, 1), 0.0)
-    return [math.inf if r.get("status") != "ok" else float(s) for r, s in zip(rows, out)]
+    return [float(s) if is_ok(r) else math.inf for r, s in zip(rows, out)]
 
 
 def worst_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -151,10 +166,10 @@ def worst_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Fleet totals (bags, hours, km) and per column the mean, median, min and max over scored bags."""
-    ok = [r for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if is_ok(r)]
     out: dict[str, Any] = {
         "bags": len(rows), "ok": len(ok), "failed": len(rows) - len(ok),
-        "failed_bags": {r["bag"]: r.get("error", "") for r in rows if r.get("status") != "ok"},
+        "failed_bags": {r["bag"]: r.get("error", "") for r in rows if not is_ok(r)},
         "hours": sum(_num(r.get("duration_s")) or 0.0 for r in ok) / 3600.0,
         "km": sum(_num(r.get("distance_m")) or 0.0 for r in ok) / 1000.0,
         "with_ground_truth": sum(1 for r in ok if r.get("has_gt")),
@@ -187,7 +202,7 @@ def compare(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, A
             status_changes.append({"bag": bag, "a": ra.get("status"), "b": rb.get("status"),
                                    "error": rb.get("error") or ra.get("error", "")})
             continue
-        if ra.get("status") != "ok":
+        if not is_ok(ra):
             continue
         for c in COLUMNS:
             if not c.better:
@@ -228,7 +243,7 @@ def text_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("durati
     """Fixed-width table for the terminal, rows as given."""
     head = ["bag", "status"] + [BY_KEY[k].label for k in keys]
     body = [[str(r["bag"]), str(r.get("status"))] + ([_cell(BY_KEY[k], r.get(k)) for k in keys]
-            if r.get("status") == "ok" else [str(r.get("error", ""))[:60]]) for r in rows]
+            if is_ok(r) else [str(r.get("error", ""))[:60]]) for r in rows]
     widths = [max(len(x[i]) for x in [head] + [b for b in body if len(b) > i]) for i in range(len(head))]
     return "\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head] + body)
 
@@ -264,7 +279,7 @@ def write_fleet_html(path: str | Path, rows: Sequence[Mapping[str, Any]], summar
     for r in worst_first(rows):
         link = r.get("report")
         name = f"<a href='{esc(str(link))}'>{esc(r['bag'])}</a>" if link else esc(r["bag"])
-        if r.get("status") != "ok":
+        if not is_ok(r):
             parts.append(
                 f"<tr class='failed'><td>{name}</td><td>failed</td><td colspan='{len(COLUMNS) + 1}' "
                 f"style='text-align:left'>{esc(str(r.get('error', '')))}</td></tr>"
