@@ -73,6 +73,7 @@ def test_new_classes_start_from_the_coco_rows_they_share(data):
     assert float(w_new[2].abs().sum()) == 0.0 and model.spec.input_size == SIZE
 
 
+@pytest.mark.slow
 def test_two_steps_lower_the_loss(coco_atto, data, tmp_path):
     cfg = _cfg()
     model, _ = _student(coco_atto, data, cfg)

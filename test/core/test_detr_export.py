@@ -50,6 +50,7 @@ def test_export_rejects_wrong_class_list(tmp_path):
         export_detr(Detr(TINY, 1), tmp_path / "d.onnx", 80, ["car"])
 
 
+@pytest.mark.slow
 def test_lkd_export_detr_command(tmp_path):
     from lkd_perception.cli import main
     from lkd_perception.common.config import from_dict

@@ -18,6 +18,7 @@ def test_rate_plan_spins_or_subsamples():
         rate_plan(0.0)
 
 
+@pytest.mark.slow
 def test_both_methods_see_the_same_kept_scans():
     settings = BenchSettings(scenarios=("urban",), seconds=3.0, drop_fraction=0.3, drop_seed=2, rates_hz=(10.0,))
     result = run_benchmark(settings)
