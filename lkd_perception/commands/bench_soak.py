@@ -74,10 +74,12 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
 
     from lkd_perception.eval.outputs import read_recorded_run
-    from lkd_perception.eval.report import NODE_IO, evaluate_run
+    from lkd_perception.eval.report import evaluate_run
     from lkd_perception.io.bag import bag_info
+    from lkd_perception.io.topics import NODE_TOPICS
     from lkd_perception.nodes.graph import default_config_path
-    from lkd_perception.nodes.replay import NodeProcesses, lateness_warning, run_replay
+    from lkd_perception.nodes.processes import NodeProcesses
+    from lkd_perception.nodes.replay import lateness_warning, run_replay
     from lkd_perception.sim.drive import make_config
     from lkd_perception.sim.recording import write_drive
 
@@ -136,7 +138,6 @@ def _run(args: argparse.Namespace) -> int:
     per_node = {}
     t0, span = info.start_ns, max(1, info.end_ns - info.start_ns)
     for name in nodes.specs:
-        out_topic = NODE_IO[name][0]
         entry = dict(metrics["nodes"].get(name, {"outputs": 0}))
         entry.pop("diagnostics", None)
         # growth is judged up to the kill for the killed node (its restart starts from scratch)
@@ -154,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         entry["memory_flat_within_10pct"] = None if growth is None else abs(growth) <= 10.0
         frac = entry.get("processed_fraction")
         if args.kill and "kill_frac" in events:
-            stamps = _stamps(run, out_topic)
+            stamps = run.result_stamps(NODE_TOPICS[name].result.path)
             k0 = t0 + events["kill_frac"] * span
             k1 = t0 + events.get("restart_frac", 1.0) * span
             in_window = sum(1 for s in stamps if k0 <= s < k1)
@@ -194,14 +195,6 @@ def _run(args: argparse.Namespace) -> int:
         args.out,
     )
     return 0
-
-
-def _stamps(run, topic: str) -> list[int]:
-    if topic == "/lkd/detections":
-        return [f.stamp_ns for f in run.detections]
-    if topic == "/lkd/lines":
-        return [f.stamp_ns for f in run.lines]
-    return [int(s) for s in run.odometry_stamps_ns]
 
 
 COMMANDS = [

@@ -16,14 +16,8 @@ import numpy as np
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
+from lkd_perception.io import topics
 from lkd_perception.io.line_encoding import boxes_to_segments
-
-DETECTIONS_TOPIC = "/lkd/detections"
-LINES_TOPIC = "/lkd/lines"
-ODOMETRY_TOPIC = "/lkd/odometry"
-PATH_TOPIC = "/lkd/path"
-LOOPS_TOPIC = "/lkd/loop_closures"
-DIAGNOSTICS_TOPIC = "/diagnostics"
 
 
 @dataclass(frozen=True)
@@ -59,6 +53,16 @@ class RecordedRun:
     latencies_ms: dict[str, np.ndarray]  # per output topic: arrival - header stamp
     diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)  # last status values per name
     counts: dict[str, int] = field(default_factory=dict)
+
+    def result_stamps(self, topic: str) -> list[int]:
+        """Header stamps of the results recorded on ``topic`` (a node's processed frames), in order."""
+        if topic == topics.DETECTIONS.path:
+            return [f.stamp_ns for f in self.detections]
+        if topic == topics.LINES.path:
+            return [f.stamp_ns for f in self.lines]
+        if topic == topics.ODOMETRY.path:
+            return [int(s) for s in self.odometry_stamps_ns]
+        raise InputError(f"a recording holds no per-frame results on {topic}")
 
 
 def _stamp_ns(stamp) -> int:
@@ -108,30 +112,30 @@ def read_recorded_run(path: str | Path) -> RecordedRun:
             counts[topic] += 1
             msg = reader.deserialize(raw, conn.msgtype)
             header = getattr(msg, "header", None)
-            if header is not None and topic != DIAGNOSTICS_TOPIC and topic != PATH_TOPIC:
+            if header is not None and topic != topics.DIAGNOSTICS.path and topic != topics.PATH.path:
                 lat[topic].append((log_ns - _stamp_ns(header.stamp)) * 1e-6)
-            if topic == DETECTIONS_TOPIC:
+            if topic == topics.DETECTIONS.path:
                 c, s, _, sc, names = _boxes(msg)
                 xyxy = np.concatenate([c - s / 2, c + s / 2], axis=1) if len(c) else np.zeros((0, 4))
                 dets.append(FrameBoxes(_stamp_ns(msg.header.stamp), xyxy, sc, tuple(names)))
-            elif topic == LINES_TOPIC:
+            elif topic == topics.LINES.path:
                 c, s, th, sc, _ = _boxes(msg)
                 seg = boxes_to_segments(c, th, s[:, 0]) if len(c) else np.zeros((0, 4))
                 lines.append(FrameLines(_stamp_ns(msg.header.stamp), seg, sc))
-            elif topic == ODOMETRY_TOPIC:
+            elif topic == topics.ODOMETRY.path:
                 odo_t.append(_stamp_ns(msg.header.stamp))
                 odo_T.append(_pose(msg.pose.pose))
-            elif topic == PATH_TOPIC:
+            elif topic == topics.PATH.path:
                 path_t = np.array([_stamp_ns(ps.header.stamp) for ps in msg.poses], dtype=np.int64)
                 path_T = np.array([_pose(ps.pose) for ps in msg.poses]).reshape(-1, 4, 4)
-            elif topic == LOOPS_TOPIC:
+            elif topic == topics.LOOP_CLOSURES.path:
                 segs = []
                 for m in msg.markers:
                     pts = [(q.x, q.y, q.z) for q in m.points]
                     segs += [(pts[i], pts[i + 1]) for i in range(0, len(pts) - 1, 2)]
                 if segs or not len(loops):
                     loops = np.array(segs, dtype=float).reshape(-1, 2, 3)
-            elif topic == DIAGNOSTICS_TOPIC:
+            elif topic == topics.DIAGNOSTICS.path:
                 for st in msg.status:
                     diags[st.name] = {kv.key: kv.value for kv in st.values} | {"level": str(st.level),
                                                                               "message": st.message}

@@ -20,12 +20,11 @@ import numpy as np
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.eval.outputs import RecordedRun
+from lkd_perception.io import topics
 
-# node name -> (its output topic, the input topic whose messages it should answer)
+#: node name -> (its result topic, the input topic whose every message it should answer), from the topic table
 NODE_IO: dict[str, tuple[str, str]] = {
-    "detector_node": ("/lkd/detections", "/camera/image_raw"),
-    "line_node": ("/lkd/lines", "/camera/image_raw"),
-    "lidar_odometry_node": ("/lkd/odometry", "/lidar/points"),
+    name: (t.result.path, t.paced_by.path) for name, t in topics.NODE_TOPICS.items()
 }
 
 
@@ -121,7 +120,7 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
             evaluate_detections(sub, preds).to_dict() if sub["images"] else {"error": "no frame matched GT"}
         )
     else:
-        metrics["detection"] = {"skipped": "no /lkd/detections in the recording"}
+        metrics["detection"] = {"skipped": f"no {topics.DETECTIONS.path} in the recording"}
 
     lines_gt_path = gt / "lines.json"
     if run.lines and lines_gt_path.is_file():
@@ -150,7 +149,7 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
         else:
             metrics["lines"] = {"error": "no frame matched GT"}
     else:
-        metrics["lines"] = {"skipped": "no /lkd/lines in the recording or no gt/lines.json"}
+        metrics["lines"] = {"skipped": f"no {topics.LINES.path} in the recording or no gt/lines.json"}
 
     tum = gt / "trajectory.tum"
     if len(run.odometry_poses) >= 3 and tum.is_file():
@@ -164,7 +163,7 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
             metrics["odometry"]["map"].pop("alignment", None)
         metrics["odometry"]["loop_closures"] = int(len(run.loop_closures))
     else:
-        metrics["odometry"] = {"skipped": "no /lkd/odometry in the recording or no gt/trajectory.tum"}
+        metrics["odometry"] = {"skipped": f"no {topics.ODOMETRY.path} in the recording or no gt/trajectory.tum"}
 
     nodes: dict[str, Any] = {}
     for node, (out_topic, in_topic) in NODE_IO.items():
@@ -272,7 +271,7 @@ def sample_frames(run: RecordedRun, bag: Path | None, count: int = 3) -> list[st
         return []
     wanted = {stamps[int(i)] for i in np.linspace(0, len(stamps) - 1, min(count, len(stamps)))}
     out = []
-    for stamp_ns, rgb in read_images(bag, "/camera/image_raw"):
+    for stamp_ns, rgb in read_images(bag, topics.IMAGE.path):
         if stamp_ns not in wanted:
             continue
         img = np.ascontiguousarray(rgb.copy())

@@ -16,18 +16,20 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from lkd_perception.common.se3 import quat_from_matrix
+from lkd_perception.io import topics
 from lkd_perception.io.codecs import CodecError
 from lkd_perception.io.typestore import build_message
 
 MessageMaker = Callable[..., Any]  # make(msgtype, **fields) -> message object
 
-DETECTION_ARRAY = "vision_msgs/msg/Detection2DArray"
-IMAGE_MARKER = "visualization_msgs/msg/ImageMarker"
-MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
-ODOMETRY = "nav_msgs/msg/Odometry"
-PATH = "nav_msgs/msg/Path"
-TF_MESSAGE = "tf2_msgs/msg/TFMessage"
-DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+# the message types of the outputs, from the topic table
+DETECTION_ARRAY = topics.DETECTIONS.msgtype
+IMAGE_MARKER = topics.LINE_MARKERS.msgtype
+MARKER_ARRAY = topics.LOOP_CLOSURES.msgtype
+ODOMETRY = topics.ODOMETRY.msgtype
+PATH = topics.PATH.msgtype
+TF_MESSAGE = topics.TF.msgtype
+DIAGNOSTIC_ARRAY = topics.DIAGNOSTICS.msgtype
 
 LINE_MARKER_RGBA = (1.0, 0.2, 0.1, 1.0)
 LOOP_MARKER_RGBA = (1.0, 0.1, 0.8, 1.0)
@@ -246,7 +248,7 @@ class OdometryOutputs:
         u = r.uncertainty
         out: list[tuple[str, Any]] = [
             (
-                "lkd/odometry",
+                topics.ODOMETRY.name,
                 odometry_msg(
                     make,
                     stamp,
@@ -263,7 +265,7 @@ class OdometryOutputs:
         if c.publish_tf:  # off when robot_localization / AMCL own the TF tree and fuse lkd/odometry
             out.append(
                 (
-                    "/tf",
+                    topics.TF.name,
                     tf_message(
                         make,
                         [
@@ -276,14 +278,13 @@ class OdometryOutputs:
         due = self._last_path_ns is None or r.stamp_ns - self._last_path_ns >= c.path_period_s * 1e9
         if r.loop_closures or (r.keyframe and due):
             stamps, poses = pipeline.map_path()
-            out.append(
-                ("lkd/path", path_msg(make, stamp, c.map_frame, [time_msg(make, int(s)) for s in stamps], list(poses)))
-            )
+            stamps_msg = [time_msg(make, int(s)) for s in stamps]
+            out.append((topics.PATH.name, path_msg(make, stamp, c.map_frame, stamps_msg, list(poses))))
             self._last_path_ns = r.stamp_ns
         if r.loop_closures:
             out.append(
                 (
-                    "lkd/loop_closures",
+                    topics.LOOP_CLOSURES.name,
                     loop_markers(make, stamp, c.map_frame, pipeline.keyframe_poses(), pipeline.loop_closures),
                 )
             )

@@ -17,6 +17,7 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from lkd_perception.common.errors import InputError
 from lkd_perception.io.codecs import (
     Cloud,
     CodecError,
@@ -107,10 +108,14 @@ def cloud_to_pointcloud2(cloud: Cloud, stamp: Time | None = None, frame_id: str 
 # writes them to a recording); here they get the rclpy classes.
 def ros_message(msgtype: str, **fields) -> object:
     """An rclpy message of ``pkg/msg/Name`` from keyword fields: the nodes' ``make`` for io.messages."""
-    return _message_class(msgtype)(**fields)
+    return message_class(msgtype)(**fields)
 
 
 @lru_cache(maxsize=None)
-def _message_class(msgtype: str) -> type:
+def message_class(msgtype: str) -> type:
+    """The rclpy class of ``pkg/msg/Name`` (InputError when this ROS environment lacks it)."""
     pkg, kind, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"message type {msgtype} is not available in this ROS environment") from exc

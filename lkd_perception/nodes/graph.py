@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from lkd_perception.io.topics import IMAGE, IMU, LIDAR, NODE_TOPICS, NodeTopics
+
 PACKAGE = "lkd_perception"
 
 
@@ -23,29 +25,29 @@ class NodeSpec:
     capability: str  # detection | lines | odometry: what a user switches on or off
     module: str  # python module that holds the node class
     class_name: str
-    inputs: tuple[str, ...] = ()  # topics it subscribes to (relative), so a replay can wait for it
-    outputs: tuple[str, ...] = ()  # per-frame topics it publishes (relative), so a recorder can wait for them
+
+    @property
+    def topics(self) -> NodeTopics:
+        """What the node reads and publishes, with message types (the one topic table, io.topics)."""
+        return NODE_TOPICS[self.name]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The topics it answers, as the node names them (relative): what launch arguments remap."""
+        return tuple(t.name for t in self.topics.inputs)
 
 
 GRAPH: tuple[NodeSpec, ...] = (
-    NodeSpec(
-        "detector_node", "detector_node", "detection", "lkd_perception.nodes.detector_node", "DetectorNode",
-        inputs=("camera/image_raw",), outputs=("lkd/detections",),
-    ),
-    NodeSpec(
-        "line_node", "line_node", "lines", "lkd_perception.nodes.line_node", "LineNode",
-        inputs=("camera/image_raw",), outputs=("lkd/lines", "lkd/lines/markers"),
-    ),
+    NodeSpec("detector_node", "detector_node", "detection", "lkd_perception.nodes.detector_node", "DetectorNode"),
+    NodeSpec("line_node", "line_node", "lines", "lkd_perception.nodes.line_node", "LineNode"),
     NodeSpec(
         "lidar_odometry_node", "lidar_odometry_node", "odometry",
         "lkd_perception.nodes.lidar_odometry_node", "LidarOdometryNode",
-        inputs=("lidar/points", "imu/data"), outputs=("lkd/odometry",),
     ),
 )
 
 #: launch argument -> the input topic it renames (the node's own, relative name; the default)
-TOPIC_ARGUMENTS: dict[str, str] = {"image_topic": "camera/image_raw", "lidar_topic": "lidar/points",
-                                   "imu_topic": "imu/data"}
+TOPIC_ARGUMENTS: dict[str, str] = {"image_topic": IMAGE.name, "lidar_topic": LIDAR.name, "imu_topic": IMU.name}
 
 #: rcl's log levels, for the ``log_level`` launch argument
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")

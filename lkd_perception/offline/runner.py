@@ -36,28 +36,27 @@ from lkd_perception.common.se3 import make_pose, matrix_from_quat
 from lkd_perception.io import messages as M
 from lkd_perception.io.bag import RELIABLE_QOS, BagWriter, bag_info, image_topic_in, read_messages, rgb_of, stamp_ns
 from lkd_perception.io.codecs import decode_pointcloud2
+from lkd_perception.io.topics import (
+    DETECTIONS,
+    DIAGNOSTICS,
+    IMAGE,
+    IMU,
+    LIDAR,
+    LINE_MARKERS,
+    LINES,
+    RECORDED,
+    TF_STATIC,
+)
 from lkd_perception.nodes.graph import default_config_path, select
 
-IMAGE_TOPIC = "/camera/image_raw"
-LIDAR_TOPIC = "/lidar/points"
-IMU_TOPIC = "/imu/data"
-TF_STATIC_TOPIC = "/tf_static"
+IMAGE_TOPIC = IMAGE.path
+LIDAR_TOPIC = LIDAR.path
+IMU_TOPIC = IMU.path
+TF_STATIC_TOPIC = TF_STATIC.path
 
 OUTPUTS_FILE = "outputs.mcap"
 SUMMARY_FILE = "run.json"
 
-# output topic (absolute, as the nodes publish without a namespace) -> message type (a topic not
-# listed is written with the type of its rosbags message)
-OUTPUT_TYPES: dict[str, str] = {
-    "/lkd/detections": M.DETECTION_ARRAY,
-    "/lkd/lines": M.DETECTION_ARRAY,
-    "/lkd/lines/markers": M.IMAGE_MARKER,
-    "/lkd/odometry": M.ODOMETRY,
-    "/lkd/path": M.PATH,
-    "/lkd/loop_closures": M.MARKER_ARRAY,
-    "/tf": M.TF_MESSAGE,
-    "/diagnostics": M.DIAGNOSTIC_ARRAY,
-}
 
 
 def config_classes() -> dict[str, type]:
@@ -141,7 +140,7 @@ class _Recorder:
 
     def write(self, topic: str, msg: Any, log_ns: int) -> None:
         topic = topic if topic.startswith("/") else "/" + topic
-        self.writer.write(topic, OUTPUT_TYPES.get(topic) or msg.__msgtype__, msg, log_ns, RELIABLE_QOS)
+        self.writer.write(topic, RECORDED.get(topic) or msg.__msgtype__, msg, log_ns, RELIABLE_QOS)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
 
@@ -277,7 +276,7 @@ def run_bag(
                         stats["detector_node"], log_ns, hdr_ns, lambda: M.detections_msg(make, st, fid, detector(rgb))
                     )
                     if r is not None:
-                        rec.write("lkd/detections", r[0], r[1])
+                        rec.write(DETECTIONS.name, r[0], r[1])
                         stats["detector_node"].outputs += 1
                 if lines is not None:
                     r = _timed(stats["line_node"], log_ns, hdr_ns, lambda: _line_messages(make, st, fid, lines, rgb))
@@ -325,7 +324,7 @@ def run_bag(
         end_ns = max([info.end_ns] + [s.busy_until_ns for s in stats.values()])
         report = list(stats.values()) + ([imu_stats] if imu_stats.inputs else [])
         if report:
-            rec.write("/diagnostics", _diagnostics(make, end_ns, report), end_ns)
+            rec.write(DIAGNOSTICS.name, _diagnostics(make, end_ns, report), end_ns)
     if on_progress:
         on_progress(total, total)
     result = RunResult(
@@ -349,6 +348,6 @@ def run_bag(
 def _line_messages(make, stamp: Any, frame_id: str, detector: Any, rgb: np.ndarray) -> list[tuple[str, Any]]:
     found = detector.detect(rgb)
     return [
-        ("lkd/lines", M.lines_msg(make, stamp, frame_id, found)),
-        ("lkd/lines/markers", M.line_marker(make, stamp, frame_id, found)),
+        (LINES.name, M.lines_msg(make, stamp, frame_id, found)),
+        (LINE_MARKERS.name, M.line_marker(make, stamp, frame_id, found)),
     ]

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from lkd_perception.nodes.dds import PROFILE_ENV, dds_environment, default_profile_path
-from lkd_perception.nodes.replay import NodeProcesses
+from lkd_perception.nodes.processes import NodeProcesses
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = {"d": "http://www.eprosima.com"}

@@ -15,8 +15,9 @@ from vision_msgs.msg import Detection2DArray
 from lkd_perception.common.errors import InputError
 from lkd_perception.io import messages
 from lkd_perception.nodes.conversions import image_to_numpy, ros_message
+from lkd_perception.nodes.player import ReplayProgress
 from lkd_perception.nodes.qos import sensor_qos
-from lkd_perception.nodes.replay import LATE_WARN_MS, ReplayProgress, ReplayResult, lateness_warning, run_replay
+from lkd_perception.nodes.replay import LATE_WARN_MS, ReplayResult, lateness_warning, run_replay
 
 N_FRAMES = 6
 T0_NS = 1_700_000_000_000_000_000
@@ -151,7 +152,7 @@ def test_player_lateness_statistics_and_warning():
 
 
 def test_player_window_plays_only_start_to_start_plus_duration(tmp_path, ros_ctx):
-    from lkd_perception.nodes.replay import BagPlayer
+    from lkd_perception.nodes.player import BagPlayer
 
     bag = tmp_path / "in.mcap"
     _write_bag(bag)  # frames every 50 ms
