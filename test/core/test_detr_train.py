@@ -46,7 +46,14 @@ def _cfg(**kw):
 
 def test_loader_normalises_boxes(data):
     assert data.images.shape == (6, 64, 64, 3) and data.class_names == TOY_CLASSES
-    assert all(b.shape[1] == 4 and (b >= 0).all() and (b <= 1).all() for b in data.boxes)
+    # normalised by each image's own size (the loader clips to [0, 1], so a range check could not fail): the
+    # sizes times the image's are the annotations' widths and heights in pixels
+    sizes: dict[int, list] = {}
+    for a in data.coco["annotations"]:
+        sizes.setdefault(a["image_id"], []).append(a["bbox"][2:])
+    for i, b, (w, h) in zip(data.image_ids, data.boxes, data.orig_sizes):
+        assert b.shape[1] == 4
+        np.testing.assert_allclose(sorted((b[:, 2:] * [w, h]).tolist()), sorted(sizes[int(i)]), atol=1e-3)
     for img, lab, box in zip(data.images, data.labels, data.boxes):
         cx, cy = box[-1, :2]   # the last object is drawn on top: its centre shows its class colour
         px = img[int(cy * 64), int(cx * 64)].astype(int)
