@@ -2,14 +2,12 @@
 
 rosbags' LATEST store knows the common_interfaces and tf2_msgs but not vision_msgs, whose
 definitions (vision_msgs 4.x, field for field) are registered here from message text, so
-Detection2DArray outputs can be recorded and replayed without a ROS install. Other types are
-read from the installed ROS packages when a recording asks for them (:func:`typestore_with`).
+Detection2DArray outputs can be recorded and replayed without a ROS install.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -52,7 +50,9 @@ _TF2_MSGS: dict[str, str] = {
 }
 
 
-def _new_store() -> Typestore:
+@lru_cache(maxsize=1)
+def typestore() -> Typestore:
+    """rosbags' latest ROS 2 store plus vision_msgs (and tf2_msgs where missing)."""
     store = get_typestore(Stores.LATEST)
     extra: dict[str, Any] = {}
     for name, text in {**_TF2_MSGS, **_VISION_MSGS}.items():
@@ -62,58 +62,19 @@ def _new_store() -> Typestore:
     return store
 
 
-@lru_cache(maxsize=1)
-def typestore() -> Typestore:
-    """rosbags' latest ROS 2 store plus vision_msgs (and tf2_msgs where missing)."""
-    return _new_store()
+def typestore_for(msgtypes: Iterable[str]) -> Typestore:
+    """:func:`typestore`, refusing (InputError) any of ``msgtypes`` it does not know: what a
+    recorder needs before it creates its output.
 
-
-def typestore_with(msgtypes: Iterable[str]) -> Typestore:
-    """:func:`typestore`, plus any of ``msgtypes`` it lacks (and the types they use), read from the
-    ``.msg`` files of the installed ROS packages through the ament index.
-
-    So a recording can hold any topic the ROS environment offers, not only the product's; the
-    shared store is left as it is (a new one gets the additions). A type no installed package
-    defines is an InputError.
+    It knows every message package the ROS wheels install (their definitions are rosbags' or, for
+    vision_msgs, ours), so no ``.msg`` file is read from a ROS installation.
     """
     store = typestore()
-    pending = [t for t in msgtypes if t not in store.fielddefs]
-    if not pending:
-        return store
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-    store = _new_store()
-    added: dict[str, Any] = {}
-    seen: set[str] = set()
-    while pending:
-        t = pending.pop()
-        if t in seen or t in store.fielddefs:
-            continue
-        seen.add(t)
-        pkg, _, name = t.split("/")
-        try:
-            text = (Path(get_package_share_directory(pkg)) / "msg" / f"{name}.msg").read_text()
-        except (PackageNotFoundError, OSError) as exc:
-            raise InputError(f"message type {t} is not available in this ROS environment") from exc
-        types = get_types_from_msg(text, t)
-        added.update(types)
-        for _, fields in types.values():
-            for _, desc in fields:
-                pending += [ref for ref in _references(desc) if ref not in store.fielddefs]
-    store.register(added)
+    unknown = sorted({t for t in msgtypes if t not in store.fielddefs})
+    if unknown:
+        raise InputError(f"message type(s) {unknown} cannot be recorded: no definition in {Stores.LATEST.name} "
+                         f"or vision_msgs")
     return store
-
-
-def _references(desc: Any) -> list[str]:
-    """The message types a field description refers to (``pkg/msg/Name``), inside arrays and sequences too."""
-    out = []
-    if isinstance(desc, tuple):
-        for d in desc:
-            if isinstance(d, str) and d.count("/") == 2:
-                out.append(d)
-            else:
-                out.extend(_references(d))
-    return out
 
 
 def _default(store: Typestore, node: tuple) -> Any:

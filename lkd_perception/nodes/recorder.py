@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.io.topics import RECORDED
-from lkd_perception.io.typestore import typestore_with
+from lkd_perception.io.typestore import typestore_for
 from lkd_perception.nodes.conversions import message_class
 from lkd_perception.nodes.qos import output_qos
 
@@ -23,14 +23,18 @@ class BagRecorder(Node):
     """Records topics to an mcap file; stamps are the recorder's clock (sim time in replays)."""
 
     def __init__(self, out: str | Path, topics: dict[str, str] | None = None, **kw) -> None:
-        super().__init__("lkd_recorder", **kw)
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        self.out = Path(out)
-        if self.out.exists():
-            raise InputError(f"{self.out} exists; choose a new output path")
-        self.topics = dict(topics or RECORDED)
-        store = typestore_with(self.topics.values())
+        # Refused before the node exists (an existing output, a type that cannot be recorded or
+        # subscribed to): one clear error, no half-built node left for the context to destroy.
+        out = Path(out)
+        if out.exists():
+            raise InputError(f"{out} exists; choose a new output path")
+        topics = dict(topics or RECORDED)
+        store = typestore_for(topics.values())
+        classes = {topic: message_class(msgtype) for topic, msgtype in topics.items()}
+        super().__init__("lkd_recorder", **kw)
+        self.out, self.topics = out, topics
         self._writer = Writer(self.out, version=8, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
         self._lock = threading.Lock()
@@ -38,7 +42,7 @@ class BagRecorder(Node):
         self._conns = {}
         for topic, msgtype in self.topics.items():
             self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
-            self.create_subscription(message_class(msgtype), topic, self._make_cb(topic), output_qos(100), raw=True)
+            self.create_subscription(classes[topic], topic, self._make_cb(topic), output_qos(100), raw=True)
 
     def _make_cb(self, topic: str) -> Callable[[bytes], None]:
         def cb(raw: bytes) -> None:

@@ -14,10 +14,18 @@ from vision_msgs.msg import Detection2DArray
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.io import messages
+from lkd_perception.io.topics import RECORDED
 from lkd_perception.nodes.conversions import image_to_numpy, ros_message
+from lkd_perception.nodes.graph import GRAPH
 from lkd_perception.nodes.player import ReplayProgress
 from lkd_perception.nodes.qos import sensor_qos
-from lkd_perception.nodes.replay import LATE_WARN_MS, ReplayResult, lateness_warning, run_replay
+from lkd_perception.nodes.replay import (
+    LATE_WARN_MS,
+    ReplayResult,
+    connections_needed,
+    lateness_warning,
+    run_replay,
+)
 
 N_FRAMES = 6
 T0_NS = 1_700_000_000_000_000_000
@@ -164,3 +172,28 @@ def test_player_window_plays_only_start_to_start_plus_duration(tmp_path, ros_ctx
             BagPlayer(bag, start_s=5.0, context=ros_ctx)
     finally:
         player.destroy_node()
+
+
+def test_replay_waits_for_one_subscriber_per_node_reading_a_topic_and_each_nodes_results():
+    """Two nodes read the camera: the bag must wait for both (one released it early and the other
+    lost its first frames); topics the bag or the recording lacks are not waited for."""
+    specs = list(GRAPH)
+    bag_topics = ["/camera/image_raw", "/lidar/points", "/tf_static"]  # a bag without IMU
+    subscribers, publishers = connections_needed(specs, bag_topics, ["/lkd/detections", "/lkd/odometry", "/tf"],
+                                                 wait_for=["/tf_static"])
+    assert subscribers == {"/camera/image_raw": 2, "/lidar/points": 1, "/tf_static": 1}
+    assert publishers == {"/lkd/detections": 1, "/lkd/odometry": 1}
+    only_lines = [s for s in GRAPH if s.name == "line_node"]
+    assert connections_needed(only_lines, bag_topics, RECORDED) == (
+        {"/camera/image_raw": 1}, {"/lkd/lines": 1, "/lkd/lines/markers": 1})
+
+
+def test_recorder_refuses_a_type_it_cannot_record_and_an_existing_output(tmp_path, ros_ctx):
+    from lkd_perception.nodes.recorder import BagRecorder
+
+    with pytest.raises(InputError, match="foo_msgs/msg/Bar"):
+        BagRecorder(tmp_path / "rec", topics={"/x": "foo_msgs/msg/Bar"}, context=ros_ctx)
+    assert not (tmp_path / "rec").exists()
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(InputError, match="exists"):
+        BagRecorder(tmp_path / "taken", context=ros_ctx)
