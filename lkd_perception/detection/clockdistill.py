@@ -43,6 +43,7 @@ from lkd_perception.common.errors import ConfigError
 from lkd_perception.detection.deimv2_decoder import DecoderOutput, DecoderQueries, inverse_sigmoid
 from lkd_perception.detection.deimv2_loss import deim_loss
 from lkd_perception.detection.deimv2_model import DEIMv2
+from lkd_perception.detection.distill import lcmd_masks
 from lkd_perception.detection.matcher import Targets, cxcywh_to_xyxy, paired_generalized_box_iou
 
 #: (dx, dy, scale) of each target-aware query relative to its box: the box itself, then four
@@ -64,39 +65,13 @@ class ClockWeights:
     tcld_giou: float = 2.0
 
 
-def location_masks(targets: list[Targets], h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """M (B,h,w): 1 in cells whose centre lies in a box (a box too small for any centre claims the
-    cell under its own centre); S (B,h,w): 1/cells of the smallest box covering the cell inside,
-    1/N_bg outside."""
-    m = torch.zeros(len(targets), h, w)
-    s = torch.zeros(len(targets), h, w)
-    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
-    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
-    for i, t in enumerate(targets):
-        for x1, y1, x2, y2 in cxcywh_to_xyxy(t.boxes.detach().float().cpu()).tolist():
-            rows = ((ys >= y1) & (ys <= y2)).nonzero().flatten()
-            cols = ((xs >= x1) & (xs <= x2)).nonzero().flatten()
-            if rows.numel() == 0 or cols.numel() == 0:
-                r = min(h - 1, max(0, int((y1 + y2) / 2 * h)))
-                c = min(w - 1, max(0, int((x1 + x2) / 2 * w)))
-                r0, r1, c0, c1 = r, r + 1, c, c + 1
-            else:
-                r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-            m[i, r0:r1, c0:c1] = 1.0
-            s[i, r0:r1, c0:c1] = s[i, r0:r1, c0:c1].clamp(min=1.0 / ((r1 - r0) * (c1 - c0)))
-        bg = m[i] == 0
-        if bg.any():
-            s[i][bg] = 1.0 / float(bg.sum())
-    return m, s
-
-
 def lcmd_loss(teacher_maps: list[torch.Tensor], student_maps: list[torch.Tensor], targets: list[Targets],
               fg: float, bg: float) -> torch.Tensor:
     """Sum over levels of fg*sum(M*S*d) + bg*sum((1-M)*S*d), d = channel-mean squared difference,
     mean over the batch. Maps are (B,C,H,W), the student's already at the teacher's width."""
     total = student_maps[0].sum() * 0.0
     for t, s_ in zip(teacher_maps, student_maps):
-        m, sc = location_masks(targets, t.shape[2], t.shape[3])
+        m, sc = lcmd_masks(targets, t.shape[2], t.shape[3])  # the DETR student's LCMD masks
         m, sc = m.to(t), sc.to(t)
         d = (t - s_).pow(2).mean(1)
         total = total + (fg * (m * sc * d).sum((1, 2)) + bg * ((1 - m) * sc * d).sum((1, 2))).mean()

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lkd_perception.detection.detr import MLP
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
@@ -26,22 +28,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.scale
-
-
-class MLP(nn.Module):
-    """Linear layers with SiLU between them (none after the last)."""
-
-    def __init__(self, cin: int, hidden: int, cout: int, layers: int) -> None:
-        super().__init__()
-        dims = [cin] + [hidden] * (layers - 1) + [cout]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.silu(x)
-        return x
 
 
 class SwiGLU(nn.Module):
@@ -142,7 +128,7 @@ class LQE(nn.Module):
     def __init__(self, reg_max: int, k: int = 4, hidden: int = 64) -> None:
         super().__init__()
         self.k, self.reg_max = k, reg_max
-        self.reg_conf = MLP(4 * (k + 1), hidden, 1, 2)
+        self.reg_conf = MLP(4 * (k + 1), hidden, 1, 2, F.silu)
 
     def forward(self, scores: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
         b, n, _ = corners.shape
@@ -224,11 +210,11 @@ class DEIMDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(hidden, heads, ffn, points) for _ in range(layers))
         self.lqe_layers = nn.ModuleList(LQE(reg_max) for _ in range(layers))
         self.enc_score_head = nn.Linear(hidden, num_classes)
-        self.enc_bbox_head = MLP(hidden, hidden, 4, 3)
-        self.query_pos_head = MLP(4, hidden, hidden, 3)
-        self.pre_bbox_head = MLP(hidden, hidden, 4, 3)
+        self.enc_bbox_head = MLP(hidden, hidden, 4, 3, F.silu)
+        self.query_pos_head = MLP(4, hidden, hidden, 3, F.silu)
+        self.pre_bbox_head = MLP(hidden, hidden, 4, 3, F.silu)
         self.dec_score_head = nn.ModuleList(nn.Linear(hidden, num_classes) for _ in range(layers))
-        self.dec_bbox_head = MLP(hidden, hidden, 4 * (reg_max + 1), 3)  # one head shared by every layer
+        self.dec_bbox_head = MLP(hidden, hidden, 4 * (reg_max + 1), 3, F.silu)  # one head shared by every layer
         self.register_buffer("project", weighting_function(reg_max, up, reg_scale), persistent=False)
 
     @staticmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -85,18 +86,21 @@ def grid_position(h: int, w: int, d_model: int, device: torch.device) -> torch.T
 
 
 class MLP(nn.Module):
-    """Linear layers with ReLU between them."""
+    """Linear layers with ``activation`` between them (none after the last): ReLU in our DETR,
+    SiLU in DEIMv2 (its published weights were trained with it)."""
 
-    def __init__(self, din: int, dhidden: int, dout: int, layers: int) -> None:
+    def __init__(self, din: int, dhidden: int, dout: int, layers: int,
+                 activation: Callable[[torch.Tensor], torch.Tensor] = F.relu) -> None:
         super().__init__()
         dims = [din] + [dhidden] * (layers - 1) + [dout]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
-                x = F.relu(x)
+                x = self.activation(x)
         return x
 
 

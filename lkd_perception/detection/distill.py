@@ -57,7 +57,7 @@ def lcmd_masks(targets: list[Targets], h: int, w: int) -> tuple[torch.Tensor, to
     ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
     xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
     for i, t in enumerate(targets):
-        for box in cxcywh_to_xyxy(t.boxes.float()):
+        for box in cxcywh_to_xyxy(t.boxes.detach().float().cpu()):  # masks are built on the CPU
             x1, y1, x2, y2 = box.tolist()
             rows = ((ys >= y1) & (ys <= y2)).nonzero().flatten()
             cols = ((xs >= x1) & (xs <= x2)).nonzero().flatten()

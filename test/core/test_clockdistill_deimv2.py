@@ -18,7 +18,6 @@ from lkd_perception.detection.clockdistill import (
     ClockDistiller,
     binary_kl,
     lcmd_loss,
-    location_masks,
     target_queries,
 )
 from lkd_perception.detection.deimv2_train import (
@@ -29,6 +28,7 @@ from lkd_perception.detection.deimv2_train import (
     train_loop,
     with_input_size,
 )
+from lkd_perception.detection.distill import lcmd_masks
 from lkd_perception.detection.matcher import Targets
 from lkd_perception.detection.preprocess import deimv2_resize
 from lkd_perception.detection.train_data import batch, load_detection_data
@@ -92,20 +92,20 @@ def test_each_loss_is_zero_when_the_student_is_the_teacher_and_positive_otherwis
 def test_masks_follow_the_boxes():
     # 8x8 grid; box covering cells columns 2..3, rows 4..6 (cell centres (k+0.5)/8)
     box = torch.tensor([[0.325, 0.6875, 0.25, 0.375]])  # cx, cy, w, h: x 0.2..0.45, y 0.5..0.875
-    m, s = location_masks([Targets(torch.tensor([0]), box)], 8, 8)
+    m, s = lcmd_masks([Targets(torch.tensor([0]), box)], 8, 8)
     inside = m[0].nonzero().tolist()
     assert sorted({r for r, _ in inside}) == [4, 5, 6] and sorted({c for _, c in inside}) == [2, 3]
     assert torch.isclose(s[0][m[0] == 1].sum(), torch.tensor(1.0))  # a box weighs 1 in total
     assert torch.isclose(s[0][m[0] == 0].sum(), torch.tensor(1.0))  # so does the background
     moved = box.clone()
     moved[0, 0] += 0.25  # two cells to the right
-    m2, _ = location_masks([Targets(torch.tensor([0]), moved)], 8, 8)
+    m2, _ = lcmd_masks([Targets(torch.tensor([0]), moved)], 8, 8)
     assert torch.equal(m2[0], torch.roll(m[0], 2, dims=1))
     # overlapping boxes: the smaller one's weight wins in the overlap; a tiny box claims its centre cell
     big = torch.tensor([[0.5, 0.5, 1.0, 1.0]])
     small = torch.tensor([[0.5625, 0.5625, 0.1, 0.1]])
     tiny = torch.tensor([[0.1, 0.1, 0.01, 0.01]])
-    m3, s3 = location_masks([Targets(torch.tensor([0, 1, 2]), torch.cat([big, small, tiny]))], 8, 8)
+    m3, s3 = lcmd_masks([Targets(torch.tensor([0, 1, 2]), torch.cat([big, small, tiny]))], 8, 8)
     assert float(s3[0, 4, 4]) == 1.0 and float(s3[0, 0, 0]) == 1.0 and float(s3[0, 7, 7]) == 1.0 / 64
     assert int(m3[0].sum()) == 64
 
