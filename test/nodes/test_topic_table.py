@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -37,6 +38,7 @@ def _graph_of(probe: Node, name: str) -> tuple[dict[str, str], set[str]]:
     return {t: ty for t, ty in pubs.items() if t not in own}, subs
 
 
+@pytest.mark.slow
 def test_every_node_publishes_and_reads_what_the_table_says(ros_ctx):
     assert set(NODE_TOPICS) == {s.name for s in GRAPH}
     proc = subprocess.Popen(
