@@ -21,6 +21,7 @@ import numpy as np
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.io.formats import read_ground_truth, read_rgb
 from lkd_perception.lines.synthetic import SyntheticImage
+from lkd_perception.sim.annotations import clip_segments
 
 
 def parse_sim_runs(text: str) -> list[tuple[str, int]]:
@@ -113,25 +114,6 @@ def labelled_images(gt_path: str | Path) -> list[SyntheticImage]:
             )
         out.append(SyntheticImage(rgb, gt.lines.astype(np.float32), np.zeros((0, 2), np.float32)))
     return out
-
-
-def clip_segments(
-    segments: np.ndarray, x0: float, y0: float, x1: float, y1: float, min_length: float = 6.0
-) -> np.ndarray:
-    """Segments clipped to the box [x0, x1] x [y0, y1] (Liang-Barsky), shorter ones dropped."""
-    seg = np.asarray(segments, np.float64).reshape(-1, 4)
-    a, d = seg[:, :2], seg[:, 2:] - seg[:, :2]
-    lo, hi = np.zeros(len(seg)), np.ones(len(seg))
-    ok = np.ones(len(seg), bool)
-    for p, q in ((-d[:, 0], a[:, 0] - x0), (d[:, 0], x1 - a[:, 0]), (-d[:, 1], a[:, 1] - y0), (d[:, 1], y1 - a[:, 1])):
-        par = np.abs(p) < 1e-12
-        ok &= ~(par & (q < 0))
-        r = np.where(par, 0.0, q / np.where(par, 1.0, p))
-        lo = np.where(~par & (p < 0), np.maximum(lo, r), lo)
-        hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
-    ok &= lo < hi
-    out = np.concatenate([a + lo[:, None] * d, a + hi[:, None] * d], axis=1)[ok]
-    return out[np.hypot(out[:, 2] - out[:, 0], out[:, 3] - out[:, 1]) >= min_length]
 
 
 class SimCrops:

@@ -174,7 +174,7 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     a, b = np.where((a[:, 2] < NEAR)[:, None], cut, a), np.where((b[:, 2] < NEAR)[:, None], cut, b)
     ua, ub = _project(K, a), _project(K, b)
     d = ub - ua
-    lo, hi, ok = _clip_to_image(ua, d, W, H)
+    lo, hi, ok = _clip_range(ua, d, -0.5, -0.5, W - 0.5, H - 0.5)
     length = np.linalg.norm(d, axis=1) * (hi - lo)
     ok &= length >= 2.0  # shorter pieces may still join others (see merge_collinear)
     if not ok.any():
@@ -205,20 +205,29 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     p0, p1 = uv[run_start[run_vis]], uv[run_end[run_vis]]
     out = merge_collinear(np.concatenate([p0, p1], axis=1))
     # a merged line spans its pieces' projections on one line: clip it to the image again
-    lo, hi, ok = _clip_to_image(out[:, :2], out[:, 2:] - out[:, :2], W, H)
-    out = np.concatenate([out[:, :2] + lo[:, None] * (out[:, 2:] - out[:, :2]),
-                          out[:, :2] + hi[:, None] * (out[:, 2:] - out[:, :2])], axis=1)[ok]
+    return clip_segments(out, -0.5, -0.5, W - 0.5, H - 0.5, min_length)
+
+
+def clip_segments(segments: np.ndarray, x0: float, y0: float, x1: float, y1: float,
+                  min_length: float = 6.0) -> np.ndarray:
+    """(N,4) segments clipped to the box [x0, x1] x [y0, y1]; those shorter than ``min_length``
+    afterwards are dropped (an image is [-0.5, W-0.5] x [-0.5, H-0.5] with pixel centres at integers)."""
+    seg = np.asarray(segments, np.float64).reshape(-1, 4)
+    a, d = seg[:, :2], seg[:, 2:] - seg[:, :2]
+    lo, hi, ok = _clip_range(a, d, x0, y0, x1, y1)
+    out = np.concatenate([a + lo[:, None] * d, a + hi[:, None] * d], axis=1)[ok]
     return out[np.linalg.norm(out[:, 2:] - out[:, :2], axis=1) >= min_length]
 
 
-def _clip_to_image(a: np.ndarray, d: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Liang-Barsky: the parameter range [lo, hi] of segments ``a + s d`` inside the image
-    [-0.5, W-0.5] x [-0.5, H-0.5], and whether any part is inside."""
+def _clip_range(a: np.ndarray, d: np.ndarray, x0: float, y0: float, x1: float,
+                y1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Liang-Barsky: the parameter range [lo, hi] of segments ``a + s d`` inside the box
+    [x0, x1] x [y0, y1], and whether any part is inside."""
     lo = np.zeros(len(a))
     hi = np.ones(len(a))
     ok = np.ones(len(a), bool)
-    for p, q in ((-d[:, 0], a[:, 0] + 0.5), (d[:, 0], W - 0.5 - a[:, 0]),
-                 (-d[:, 1], a[:, 1] + 0.5), (d[:, 1], H - 0.5 - a[:, 1])):
+    for p, q in ((-d[:, 0], a[:, 0] - x0), (d[:, 0], x1 - a[:, 0]),
+                 (-d[:, 1], a[:, 1] - y0), (d[:, 1], y1 - a[:, 1])):
         par = np.abs(p) < 1e-12
         ok &= ~(par & (q < 0))
         r = np.where(par, 0.0, q / np.where(par, 1.0, p))

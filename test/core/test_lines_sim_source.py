@@ -14,13 +14,13 @@ from lkd_perception.common.errors import InputError
 from lkd_perception.io.formats import read_ground_truth
 from lkd_perception.lines.sim_source import (
     SimCrops,
-    clip_segments,
     labelled_images,
     load_frames,
     render_sim_frames,
     save_frames,
 )
 from lkd_perception.lines.synthetic import SyntheticImage
+from lkd_perception.sim.annotations import clip_segments
 
 
 def test_clip_segments_hand_cases():
