@@ -27,7 +27,8 @@ def _load_config(path: str | None):
     if not path:
         return OdometryConfig()
     data = load_yaml(path)
-    values = node_parameters(data, "lidar_odometry_node") if any(isinstance(v, dict) for v in data.values()) else data
+    params_file = any(isinstance(v, dict) and "ros__parameters" in v for v in data.values())
+    values = node_parameters(data, "lidar_odometry_node") if params_file else data
     return from_dict(OdometryConfig, values, strict=False)
 
 

@@ -96,3 +96,20 @@ def test_odometry_on_a_simulated_bag(tmp_path, capsys):
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["matched_poses"] == 30
     assert m["ape_translation_m"]["rmse"] < 0.1
+
+
+def test_odometry_config_file_plain_or_parameter_file(tmp_path):
+    """``lkd odometry --config`` takes the OdometryConfig keys (a section as a nested mapping) or the
+    nodes' parameter file; both give the same config."""
+    from lkd_perception.commands.odometry import _load_config
+    from lkd_perception.odometry.config import KeyframeConfig, LoopConfig, OdometryConfig
+
+    plain = tmp_path / "odometry.yaml"
+    plain.write_text("voxel_size: 0.6\nloop:\n  enabled: false\n  min_age_s: 5.0\nkeyframe:\n  distance: 3.0\n")
+    params = tmp_path / "params.yaml"
+    params.write_text("/**/lidar_odometry_node:\n  ros__parameters:\n    voxel_size: 0.6\n"
+                      "    loop:\n      enabled: false\n      min_age_s: 5.0\n    keyframe:\n      distance: 3.0\n")
+    expected = OdometryConfig(voxel_size=0.6, loop=LoopConfig(enabled=False, min_age_s=5.0),
+                              keyframe=KeyframeConfig(distance=3.0))
+    assert _load_config(str(plain)) == expected
+    assert _load_config(str(params)) == expected
