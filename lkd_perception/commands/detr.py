@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 from lkd_perception.commands import Command, emit_json, parse_sets
@@ -25,7 +24,6 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, **forced: Any):
-
     from lkd_perception.common.config import from_dict, load_yaml
     from lkd_perception.detection.train_detr import DetrTrainConfig
 
@@ -39,31 +37,10 @@ def _config(args: argparse.Namespace, **forced: Any):
 
 
 def _train(args: argparse.Namespace, teacher_path: str | None) -> int:
-    from lkd_perception.common.config import to_dict
-    from lkd_perception.detection.flops import model_cost
-    from lkd_perception.detection.preprocess import plain_resize
-    from lkd_perception.detection.train_data import load_detection_data
-    from lkd_perception.detection.train_detr import (
-        evaluate_detr,
-        load_checkpoint,
-        save_checkpoint,
-        train_detr,
-    )
+    from lkd_perception.detection.train_detr import train_run
 
     forced = {"arch": args.arch} if getattr(args, "arch", None) else {}
-    cfg = _config(args, **forced)
-    teacher = load_checkpoint(teacher_path).model if teacher_path else None
-    data = load_detection_data(args.data, cfg.input_size, plain_resize, cfg.max_frames)
-    res = train_detr(cfg, data, teacher=teacher)
-    save_checkpoint(args.out, res.model, data.class_names, cfg.input_size, cfg)
-    cost = model_cost(res.model, cfg.input_size)
-    summary: dict[str, Any] = {"checkpoint": str(args.out), "config": to_dict(cfg), "frames": len(data.images),
-                               "params": cost.params, "gflops": cost.gflops,
-                               "train_seconds": res.history[-1]["seconds"] if res.history else 0.0,
-                               "final_losses": res.history[-1] if res.history else {}}
-    if args.val:
-        summary["val"] = evaluate_detr(res.model, load_detection_data(args.val, cfg.input_size, plain_resize))
-    emit_json(summary, args.json_out)
+    emit_json(train_run(_config(args, **forced), args.data, args.out, args.val, teacher_path), args.json_out)
     return 0
 
 
@@ -115,44 +92,13 @@ def _add_ablate(p: argparse.ArgumentParser) -> None:
 
 def _run_ablate(args: argparse.Namespace) -> int:
     """Student alone vs student + CLoCKDistill: same data, schedule and seed; mAP on --val."""
-    import torch
-
-    from lkd_perception.common.config import to_dict
     from lkd_perception.common.errors import ConfigError
-    from lkd_perception.detection.flops import model_cost
-    from lkd_perception.detection.preprocess import plain_resize
-    from lkd_perception.detection.train_data import load_detection_data
-    from lkd_perception.detection.train_detr import (
-        evaluate_detr,
-        load_checkpoint,
-        save_checkpoint,
-        train_detr,
-    )
+    from lkd_perception.detection.train_detr import ablate_clockdistill
 
     if not args.val:
         raise ConfigError("lkd ablate detr needs --val (held-out frames)")
-    cfg = _config(args, arch="student")
-    teacher = load_checkpoint(args.teacher)
-    if teacher.input_size != cfg.input_size:
-        raise ConfigError(f"teacher was trained at {teacher.input_size} px, the students at {cfg.input_size}")
-    data = load_detection_data(args.data, cfg.input_size, plain_resize, cfg.max_frames)
-    val = load_detection_data(args.val, cfg.input_size, plain_resize)
-    out_dir = Path(args.out_dir)
-    t_cost = model_cost(teacher.model, cfg.input_size)
-    result: dict[str, Any] = {"config": to_dict(cfg), "train_frames": len(data.images), "val_frames": len(val.images),
-                              "teacher": {"checkpoint": args.teacher, "params": t_cost.params, "gflops": t_cost.gflops,
-                                          "val": evaluate_detr(teacher.model, val)}}
-    for name, tch in (("student", None), ("student_clockdistill", teacher.model)):
-        torch.manual_seed(cfg.seed)
-        res = train_detr(cfg, data, teacher=tch)
-        save_checkpoint(out_dir / f"{name}.pt", res.model, data.class_names, cfg.input_size, cfg)
-        cost = model_cost(res.model, cfg.input_size)
-        result[name] = {"checkpoint": str(out_dir / f"{name}.pt"), "params": cost.params, "gflops": cost.gflops,
-                        "train_seconds": res.history[-1]["seconds"], "val": evaluate_detr(res.model, val)}
-        _log.info("%s: %s", name, result[name]["val"])
-    result["delta_mAP50_95"] = result["student_clockdistill"]["val"]["mAP50-95"] - result["student"]["val"]["mAP50-95"]
-    result["student_over_teacher_gflops"] = result["student"]["gflops"] / t_cost.gflops
-    emit_json(result, args.json_out)
+    emit_json(ablate_clockdistill(_config(args, arch="student"), args.data, args.val, args.teacher, args.out_dir),
+              args.json_out)
     return 0
 
 

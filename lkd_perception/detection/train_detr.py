@@ -24,7 +24,8 @@ from lkd_perception.detection.detr import ARCHS, Detr, DetrArch, freeze_batchnor
 from lkd_perception.detection.detr_loss import LossWeights, denoising_loss, detection_loss, noised_targets, pad_targets
 from lkd_perception.detection.distill import CLoCKDistill, DistillWeights
 from lkd_perception.detection.matcher import Targets
-from lkd_perception.detection.train_data import DetectionData, batch, coco_result, image_batches
+from lkd_perception.detection.preprocess import plain_resize
+from lkd_perception.detection.train_data import DetectionData, batch, coco_result, image_batches, load_detection_data
 from lkd_perception.eval.detection import evaluate_detections
 
 _log = logging.getLogger(__name__)
@@ -301,3 +302,52 @@ def load_checkpoint(path: str | Path) -> LoadedDetr:
         raise ModelError(f"{p}: not a DETR checkpoint ({exc})") from exc
     model.eval()
     return LoadedDetr(model, list(ck["class_names"]), int(ck["input_size"]), dict(ck.get("config", {})))
+
+
+def train_run(cfg: DetrTrainConfig, data_path: str | Path, out: str | Path, val_path: str | Path | None = None,
+              teacher_path: str | Path | None = None) -> dict[str, Any]:
+    """``lkd train detr`` / ``lkd distill detr``: train on a COCO folder (with CLoCKDistill from
+    the teacher checkpoint when given), save the checkpoint, and summarise cost, losses and mAP."""
+    from lkd_perception.detection.flops import model_cost
+
+    teacher = load_checkpoint(teacher_path).model if teacher_path else None
+    data = load_detection_data(data_path, cfg.input_size, plain_resize, cfg.max_frames)
+    res = train_detr(cfg, data, teacher=teacher)
+    save_checkpoint(out, res.model, data.class_names, cfg.input_size, cfg)
+    cost = model_cost(res.model, cfg.input_size)
+    summary: dict[str, Any] = {"checkpoint": str(out), "config": to_dict(cfg), "frames": len(data.images),
+                               "params": cost.params, "gflops": cost.gflops,
+                               "train_seconds": res.history[-1]["seconds"] if res.history else 0.0,
+                               "final_losses": res.history[-1] if res.history else {}}
+    if val_path:
+        summary["val"] = evaluate_detr(res.model, load_detection_data(val_path, cfg.input_size, plain_resize))
+    return summary
+
+
+def ablate_clockdistill(cfg: DetrTrainConfig, data_path: str | Path, val_path: str | Path,
+                        teacher_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """``lkd ablate detr``: the student trained alone and with CLoCKDistill from the teacher, same
+    data, schedule and seed, both saved in ``out_dir`` and evaluated on the held-out set."""
+    from lkd_perception.detection.flops import model_cost
+
+    teacher = load_checkpoint(teacher_path)
+    if teacher.input_size != cfg.input_size:
+        raise ConfigError(f"teacher was trained at {teacher.input_size} px, the students at {cfg.input_size}")
+    data = load_detection_data(data_path, cfg.input_size, plain_resize, cfg.max_frames)
+    val = load_detection_data(val_path, cfg.input_size, plain_resize)
+    out_dir = Path(out_dir)
+    t_cost = model_cost(teacher.model, cfg.input_size)
+    result: dict[str, Any] = {"config": to_dict(cfg), "train_frames": len(data.images), "val_frames": len(val.images),
+                              "teacher": {"checkpoint": str(teacher_path), "params": t_cost.params,
+                                          "gflops": t_cost.gflops, "val": evaluate_detr(teacher.model, val)}}
+    for name, tch in (("student", None), ("student_clockdistill", teacher.model)):
+        torch.manual_seed(cfg.seed)
+        res = train_detr(cfg, data, teacher=tch)
+        save_checkpoint(out_dir / f"{name}.pt", res.model, data.class_names, cfg.input_size, cfg)
+        cost = model_cost(res.model, cfg.input_size)
+        result[name] = {"checkpoint": str(out_dir / f"{name}.pt"), "params": cost.params, "gflops": cost.gflops,
+                        "train_seconds": res.history[-1]["seconds"], "val": evaluate_detr(res.model, val)}
+        _log.info("%s: %s", name, result[name]["val"])
+    result["delta_mAP50_95"] = result["student_clockdistill"]["val"]["mAP50-95"] - result["student"]["val"]["mAP50-95"]
+    result["student_over_teacher_gflops"] = result["student"]["gflops"] / t_cost.gflops
+    return result

@@ -178,3 +178,29 @@ def test_errors(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.slow
+def test_train_and_ablate_commands(tmp_path):
+    """lkd train detr writes a teacher; lkd ablate detr trains the student alone and with
+    CLoCKDistill from it, saves both and reports the difference of their held-out mAP."""
+    import json
+
+    from lkd_perception.cli import main
+
+    write_toy_coco(tmp_path / "train", frames=4, seed=0, width=96, height=80)
+    write_toy_coco(tmp_path / "val", frames=2, seed=1, width=96, height=80)
+    small = ["--set", "input_size=256", "--set", "epochs=1", "--set", "batch_size=4", "--set", "warmup_iters=0"]
+    data = ["--data", str(tmp_path / "train"), "--val", str(tmp_path / "val")]
+    assert main(["train", "detr", *data, *small, "--arch", "teacher", "--out", str(tmp_path / "teacher.pt"),
+                 "--json-out", str(tmp_path / "teacher.json")]) == 0
+    teacher = json.loads((tmp_path / "teacher.json").read_text())
+    assert teacher["frames"] == 4 and teacher["config"]["arch"] == "teacher" and "mAP50-95" in teacher["val"]
+    assert main(["ablate", "detr", *data, *small, "--teacher", str(tmp_path / "teacher.pt"),
+                 "--out-dir", str(tmp_path / "ab"), "--json-out", str(tmp_path / "ab.json")]) == 0
+    ab = json.loads((tmp_path / "ab.json").read_text())
+    assert (tmp_path / "ab" / "student.pt").is_file() and (tmp_path / "ab" / "student_clockdistill.pt").is_file()
+    assert ab["delta_mAP50_95"] == ab["student_clockdistill"]["val"]["mAP50-95"] - ab["student"]["val"]["mAP50-95"]
+    assert ab["teacher"]["val"] == teacher["val"] and ab["student"]["gflops"] < ab["teacher"]["gflops"]
+    assert main(["ablate", "detr", "--data", str(tmp_path / "train"), *small, "--teacher",
+                 str(tmp_path / "teacher.pt"), "--out-dir", str(tmp_path / "ab2")]) == 2  # no --val
