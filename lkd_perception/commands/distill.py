@@ -42,36 +42,6 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _validator(gt: str, width: int, height: int, tmp: Path):
-    """Scores a snapshot on labelled photographs through the run-time detector and grouping."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    from lkd_perception.eval.lines import evaluate_lines
-    from lkd_perception.lines.config import LineConfig
-    from lkd_perception.lines.export import export_onnx
-    from lkd_perception.lines.runtime import LineDetector
-    from lkd_perception.lines.sim_source import labelled_images
-
-    images = labelled_images(gt)
-
-    def score(step: int, net) -> dict:
-        # scored as it will be exported: without the endpoint refinement, which is calibrated to our
-        # simulator targets; the teacher's heat (and so the student's) runs past the ends
-        path = export_onnx(net.eval(), tmp / "val_student.onnx", width, height, {"endpoint_refinement": "none"})
-        det = LineDetector(replace(LineConfig(), model_path=str(path), input_width=width, input_height=height))
-        preds = []
-        for im in images:
-            found = det.detect(im.rgb)
-            preds.append(np.concatenate([found.segments, found.scores[:, None]], axis=1))
-        m = evaluate_lines(preds, [im.segments for im in images], [(im.rgb.shape[1], im.rgb.shape[0]) for im in images])
-        log.info("step %d validation sAP10 %.1f F^H %.1f", step, m.sap10, m.f_h)
-        return {"val_sap10": round(m.sap10, 2), "val_f_h": round(m.f_h, 2)}
-
-    return score
-
-
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -85,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         make_teacher_maps,
         net_from_onnx,
         save_teacher_maps,
+        snapshot_validator,
     )
     from lkd_perception.lines.lsdnet import LSDNet, parse_widths
     from lkd_perception.lines.photo_corpus import read_corpus
@@ -144,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         snapshot_every=args.snapshot_every,
     )
-    validate = _validator(args.val, width, height, out) if args.val else None
+    validate = snapshot_validator(args.val, width, height, out) if args.val else None
     last = None
     for entry in distill(settings, net, maps, out, sim, progress=not args.no_progress, on_snapshot=validate):
         last = entry

@@ -167,6 +167,17 @@ def _time_per_frame(det: Any, frames: Sequence[np.ndarray], repeats: int) -> flo
     return sw.elapsed / (repeats * len(frames))
 
 
+def evaluate_detector(det: Any, images: Sequence[SyntheticImage]) -> LineMetrics:
+    """sAP and F^H of a detector (``.detect(rgb) -> LineSegments``) on labelled images, each
+    scored at its own size."""
+    preds = []
+    for scene in images:
+        found = det.detect(scene.rgb)
+        preds.append(np.concatenate([found.segments, found.scores[:, None]], axis=1))
+    sizes = [(s.rgb.shape[1], s.rgb.shape[0]) for s in images]
+    return evaluate_lines(preds, [s.segments for s in images], sizes)
+
+
 def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repeats: int = 1) -> MethodResult:
     """Run one method in this process: metrics at the images' size; end-to-end time per frame on
     the held-out images as they are (key ``"heldout"``: the photographs' own sizes for a labelled
@@ -175,12 +186,7 @@ def measure(method: str, cfg: LineConfig, images: Sequence[SyntheticImage], repe
         det = make_detector(method, cfg)
     except ConfigError as exc:
         return MethodResult(method, False, None, {}, {}, peak_rss_mb(), note=str(exc))
-    preds = []
-    for scene in images:
-        found = det.detect(scene.rgb)
-        preds.append(np.concatenate([found.segments, found.scores[:, None]], axis=1))
-    sizes = [(s.rgb.shape[1], s.rgb.shape[0]) for s in images]
-    metrics = evaluate_lines(preds, [s.segments for s in images], sizes)
+    metrics = evaluate_detector(det, images)
     fps, ms = {}, {}
     runs = [("heldout", [s.rgb for s in images])]
     runs += [(f"{w}x{h}", [cv2.resize(s.rgb, (w, h), interpolation=cv2.INTER_AREA) for s in images])

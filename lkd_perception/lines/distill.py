@@ -25,6 +25,7 @@ Simulator crops use :func:`~lkd_perception.lines.train.line_loss` on their exact
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -42,6 +43,8 @@ from lkd_perception.lines.lsdnet import LSDNet
 from lkd_perception.lines.runtime import resize_for_network
 from lkd_perception.lines.synthetic import augment
 from lkd_perception.lines.train import ImageSource, line_loss, make_batch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -393,3 +396,29 @@ def net_from_onnx(path: str | Path) -> LSDNet:
         raise ModelError(f"{p}: weights missing from the graph: {sorted(missing)[:5]}")
     net.load_state_dict({k: weights[k] for k in net.state_dict()})
     return net
+
+
+def snapshot_validator(gt_path: str | Path, width: int, height: int,
+                       tmp: str | Path) -> Callable[[int, LSDNet], dict]:
+    """``on_snapshot`` for :func:`distill`: scores a snapshot on labelled photographs through the
+    run-time detector and grouping, exported as it will ship."""
+    from dataclasses import replace
+
+    from lkd_perception.lines.bench import evaluate_detector
+    from lkd_perception.lines.config import LineConfig
+    from lkd_perception.lines.export import export_onnx
+    from lkd_perception.lines.runtime import LineDetector
+    from lkd_perception.lines.sim_source import labelled_images
+
+    images = labelled_images(gt_path)
+
+    def score(step: int, net: LSDNet) -> dict:
+        # scored as it will be exported: without the endpoint refinement, which is calibrated to our
+        # simulator targets; the teacher's heat (and so the student's) runs past the ends
+        path = export_onnx(net.eval(), Path(tmp) / "val_student.onnx", width, height, {"endpoint_refinement": "none"})
+        det = LineDetector(replace(LineConfig(), model_path=str(path), input_width=width, input_height=height))
+        m = evaluate_detector(det, images)
+        log.info("step %d validation sAP10 %.1f F^H %.1f", step, m.sap10, m.f_h)
+        return {"val_sap10": round(m.sap10, 2), "val_f_h": round(m.f_h, 2)}
+
+    return score

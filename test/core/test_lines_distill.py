@@ -128,9 +128,16 @@ def test_two_steps_lower_the_loss_and_the_checkpoint_resumes(tmp_path):
         l1 = float(distill_loss(after(batch.image), batch.heat, batch.cos2, batch.sin2))
     assert l1 < l0
     # the command resumes from the checkpoint: steps 3 and 4 only, from the saved weights
-    assert main([*base, "--out", str(out), "--steps", "4"]) == 0
+    # (with --val: the snapshot at step 4 is scored on labelled photographs as it will be exported)
+    val_gt = ROOT / "test" / "fixtures" / "lines_real_val" / "gt.json"
+    assert main([*base, "--out", str(out), "--steps", "4", "--val", str(val_gt)]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4] and all(math.isfinite(r["loss"]) for r in records)
+    assert "val_sap10" not in records[0]
+    from lkd_perception.lines.distill import snapshot_validator
+
+    again = snapshot_validator(val_gt, 96, 64, tmp_path)(4, load_checkpoint(out / "snapshots" / "step_000004.pt"))
+    assert {k: records[1][k] for k in again} == again  # the logged scores are the snapshot's own
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
     # the checkpoint exports; the distilled model is marked to skip our endpoint refinement
     onnx_path = tmp_path / "student.onnx"
