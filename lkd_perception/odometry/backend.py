@@ -68,7 +68,7 @@ class BackEnd:
         self.graph = PoseGraph()
         self.detector = loops if loops is not None else LoopDetector(config)
         self.loop_closures: list[LoopClosure] = []
-        self._odom_poses: list[np.ndarray] = []  # keyframe id -> T_odom_base
+        self._kf_pose: np.ndarray | None = None  # T_odom_base of the newest keyframe
         self._map_T_odom = np.eye(4)
         self._anchors = _AnchorLog()  # every scan: stamp, keyframe id, T_kf_scan
 
@@ -84,9 +84,9 @@ class BackEnd:
 
     def wants_keyframe(self, pose: np.ndarray) -> bool:
         """Whether a scan at odometry pose ``pose`` is far enough (distance or angle) from the last keyframe."""
-        if not self._odom_poses:
+        if self._kf_pose is None:
             return True
-        d = pose_inverse(self._odom_poses[-1]) @ pose
+        d = pose_inverse(self._kf_pose) @ pose
         k = self.config.keyframe
         return bool(np.linalg.norm(d[:3, 3]) >= k.distance or rotation_angle(d[:3, :3]) >= k.angle)
 
@@ -103,24 +103,29 @@ class BackEnd:
         features and ring-sector descriptor: a graph variable, tied to the previous keyframe by
         the odometry between them with ``sigmas`` (rotation rad, translation m; default
         ``keyframe.sigma_*``), and the graph solved."""
-        kid = len(self._odom_poses)
-        sigma_rot, sigma_trans = sigmas or (self.config.keyframe.sigma_rot, self.config.keyframe.sigma_trans)
+        k = self.config.keyframe
+        kid = len(self.keyframes)
+        sigma_rot, sigma_trans = sigmas or (k.sigma_rot, k.sigma_trans)
         self.graph.add_variable(kid, self._map_T_odom @ pose)
-        if kid == 0:
+        if self._kf_pose is None:
             self.graph.fix_variable(0, pose)
         else:
-            self.graph.add_factor(kid - 1, kid, pose_inverse(self._odom_poses[-1]) @ pose, sigma_rot, sigma_trans)
-        self._odom_poses.append(pose.copy())
+            self.graph.add_factor(kid - 1, kid, pose_inverse(self._kf_pose) @ pose, sigma_rot, sigma_trans)
+        self._kf_pose = pose.copy()
         kf = Keyframe.create(kid, int(stamp_ns), cloud, features, polar)
         self.detector.add(kf)
         self.graph.optimize()
+        if k.graph_window and self.graph.live_variables >= k.graph_window + max(k.graph_window // 2, 1):
+            self.graph.retire(kid + 1 - k.graph_window)
         self._map_T_odom = self.graph.estimate(kid) @ pose_inverse(pose)
         return kf
 
     def close_loops(self, kf: Keyframe) -> tuple[LoopClosure, ...]:
-        """Search and verify a loop for the newest keyframe ``kf``; an accepted one becomes a
-        (robust) loop factor, the graph is solved again and ``map_T_odom`` follows. Rests for
-        ``loop.cooldown_keyframes`` keyframes after an accepted loop."""
+        """Search and verify a loop for the newest keyframe ``kf`` (what :meth:`add_keyframe` just
+        returned); an accepted one becomes a (robust) loop factor, the graph is solved again and
+        ``map_T_odom`` follows. Rests for ``loop.cooldown_keyframes`` keyframes after an accepted loop."""
+        if kf.id != len(self.keyframes) - 1:
+            raise InputError(f"loops are closed for the newest keyframe ({len(self.keyframes) - 1}), not {kf.id}")
         c = self.config.loop
         cooling = self.loop_closures and kf.id - self.loop_closures[-1].to_id <= c.cooldown_keyframes
         if not c.enabled or kf.id == 0 or cooling:
@@ -131,7 +136,7 @@ class BackEnd:
         self.graph.add_factor(loop.from_id, loop.to_id, loop.T_from_to, c.sigma_rot, c.sigma_trans, c.robust_kernel)
         self.graph.optimize(relinearize_all=True)
         self.loop_closures.append(loop)
-        self._map_T_odom = self.graph.estimate(kf.id) @ pose_inverse(self._odom_poses[kf.id])
+        self._map_T_odom = self.graph.estimate(kf.id) @ pose_inverse(self._kf_pose)  # type: ignore[arg-type]
         return (loop,)
 
     def set_cloud(self, kid: int, cloud: np.ndarray) -> None:
@@ -142,10 +147,9 @@ class BackEnd:
 
     def anchor(self, stamp_ns: int, pose: np.ndarray) -> None:
         """Record an accepted scan relative to the newest keyframe, for :meth:`trajectory`."""
-        kid = len(self._odom_poses) - 1
-        if kid < 0:
+        if self._kf_pose is None:
             raise InputError("no keyframe yet to anchor a scan to")
-        self._anchors.append(int(stamp_ns), kid, pose_inverse(self._odom_poses[kid]) @ pose)
+        self._anchors.append(int(stamp_ns), len(self.keyframes) - 1, pose_inverse(self._kf_pose) @ pose)
 
     def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
         """Stamps (N,) and T_map_base (N, 4, 4) of every anchored scan, each at its keyframe's
@@ -176,7 +180,7 @@ class BackEnd:
     def latest_keyframe(self) -> tuple[int, np.ndarray, np.ndarray]:
         """Stamp, T_map_base and its 6x6 covariance (ROS order, map axes; GTSAM marginal) of the
         newest keyframe: the map pose with the uncertainty the pose graph assigns it."""
-        kid = len(self._odom_poses) - 1
+        kid = len(self.keyframes) - 1
         if kid < 0:
             raise InputError("no keyframe yet")
         return int(self.keyframes.stamps[kid]), self.graph.estimate(kid), self.graph.marginal_covariance(kid)

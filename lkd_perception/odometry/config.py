@@ -49,6 +49,15 @@ class KeyframeConfig:
     )
     sigma_rot: float = param(0.01, "Odometry factor rotation sigma (rad).", lo=1e-6, hi=10.0)
     sigma_trans: float = param(0.05, "Odometry factor translation sigma (m).", lo=1e-6, hi=100.0)
+    graph_window: int = param(
+        0,
+        "Newest keyframes kept as pose-graph variables; older ones are fixed at their estimate and leave the "
+        "graph (in batches of half the window), so its memory stays bounded on all-day drives while loops to "
+        "them are still found and pull the live keyframes. 0 = keep every keyframe in the graph.",
+        lo=0,
+        hi=10_000_000,
+        read_only=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,21 @@ keyframes), and a revisit yields a loop at almost every keyframe. Only a loop th
 with the current estimate needs it: a loop whose whitened error there is within the
 chi-square gate (99 %, 6 dof) is already what the graph believes, so it is added to iSAM2
 incrementally with its robust kernel, and the next global solve re-judges it with the rest.
+
+Bounded memory: iSAM2's factorisation grows with every keyframe (about 14 MB per km with loop
+fill-in), which an all-day drive cannot afford. :meth:`PoseGraph.retire` takes the oldest
+variables out of iSAM2 and fixes them at their current estimate. The oldest live variable gets a
+prior with its marginal covariance in place of its odometry link to the retired chain, so the
+live part keeps the uncertainty the drift gave it; any other factor between a retired and a live
+variable (a loop) becomes a prior on the live one (conditioning on the retired pose). A loop to
+an old place then still pulls the live part there, while the retired part no longer moves.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gtsam
 import numpy as np
@@ -39,6 +47,13 @@ WEAK_PRIOR_SIGMA_ROT = 1.0
 WEAK_PRIOR_SIGMA_TRANS = 10.0
 
 log = logging.getLogger(__name__)
+
+
+def _inverse(T: np.ndarray) -> np.ndarray:
+    out = np.eye(4)
+    out[:3, :3] = T[:3, :3].T
+    out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
+    return out
 
 
 def _sigmas(sigma_rot: float, sigma_trans: float) -> gtsam.noiseModel.Diagonal:
@@ -61,21 +76,41 @@ def _robust(base: gtsam.noiseModel.Base, robust: str) -> gtsam.noiseModel.Base:
 
 @dataclass(frozen=True)
 class _Between:
+    """A relative-pose factor; with ``anchor`` (the fixed pose of a retired ``key_from``) a prior
+    on ``key_to`` at ``anchor @ T``."""
+
     key_from: int
     key_to: int
     T: np.ndarray
     sigma_rot: float
     sigma_trans: float
     robust: str
+    anchor: np.ndarray | None = None
 
-    def factor(self, with_kernel: bool) -> gtsam.BetweenFactorPose3:
+    def factor(self, with_kernel: bool) -> gtsam.NonlinearFactor:
         noise = _sigmas(self.sigma_rot, self.sigma_trans)
+        model = _robust(noise, self.robust) if with_kernel else noise
+        if self.anchor is not None:
+            pose = gtsam.Pose3(self.anchor @ self.T)
+            return gtsam.PriorFactorPose3(gtsam.symbol_shorthand.X(self.key_to), pose, model)
         return gtsam.BetweenFactorPose3(
-            gtsam.symbol_shorthand.X(self.key_from),
-            gtsam.symbol_shorthand.X(self.key_to),
-            gtsam.Pose3(self.T),
-            _robust(noise, self.robust) if with_kernel else noise,
+            gtsam.symbol_shorthand.X(self.key_from), gtsam.symbol_shorthand.X(self.key_to), gtsam.Pose3(self.T), model
         )
+
+    def anchored(self, retired: Mapping[int, np.ndarray]) -> "_Between | None":
+        """This factor with its retired end fixed (a prior on the live end), None when both ends
+        are retired. A retired ``key_to`` swaps the ends: the inverse relative pose, with the same
+        rotation and translation sigmas (equal per axis, so nearly the same noise)."""
+        if self.anchor is not None:
+            return None if self.key_to in retired else self
+        if self.key_from in retired and self.key_to in retired:
+            return None
+        if self.key_from in retired:
+            return replace(self, anchor=retired[self.key_from].copy())
+        if self.key_to in retired:
+            return _Between(self.key_to, self.key_from, _inverse(self.T), self.sigma_rot, self.sigma_trans,
+                            self.robust, retired[self.key_to].copy())
+        return self
 
 
 class PoseGraph:
@@ -97,6 +132,7 @@ class PoseGraph:
         self._rejected: set[int] = set()  # indices into _betweens
         self._estimate: gtsam.Values | None = None
         self._keys: set[int] = set()
+        self._retired: dict[int, np.ndarray] = {}  # key -> fixed T_map_body, out of iSAM2
         self._pending_loops: list[_Between] = []  # loop factors added since the last optimize()
         self.global_solves = 0  # GNC runs (for diagnostics and tests)
         self.restarts = 0  # rebuilds after a failed iSAM2 update (see _restart)
@@ -136,6 +172,9 @@ class PoseGraph:
         self._require(key_to)
         _robust(_sigmas(sigma_rot, sigma_trans), robust)  # validates the kernel name
         b = _Between(key_from, key_to, np.asarray(T_from_to, dtype=float).copy(), sigma_rot, sigma_trans, robust)
+        b = b.anchored(self._retired)  # type: ignore[assignment]
+        if b is None:
+            raise InputError(f"pose graph variables {key_from} and {key_to} are both retired")
         self._betweens.append(b)
         self._new_factors.add(b.factor(with_kernel=True))
         if robust != "none":
@@ -219,9 +258,10 @@ class PoseGraph:
         """Whether a factor's whitened error at the current estimate is within the chi-square gate."""
         est = self._estimate
         kf, kt = gtsam.symbol_shorthand.X(b.key_from), gtsam.symbol_shorthand.X(b.key_to)
-        if est is None or not (est.exists(kf) and est.exists(kt)):
+        if est is None or not est.exists(kt) or (b.anchor is None and not est.exists(kf)):
             return False
-        rel = est.atPose3(kf).between(est.atPose3(kt))
+        start = gtsam.Pose3(b.anchor) if b.anchor is not None else est.atPose3(kf)
+        rel = start.between(est.atPose3(kt))
         err = gtsam.Pose3.Logmap(gtsam.Pose3(b.T).between(rel))  # rotation then translation
         w = err / np.array([b.sigma_rot] * 3 + [b.sigma_trans] * 3)
         return bool(w @ w <= CHI2_6DOF_99)
@@ -254,8 +294,69 @@ class PoseGraph:
         """(from, to) of loop factors the last global solve rejected as outliers."""
         return [(self._betweens[i].key_from, self._betweens[i].key_to) for i in sorted(self._rejected)]
 
+    def retire(self, below: int) -> int:
+        """Fix every variable with a key below ``below`` at its current estimate and take it out
+        of iSAM2 (see the module doc): the memory and time of the graph then depend on the live
+        variables only. Factors between retired variables go, a factor with one retired end
+        becomes a prior on the other. Call after :meth:`optimize`; returns how many retired."""
+        if self._estimate is None or self._new_factors.size() or self._new_values.size():
+            raise InputError("retire() needs an optimised graph with nothing pending; call optimize() first")
+        keys = sorted(k for k in self._keys if k < below and k not in self._retired)
+        if not keys:
+            return 0
+        if not any(k >= below for k in self._keys):
+            raise InputError(f"retiring below {below} would leave no live variable")
+        boundary = min(k for k in self._keys if k >= below and k not in self._retired)
+        X = gtsam.symbol_shorthand.X
+        cov = np.asarray(self._isam.marginalCovariance(X(boundary)))
+        for k in keys:
+            self._retired[k] = self.estimate(k)
+        self._priors = [f for f in self._priors if int(gtsam.Symbol(f.keys()[0]).index()) not in self._retired]
+        # the oldest live variable keeps the uncertainty the retired chain gave it (its marginal),
+        # not the odometry factor's tight link to a retired pose: a loop can still move the live
+        # part as a whole by the drift accumulated in the retired part
+        prior = gtsam.PriorFactorPose3(X(boundary), self._estimate.atPose3(X(boundary)),
+                                       gtsam.noiseModel.Gaussian.Covariance(0.5 * (cov + cov.T)))
+        self._priors.append(prior)
+        betweens: list[_Between] = []
+        rejected: set[int] = set()
+        for i, b in enumerate(self._betweens):
+            a = b.anchored(self._retired)
+            if a is None or (a.anchor is not None and a.key_to == boundary and a.robust == "none"):
+                continue
+            if i in self._rejected:
+                rejected.add(len(betweens))
+            betweens.append(a)
+        self._betweens, self._rejected = betweens, rejected
+        values = gtsam.Values()
+        for k in self._keys:
+            if k not in self._retired:
+                values.insert(gtsam.symbol_shorthand.X(k), self._estimate.atPose3(gtsam.symbol_shorthand.X(k)))
+        graph = gtsam.NonlinearFactorGraph()
+        for f in self._priors:
+            graph.add(f)
+        for i, b in enumerate(self._betweens):
+            if i not in self._rejected:
+                graph.add(b.factor(with_kernel=True))
+        self._isam = gtsam.ISAM2(self._params)
+        self._isam.update(graph, values)
+        self._estimate = self._isam.calculateEstimate()
+        return len(keys)
+
+    @property
+    def live_variables(self) -> int:
+        """Variables in iSAM2 (not retired)."""
+        return len(self._keys) - len(self._retired)
+
+    @property
+    def graph_factors(self) -> int:
+        """Factors iSAM2 holds (what its memory grows with)."""
+        return int(self._isam.getFactorsUnsafe().size())
+
     def estimate(self, key: int) -> np.ndarray:
-        """Current optimised pose of one variable."""
+        """Current optimised pose of one variable (a retired one: its fixed pose)."""
+        if key in self._retired:
+            return self._retired[key].copy()
         if self._estimate is None or not self._estimate.exists(gtsam.symbol_shorthand.X(key)):
             raise InputError(f"variable {key} has not been optimised yet; call optimize()")
         return self._estimate.atPose3(gtsam.symbol_shorthand.X(key)).matrix()
@@ -281,9 +382,11 @@ class PoseGraph:
 
     def estimates(self) -> dict[int, np.ndarray]:
         """All optimised poses by id."""
-        if self._estimate is None:
-            return {}
-        return {int(gtsam.Symbol(k).index()): self._estimate.atPose3(k).matrix() for k in self._estimate.keys()}
+        out = {k: T.copy() for k, T in self._retired.items()}
+        if self._estimate is not None:
+            est = self._estimate
+            out.update({int(gtsam.Symbol(k).index()): est.atPose3(k).matrix() for k in est.keys()})
+        return out
 
     def _require(self, key: int) -> None:
         if key not in self:
@@ -297,19 +400,25 @@ class _EstimateView(Mapping[int, np.ndarray]):
         self._graph = graph
 
     def __getitem__(self, key: int) -> np.ndarray:
+        retired = self._graph._retired
+        if key in retired:
+            return retired[key]
         est = self._graph._estimate
         if est is None or not est.exists(gtsam.symbol_shorthand.X(key)):
             raise KeyError(key)
         return est.atPose3(gtsam.symbol_shorthand.X(key)).matrix()
 
     def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (int, np.integer)):
+            return False
         est = self._graph._estimate
-        return isinstance(key, (int, np.integer)) and est is not None and est.exists(gtsam.symbol_shorthand.X(int(key)))
+        return int(key) in self._graph._retired or (est is not None and est.exists(gtsam.symbol_shorthand.X(int(key))))
 
     def __iter__(self) -> Iterator[int]:
         est = self._graph._estimate
-        return iter(() if est is None else [int(gtsam.Symbol(k).index()) for k in est.keys()])
+        live = () if est is None else [int(gtsam.Symbol(k).index()) for k in est.keys()]
+        return iter([*self._graph._retired, *live])
 
     def __len__(self) -> int:
         est = self._graph._estimate
-        return 0 if est is None else int(est.size())
+        return len(self._graph._retired) + (0 if est is None else int(est.size()))

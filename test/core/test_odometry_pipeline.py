@@ -72,11 +72,13 @@ def test_bad_scans_are_reported_and_skipped(short_seq):
     assert r1.health is OdometryHealth.OK and r1.trusted, r1.summary
 
 
-@pytest.mark.parametrize("in_memory", [200, 3])  # 3: all but the newest keyframes read back from disk
+# in_memory 3: all but the newest keyframes read back from disk; graph_window 20: the start of the
+# lap has left the pose graph when the vehicle comes back to it
+@pytest.mark.parametrize("in_memory, graph_window", [(200, 0), (3, 0), (200, 20)])
 @pytest.mark.slow
-def test_loop_is_closed_on_a_revisit(in_memory):
+def test_loop_is_closed_on_a_revisit(in_memory, graph_window):
     seq = scene.make_sequence(seconds=33.0, seed=0)  # one lap of the 25 m circle is 31.4 s
-    cfg = OdometryConfig(keyframe=KeyframeConfig(in_memory=in_memory))
+    cfg = OdometryConfig(keyframe=KeyframeConfig(in_memory=in_memory, graph_window=graph_window))
     p = LioPipeline(cfg)
     res = _run(p, seq)
     if in_memory < len(p.backend.keyframes):
@@ -88,6 +90,9 @@ def test_loop_is_closed_on_a_revisit(in_memory):
     assert cfg.loop.cooldown_keyframes > 0
     assert all(b.to_id - a.to_id > cfg.loop.cooldown_keyframes for a, b in zip(loops, loops[1:]))
     assert not np.allclose(res[-1].map_T_odom, np.eye(4))
+    if graph_window:
+        assert p.backend.graph.live_variables < 1.5 * graph_window < len(p.backend.keyframes)
+        assert loops[0].from_id < loops[0].to_id - 1.5 * graph_window  # a loop to a keyframe retired by then
     # each loop's relative pose agrees with the ground truth between its two keyframes
     stamp_of = p.backend.keyframes.stamps
     index_of = {int(s): i for i, s in enumerate(seq.gt_stamps_ns)}

@@ -124,3 +124,33 @@ def test_a_failed_update_does_not_lose_the_graph():
     assert g.restarts == 1
     np.testing.assert_allclose(g.estimate(1)[:3, 3], [1.0, 0.0, 0.0], atol=1e-6)  # the anchored part is kept
     np.testing.assert_allclose(g.estimate(5)[:3, 3] - g.estimate(3)[:3, 3], [2.0, 0.0, 0.0], atol=1e-6)
+
+
+def test_retired_variables_stay_fixed_and_still_close_loops():
+    """Bounded memory: the older half of the square leaves iSAM2 fixed at its estimate; a loop to a
+    retired pose still pulls the live end back, and a wrong one to a retired pose is rejected."""
+    gt = _square()
+    g = _drifting_graph(gt, "cauchy")
+    full = g.graph_factors
+    before = _end_error(g, gt)
+    fixed = {k: g.estimate(k) for k in range(40)}
+    assert g.retire(40) == 40 and g.retire(40) == 0
+    # measured 40 of 80 factors: the retired odometry chain became one prior on pose 40
+    assert g.live_variables == N - 40 and g.graph_factors < 0.6 * full
+    assert set(g.estimates()) == set(range(N)) and len(g.estimates_view()) == N and 5 in g.estimates_view()
+    g.add_factor(N - 1, 0, pose_inverse(gt[N - 1]) @ gt[0], 0.02, 0.1, "cauchy")  # to a retired pose
+    g.optimize(relinearize_all=True)
+    # measured 2.19 -> 0.03 m (0.04 m with the whole graph live)
+    assert _end_error(g, gt) < 0.25 * before, (before, _end_error(g, gt))
+    for k, T in fixed.items():
+        np.testing.assert_array_equal(g.estimate(k), T)  # the retired part does not move
+    closed = _max_error(g, gt)
+    wrong = pose_inverse(gt[60]) @ gt[10] @ make_pose(yaw_pitch_roll_matrix(0.3), [8.0, 3.0, 0.0])
+    g.add_factor(60, 10, wrong, 0.02, 0.1, "cauchy")
+    g.optimize(relinearize_all=True)
+    assert g.rejected_loops == [(10, 60)]  # kept as a prior on the live end, the ends swapped
+    assert _max_error(g, gt) < closed + 0.05
+    with pytest.raises(InputError, match="both retired"):
+        g.add_factor(3, 7, np.eye(4), 0.1, 0.1)
+    with pytest.raises(InputError, match="no live variable"):
+        g.retire(N)
