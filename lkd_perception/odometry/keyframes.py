@@ -93,31 +93,61 @@ class Keyframe:
 
 
 @dataclass(frozen=True)
-class _Part:
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int
+class _Layout:
+    """The dtypes and fixed sizes of a spilled keyframe's parts (a store sees one or two layouts);
+    with its point and keypoint counts they give where each part lies in its record."""
+
+    parts: tuple[tuple[str, tuple[int, ...]], ...]  # dtype and shape after the first axis, in file order
+    binary: bool
+
+    @staticmethod
+    def of(kf: Keyframe) -> "_Layout":
+        f = kf.features
+        if not len(f.uv) == len(f.xy) == len(f.descriptors):
+            raise ValueError(f"keyframe {kf.id}: {len(f.uv)} uv, {len(f.xy)} xy, {len(f.descriptors)} descriptors")
+        arrays = (kf.cloud, f.uv, f.xy, f.descriptors, kf.polar)
+        return _Layout(tuple((a.dtype.str, tuple(a.shape[1:])) for a in arrays), bool(f.binary))
+
+    def shapes(self, points: int, keypoints: int, polar_rows: int) -> list[tuple[str, tuple[int, ...]]]:
+        """(dtype, shape) of cloud, uv, xy, descriptors and polar, in file order."""
+        rows = (points, keypoints, keypoints, keypoints, polar_rows)
+        return [(dtype, (n, *tail)) for (dtype, tail), n in zip(self.parts, rows)]
+
+
+#: per keyframe: where its record starts in the spill file (-1: whole in memory), its counts and layout
+_INDEX = np.dtype(
+    [("offset", "<i8"), ("points", "<i4"), ("keypoints", "<i4"), ("polar_rows", "<i2"), ("layout", "<i2")]
+)
+
+
+class _Rows:
+    """A growing numpy array (amortised doubling): a keyframe's entry costs its bytes, not a
+    Python object (which cost 1.8 kB a keyframe over a long drive)."""
+
+    def __init__(self, dtype: np.dtype | str) -> None:
+        self._dtype = np.dtype(dtype)
+        self._a: np.ndarray | None = None
+        self.n = 0
+
+    def append(self, row: np.ndarray | tuple | int) -> None:
+        row = np.asarray(row, dtype=self._dtype)
+        if self._a is None:
+            self._a = np.zeros((256, *row.shape), self._dtype)
+        elif self.n == len(self._a):
+            self._a = np.concatenate([self._a, np.zeros_like(self._a)])
+        self._a[self.n] = row
+        self.n += 1
 
     @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
-
-
-@dataclass(frozen=True)
-class _Spilled:
-    """Where a keyframe's cloud, uv, xy, descriptors and polar descriptor lie in the spill file."""
-
-    cloud: _Part
-    uv: _Part
-    xy: _Part
-    descriptors: _Part
-    binary: bool
-    polar: _Part
+    def rows(self) -> np.ndarray:
+        """The entries so far (a view)."""
+        return self._a[: self.n] if self._a is not None else np.zeros(0, self._dtype)
 
 
 class KeyframeStore:
     """Keyframes by id (0, 1, 2, ... in order of :meth:`append`), with at most ``resident`` of them
-    whole in memory; ``store[kid]`` always returns the whole keyframe."""
+    whole in memory; ``store[kid]`` always returns the whole keyframe. What stays in memory for
+    every keyframe (stamp, ring key, where its record lies) is held in numpy arrays."""
 
     def __init__(self, resident: int = 200, spill_dir: str | None = None) -> None:
         if resident < 1:
@@ -125,38 +155,39 @@ class KeyframeStore:
         self.resident = resident
         self._spill_dir = spill_dir
         self._whole: dict[int, Keyframe] = {}
-        self._spilled: dict[int, _Spilled] = {}
-        self._stamps: list[int] = []
-        self._polar: list[np.ndarray | None] = []  # None once spilled
-        self._ring_key: list[np.ndarray] = []
+        self._stamps = _Rows(np.int64)
+        self._ring_keys = _Rows(np.float64)
+        self._index = _Rows(_INDEX)
+        self._layouts: list[_Layout] = []
         self._file: BinaryIO | None = None
         self._end = 0
         self.spilled_bytes = 0
 
     def __len__(self) -> int:
-        return len(self._stamps)
+        return self._stamps.n
 
     @property
     def stamps(self) -> np.ndarray:
         """Stamps (ns) of all keyframes, by id; increasing."""
-        return np.asarray(self._stamps, dtype=np.int64)
+        return self._stamps.rows.copy()
 
     def ring_keys(self, n: int) -> np.ndarray:
         """(n, RINGS) ring keys of keyframes 0..n-1 (the KD-tree of candidate search)."""
-        return np.stack(self._ring_key[:n])
+        return self._ring_keys.rows[:n].copy()
 
     def polar(self, kid: int) -> np.ndarray:
         """Ring-sector descriptor of a keyframe (read back alone when it was spilled: candidate
         ranking needs only this for a handful of keyframes)."""
-        p = self._polar[kid]
-        return p if p is not None else self._read(self._spilled[kid].polar)
+        if kid in self._whole:
+            return self._whole[kid].polar
+        return self._read(kid, polar_only=True)[-1]
 
     def append(self, kf: Keyframe) -> None:
-        if kf.id != len(self._stamps):
-            raise ValueError(f"keyframe id {kf.id} out of sequence (expected {len(self._stamps)})")
+        if kf.id != len(self):
+            raise ValueError(f"keyframe id {kf.id} out of sequence (expected {len(self)})")
         self._stamps.append(int(kf.stamp_ns))
-        self._polar.append(kf.polar)
-        self._ring_key.append(kf.ring_key)
+        self._ring_keys.append(kf.ring_key)
+        self._index.append((-1, 0, 0, 0, -1))
         self._whole[kf.id] = kf
         while len(self._whole) > self.resident:
             self._spill(min(self._whole))
@@ -164,19 +195,21 @@ class KeyframeStore:
     def __getitem__(self, kid: int) -> Keyframe:
         if kid in self._whole:
             return self._whole[kid]
-        if not 0 <= kid < len(self._stamps):
-            raise IndexError(f"keyframe {kid} not in the store ({len(self._stamps)} keyframes)")
-        s = self._spilled[kid]
-        features = BevFeatures(self._read(s.uv), self._read(s.xy), self._read(s.descriptors), s.binary)
-        return Keyframe(kid, self._stamps[kid], self._read(s.cloud), features, self._read(s.polar), self._ring_key[kid])
+        if not 0 <= kid < len(self):
+            raise IndexError(f"keyframe {kid} not in the store ({len(self)} keyframes)")
+        cloud, uv, xy, descriptors, polar = self._read(kid)
+        binary = self._layouts[int(self._index.rows[kid]["layout"])].binary
+        features = BevFeatures(uv, xy, descriptors, binary)
+        stamp, ring_key = int(self._stamps.rows[kid]), self._ring_keys.rows[kid].copy()
+        return Keyframe(kid, stamp, cloud, features, polar, ring_key)
 
     def __setitem__(self, kid: int, kf: Keyframe) -> None:
         """Replace a keyframe's content (same id and stamp)."""
-        if kf.id != kid or not 0 <= kid < len(self._stamps) or kf.stamp_ns != self._stamps[kid]:
+        if kf.id != kid or not 0 <= kid < len(self) or kf.stamp_ns != int(self._stamps.rows[kid]):
             raise ValueError(f"keyframe {kf.id} cannot replace keyframe {kid}")
-        self._polar[kid], self._ring_key[kid] = kf.polar, kf.ring_key
+        self._ring_keys.rows[kid] = kf.ring_key
         self._whole[kid] = kf
-        if self._spilled.pop(kid, None) is not None:  # its old bytes stay unused in the file
+        if self._index.rows[kid]["offset"] >= 0:  # its old bytes stay unused in the file
             self._spill(kid)
 
     def close(self) -> None:
@@ -188,29 +221,34 @@ class KeyframeStore:
     def _spill(self, kid: int) -> None:
         kf = self._whole.pop(kid)
         f = kf.features
-        self._spilled[kid] = _Spilled(
-            self._write(kf.cloud),
-            self._write(f.uv),
-            self._write(f.xy),
-            self._write(f.descriptors),
-            f.binary,
-            self._write(kf.polar),
-        )
-        self._polar[kid] = None
-
-    def _write(self, a: np.ndarray) -> _Part:
+        layout = _Layout.of(kf)
+        if layout not in self._layouts:
+            self._layouts.append(layout)
+        parts = [kf.cloud, f.uv, f.xy, f.descriptors, kf.polar]
+        data = b"".join(np.ascontiguousarray(a).tobytes() for a in parts)
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="lkd_keyframes_", dir=self._spill_dir)
-        data = np.ascontiguousarray(a).tobytes()
         os.pwrite(self._file.fileno(), data, self._end)
-        part = _Part(a.dtype.str, tuple(a.shape), self._end)
+        self._index.rows[kid] = (self._end, len(kf.cloud), len(f.uv), len(kf.polar), self._layouts.index(layout))
         self._end += len(data)
         self.spilled_bytes += len(data)
-        return part
 
-    def _read(self, p: _Part) -> np.ndarray:
+    def _read(self, kid: int, polar_only: bool = False) -> list[np.ndarray]:
+        """The parts of a spilled keyframe (cloud, uv, xy, descriptors, polar), or its polar alone."""
         assert self._file is not None
-        data = os.pread(self._file.fileno(), p.nbytes, p.offset)
-        if len(data) != p.nbytes:
-            raise OSError(f"keyframe spill file truncated: read {len(data)} of {p.nbytes} bytes")
-        return np.frombuffer(data, dtype=p.dtype).reshape(p.shape)
+        entry = self._index.rows[kid]
+        layout = self._layouts[int(entry["layout"])]
+        shapes = layout.shapes(int(entry["points"]), int(entry["keypoints"]), int(entry["polar_rows"]))
+        sizes = [int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for dtype, shape in shapes]
+        start = int(entry["offset"]) + (sum(sizes[:-1]) if polar_only else 0)
+        if polar_only:
+            shapes, sizes = shapes[-1:], sizes[-1:]
+        data = os.pread(self._file.fileno(), sum(sizes), start)
+        if len(data) != sum(sizes):
+            raise OSError(f"keyframe spill file truncated: read {len(data)} of {sum(sizes)} bytes")
+        out, at = [], 0
+        for (dtype, shape), size in zip(shapes, sizes):
+            count = size // np.dtype(dtype).itemsize
+            out.append(np.frombuffer(data, dtype=dtype, count=count, offset=at).reshape(shape))
+            at += size
+        return out
