@@ -21,7 +21,7 @@ import numpy as np
 from lkd_perception.common.errors import ConfigError, InputError
 from lkd_perception.io.formats import read_ground_truth, read_rgb
 from lkd_perception.lines.synthetic import SyntheticImage
-from lkd_perception.sim.annotations import clip_segments
+from lkd_perception.sim.clip import clip_segments
 
 
 def parse_sim_runs(text: str) -> list[tuple[str, int]]:

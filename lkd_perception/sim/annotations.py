@@ -29,6 +29,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from lkd_perception.common.se3 import pose_inverse
+from lkd_perception.sim.clip import clip_range, clip_segments
 from lkd_perception.sim.mesh import EdgeSet
 from lkd_perception.sim.world import KINDS, World
 
@@ -174,7 +175,7 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     a, b = np.where((a[:, 2] < NEAR)[:, None], cut, a), np.where((b[:, 2] < NEAR)[:, None], cut, b)
     ua, ub = _project(K, a), _project(K, b)
     d = ub - ua
-    lo, hi, ok = _clip_range(ua, d, -0.5, -0.5, W - 0.5, H - 0.5)
+    lo, hi, ok = clip_range(ua, d, -0.5, -0.5, W - 0.5, H - 0.5)
     length = np.linalg.norm(d, axis=1) * (hi - lo)
     ok &= length >= 2.0  # shorter pieces may still join others (see merge_collinear)
     if not ok.any():
@@ -206,34 +207,6 @@ def _visible_segments(E: np.ndarray, depth: np.ndarray, T_map_cam: np.ndarray, K
     out = merge_collinear(np.concatenate([p0, p1], axis=1))
     # a merged line spans its pieces' projections on one line: clip it to the image again
     return clip_segments(out, -0.5, -0.5, W - 0.5, H - 0.5, min_length)
-
-
-def clip_segments(segments: np.ndarray, x0: float, y0: float, x1: float, y1: float,
-                  min_length: float = 6.0) -> np.ndarray:
-    """(N,4) segments clipped to the box [x0, x1] x [y0, y1]; those shorter than ``min_length``
-    afterwards are dropped (an image is [-0.5, W-0.5] x [-0.5, H-0.5] with pixel centres at integers)."""
-    seg = np.asarray(segments, np.float64).reshape(-1, 4)
-    a, d = seg[:, :2], seg[:, 2:] - seg[:, :2]
-    lo, hi, ok = _clip_range(a, d, x0, y0, x1, y1)
-    out = np.concatenate([a + lo[:, None] * d, a + hi[:, None] * d], axis=1)[ok]
-    return out[np.linalg.norm(out[:, 2:] - out[:, :2], axis=1) >= min_length]
-
-
-def _clip_range(a: np.ndarray, d: np.ndarray, x0: float, y0: float, x1: float,
-                y1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Liang-Barsky: the parameter range [lo, hi] of segments ``a + s d`` inside the box
-    [x0, x1] x [y0, y1], and whether any part is inside."""
-    lo = np.zeros(len(a))
-    hi = np.ones(len(a))
-    ok = np.ones(len(a), bool)
-    for p, q in ((-d[:, 0], a[:, 0] - x0), (d[:, 0], x1 - a[:, 0]),
-                 (-d[:, 1], a[:, 1] - y0), (d[:, 1], y1 - a[:, 1])):
-        par = np.abs(p) < 1e-12
-        ok &= ~(par & (q < 0))
-        r = np.where(par, 0.0, q / np.where(par, 1.0, p))
-        lo = np.where(~par & (p < 0), np.maximum(lo, r), lo)
-        hi = np.where(~par & (p > 0), np.minimum(hi, r), hi)
-    return lo, hi, ok & (lo < hi)
 
 
 def _parallel_pairs(u: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from lkd_perception.lines.sim_source import (
     save_frames,
 )
 from lkd_perception.lines.synthetic import SyntheticImage
-from lkd_perception.sim.annotations import clip_segments
+from lkd_perception.sim.clip import clip_segments
 
 
 def test_clip_segments_hand_cases():
