@@ -308,7 +308,12 @@ class PoseGraph:
             raise InputError(f"retiring below {below} would leave no live variable")
         boundary = min(k for k in self._keys if k >= below and k not in self._retired)
         X = gtsam.symbol_shorthand.X
-        cov = np.asarray(self._isam.marginalCovariance(X(boundary)))
+        try:
+            cov = np.asarray(self._isam.marginalCovariance(X(boundary)))
+        except RuntimeError as exc:  # an ill-conditioned graph: keep it whole this time
+            reason = " ".join(str(exc).split())[:160]
+            log.warning("pose graph: no marginal of variable %d (%s); nothing retired", boundary, reason)
+            return 0
         for k in keys:
             self._retired[k] = self.estimate(k)
         self._priors = [f for f in self._priors if int(gtsam.Symbol(f.keys()[0]).index()) not in self._retired]
