@@ -1,12 +1,12 @@
 """The product's topics, named once: what each node reads and publishes, with message types.
 
-Everything that must agree on a topic reads it from here: the node graph (``nodes.graph``:
-launch remappings, the replay's wait for subscribers and publishers), the recorder's default
-table, ``lkd run``'s recording, the reader of a recording, the report and the soak. It lives in
-``io`` rather than beside the graph in ``nodes`` because the evaluation side, which the core
-capabilities import, must read it too: a table in ``nodes`` would make eval depend on the
-package that depends on every capability. This module imports no ROS and nothing heavy: the
-launch file reads it through the graph.
+Everything that must agree on a topic reads it from here: the nodes' publishers and
+subscriptions, the node graph (``nodes.graph``: launch remappings, the replay's wait for
+subscribers and publishers), the recorder's default table, ``lkd run``'s recording, the reader
+of a recording, the report and the soak. It lives in ``io`` rather than beside the graph in
+``nodes`` because the evaluation side, which the core capabilities import, must read it too: a
+table in ``nodes`` would make eval depend on the package that depends on every capability. This
+module imports no ROS and nothing heavy: the launch file reads it through the graph.
 
 Names are as a node creates them: relative names (``lkd/odometry``) resolve in the node's
 namespace, absolute ones (``/tf``, ``/diagnostics``) do not; :attr:`Topic.path` is the name

@@ -26,6 +26,7 @@ from rclpy.parameter import Parameter
 from lkd_perception.common.config import ParamSpec, coerce_value, describe, from_dict, param, updated
 from lkd_perception.common.errors import ConfigError, LkdError
 from lkd_perception.common.heap import can_release_free_heap, release_free_heap
+from lkd_perception.io.topics import IMAGE
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.dds import explain_node_error, use_dds_profile
 from lkd_perception.nodes.diagnostics import DiagnosticsReporter
@@ -302,10 +303,10 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
         from sensor_msgs.msg import CompressedImage, Image
 
         if transport == "compressed":
-            topic = self.resolve_topic_name("camera/image_raw") + "/compressed"
+            topic = self.resolve_topic_name(IMAGE.name) + "/compressed"
             self.create_subscription(CompressedImage, topic, callback, self.sensor_qos())
         else:
-            self.create_subscription(Image, "camera/image_raw", callback, self.sensor_qos())
+            self.create_subscription(Image, IMAGE.name, callback, self.sensor_qos())
 
     def sensor_qos(self):
         """QoS of sensor subscriptions, from the ``sensor_qos_*`` parameters."""

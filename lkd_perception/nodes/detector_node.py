@@ -23,7 +23,7 @@ from vision_msgs.msg import Detection2DArray
 from lkd_perception.detection.config import DetectorConfig
 from lkd_perception.detection.draw import draw_detections
 from lkd_perception.detection.runtime import Detector
-from lkd_perception.io import messages
+from lkd_perception.io import messages, topics
 from lkd_perception.nodes.base import LkdNode, run_node
 from lkd_perception.nodes.conversions import image_to_rgb, numpy_to_image, ros_message
 
@@ -44,8 +44,8 @@ class DetectorNode(LkdNode):
             f"{info.family.value} model {info.path}: input {info.input_size}, "
             f"classes {list(self.detector.class_names)}, providers {list(self.detector.providers)}"
         )
-        self.pub = self.create_publisher(Detection2DArray, "lkd/detections", self.output_qos())
-        self.debug_pub = self.create_publisher(Image, "lkd/detections/debug_image", self.output_qos(depth=1))
+        self.pub = self.create_publisher(Detection2DArray, topics.DETECTIONS.name, self.output_qos())
+        self.debug_pub = self.create_publisher(Image, topics.DETECTIONS_DEBUG_IMAGE.name, self.output_qos(depth=1))
         self.subscribe_camera(self.cfg.image_transport, self.guarded("image", self._on_image))
 
     def release(self) -> None:

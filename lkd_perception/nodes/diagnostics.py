@@ -15,6 +15,7 @@ from rclpy._rclpy_pybind11 import InvalidHandle, RCLError
 from rclpy.node import Node
 
 from lkd_perception.common.timing import LatencyWindow
+from lkd_perception.io.topics import DIAGNOSTICS
 
 # Levels are one-byte ``bytes`` in rclpy (the message field is ``byte``); they compare in order.
 OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE)
@@ -41,7 +42,7 @@ class DiagnosticsReporter:
         self._hold_s = hold_s
         self._stale_s = stale_s
         self._tasks: dict[str, TaskHealth] = {}
-        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS.name, 10)
         self._timer = node.create_timer(period_s, self.publish)
 
     def task(self, name: str) -> TaskHealth:

@@ -39,7 +39,7 @@ from visualization_msgs.msg import MarkerArray
 
 from lkd_perception.common.frames import TransformTree
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
-from lkd_perception.io import messages
+from lkd_perception.io import messages, topics
 from lkd_perception.io.codecs import Cloud
 from lkd_perception.io.messages import OdometryOutputs
 from lkd_perception.nodes import qos as qos_profiles
@@ -67,16 +67,16 @@ class LidarOdometryNode(LkdNode):
     def configure(self) -> None:
         """Build the pipeline (loads the descriptor model) and the outputs; subscribed while active."""
         self.pipeline = LioPipeline(self.cfg)
-        self.pub_odom = self.create_publisher(Odometry, "lkd/odometry", self.output_qos())
-        self.pub_path = self.create_publisher(Path, "lkd/path", qos_profiles.latched_qos(1))
+        self.pub_odom = self.create_publisher(Odometry, topics.ODOMETRY.name, self.output_qos())
+        self.pub_path = self.create_publisher(Path, topics.PATH.name, qos_profiles.latched_qos(1))
         self.pub_map_pose = self.create_publisher(
-            PoseWithCovarianceStamped, "lkd/map_pose", qos_profiles.latched_qos(1)
+            PoseWithCovarianceStamped, topics.MAP_POSE.name, qos_profiles.latched_qos(1)
         )
-        self.pub_scan = self.create_publisher(PointCloud2, "lkd/scan", self.output_qos(depth=1))
-        self.pub_map = self.create_publisher(PointCloud2, "lkd/local_map", self.output_qos(depth=1))
-        self._cloud_sent_ns: dict[str, int] = {}  # topic -> stamp of the last one published
-        self.pub_tf = self.create_publisher(TFMessage, "/tf", self.output_qos(depth=100))
-        self.pub_loops = self.create_publisher(MarkerArray, "lkd/loop_closures", self.output_qos(depth=1))
+        self.pub_scan = self.create_publisher(PointCloud2, topics.SCAN.name, self.output_qos(depth=1))
+        self.pub_map = self.create_publisher(PointCloud2, topics.LOCAL_MAP.name, self.output_qos(depth=1))
+        self._cloud_sent_ns: dict[topics.Topic, int] = {}  # topic -> stamp of the last one published
+        self.pub_tf = self.create_publisher(TFMessage, topics.TF.name, self.output_qos(depth=100))
+        self.pub_loops = self.create_publisher(MarkerArray, topics.LOOP_CLOSURES.name, self.output_qos(depth=1))
         imu_qos = qos_profiles.sensor_qos(
             self.io_config.sensor_qos_reliability, max(self.io_config.sensor_qos_depth, _IMU_QUEUE)
         )
@@ -85,13 +85,15 @@ class LidarOdometryNode(LkdNode):
         # our nodes spin) takes a ready IMU sample before a ready scan. Its own callback group lets
         # a multi-threaded component container take IMU samples during a registration.
         self.create_subscription(
-            Imu, "imu/data", self.guarded("imu", self._on_imu), imu_qos, callback_group=MutuallyExclusiveCallbackGroup()
+            Imu, topics.IMU.name, self.guarded("imu", self._on_imu), imu_qos,
+            callback_group=MutuallyExclusiveCallbackGroup(),
         )
-        self.create_subscription(PointCloud2, "lidar/points", self.guarded("scan", self._on_scan), self.sensor_qos())
+        self.create_subscription(PointCloud2, topics.LIDAR.name, self.guarded("scan", self._on_scan), self.sensor_qos())
         self._static = TransformTree()  # every /tf_static edge, for chains base -> ... -> lidar
         self.outputs = OdometryOutputs(self.cfg)
         self.create_subscription(
-            TFMessage, "/tf_static", self.guarded("tf_static", self._on_tf_static), qos_profiles.latched_qos(100)
+            TFMessage, topics.TF_STATIC.name, self.guarded("tf_static", self._on_tf_static),
+            qos_profiles.latched_qos(100),
         )
         self.get_logger().info(
             f"odometry: frames {self.cfg.map_frame} -> {self.cfg.odom_frame} -> {self.cfg.base_frame}, "
@@ -143,8 +145,8 @@ class LidarOdometryNode(LkdNode):
         local map is tens of thousands of points)."""
         c = self.cfg
         for topic, pub, period, frame, points in (
-            ("lkd/scan", self.pub_scan, c.scan_cloud_period_s, c.base_frame, lambda: self.pipeline.last_scan_points),
-            ("lkd/local_map", self.pub_map, c.map_cloud_period_s, c.odom_frame, lambda: self.pipeline.map.points),
+            (topics.SCAN, self.pub_scan, c.scan_cloud_period_s, c.base_frame, lambda: self.pipeline.last_scan_points),
+            (topics.LOCAL_MAP, self.pub_map, c.map_cloud_period_s, c.odom_frame, lambda: self.pipeline.map.points),
         ):
             last = self._cloud_sent_ns.get(topic)
             if pub.get_subscription_count() == 0 or (last is not None and r.stamp_ns - last < period * 1e9):
@@ -154,10 +156,10 @@ class LidarOdometryNode(LkdNode):
 
     def _publish(self, r: OdometryResult, stamp) -> None:
         pubs = {
-            "lkd/odometry": self.pub_odom,
-            "/tf": self.pub_tf,
-            "lkd/path": self.pub_path,
-            "lkd/loop_closures": self.pub_loops,
+            topics.ODOMETRY.name: self.pub_odom,
+            topics.TF.name: self.pub_tf,
+            topics.PATH.name: self.pub_path,
+            topics.LOOP_CLOSURES.name: self.pub_loops,
         }
         for topic, m in self.outputs.messages(ros_message, self.pipeline, r, stamp):
             pubs[topic].publish(m)

@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 from visualization_msgs.msg import ImageMarker
 
-from lkd_perception.io import messages
+from lkd_perception.io import messages, topics
 from lkd_perception.lines.config import LineConfig
 from lkd_perception.lines.draw import draw_segments
 from lkd_perception.lines.runtime import LineDetector
@@ -49,9 +49,9 @@ class LineNode(LkdNode):
             f"({self.detector.layout.value}), "
             f"providers {list(self.detector.providers)}"
         )
-        self.pub = self.create_publisher(Detection2DArray, "lkd/lines", self.output_qos())
-        self.marker_pub = self.create_publisher(ImageMarker, "lkd/lines/markers", self.output_qos())
-        self.debug_pub = self.create_publisher(Image, "lkd/lines/debug_image", self.output_qos(depth=1))
+        self.pub = self.create_publisher(Detection2DArray, topics.LINES.name, self.output_qos())
+        self.marker_pub = self.create_publisher(ImageMarker, topics.LINE_MARKERS.name, self.output_qos())
+        self.debug_pub = self.create_publisher(Image, topics.LINES_DEBUG_IMAGE.name, self.output_qos(depth=1))
         self.subscribe_camera(self.cfg.image_transport, self.guarded("image", self._on_image))
 
     def release(self) -> None:
