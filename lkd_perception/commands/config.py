@@ -31,7 +31,8 @@ VEHICLE_OVERRIDES = {
 # these runs use the models trained on the simulator.
 SIMULATION_OVERRIDES = {
     **VEHICLE_OVERRIDES,
-    "detector_node": {"leyolo_model_path": "models/leyolo_n_sim.onnx", "detr_model_path": "models/detr_student.onnx"},
+    "detector_node": {"leyolo_model_path": "models/leyolo_n_sim.onnx",
+                      "detr_model_path": "models/deimv2_atto_sim.onnx"},
     "line_node": {"model_path": "models/lsdnet.onnx"},
 }
 

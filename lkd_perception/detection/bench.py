@@ -31,15 +31,12 @@ class BenchTarget:
     path: str
 
 
-#: benchmarked when present; absent ones are rows saying why. The runs/detr/ names are the agreed
-#: places for the DETR teacher and the undistilled student ('lkd export detr').
+#: benchmarked when present; absent ones are rows saying why.
 SHIPPED_TARGETS = (
     BenchTarget("leyolo_n_coco (shipped, official COCO weights, 320)", "models/leyolo_n_coco.onnx"),
     BenchTarget("leyolo_n_coco_480 (shipped, official COCO weights, 480)", "models/leyolo_n_coco_480.onnx"),
     BenchTarget("leyolo_n_sim (shipped, simulator-trained)", "models/leyolo_n_sim.onnx"),
-    BenchTarget("detr_student (shipped, distilled)", "models/detr_student.onnx"),
-    BenchTarget("detr_teacher", "runs/detr/teacher.onnx"),
-    BenchTarget("detr_student_plain", "runs/detr/student_plain.onnx"),
+    BenchTarget("deimv2_atto_sim (shipped, fine-tuned on the simulator)", "models/deimv2_atto_sim.onnx"),
 )
 
 
@@ -114,16 +111,28 @@ def _providers() -> list[str]:
     return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
 
 
+def session_call(session, size: int):
+    """A zero-argument callable that runs the network once on a fixed random input of its contract
+    (a DEIMv2 export also takes the original image size)."""
+    rng = np.random.default_rng(0)
+    feeds: dict[str, np.ndarray] = {}
+    for inp in session.get_inputs():
+        if inp.name == "orig_target_sizes":
+            feeds[inp.name] = np.array([[640, 480]], np.int64)
+        else:
+            feeds[inp.name] = rng.random((1, 3, size, size), dtype=np.float32)
+    return lambda: session.run(None, feeds)
+
+
 def time_session(session, size: int, runs: int, provider: str) -> Latency:
     """Median/p90 of ``session.run`` on a fixed random input after 5 warm-up runs."""
-    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
-    name = session.get_inputs()[0].name
+    call = session_call(session, size)
     for _ in range(5):
-        session.run(None, {name: x})
+        call()
     times = []
     for _ in range(runs):
         with Stopwatch() as sw:
-            session.run(None, {name: x})
+            call()
         times.append(sw.elapsed * 1e3)
     return Latency(provider, size, float(np.median(times)), float(np.percentile(times, 90)), runs)
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lkd_perception.common.timing import Stopwatch
-from lkd_perception.detection.bench import named_paths
+from lkd_perception.detection.bench import named_paths, session_call
 
 #: official LeYOLO-nano COCO outputs on three real photographs (see the fixture's README)
 REFERENCE = Path("test/fixtures/leyolo_official/leyolo_nano_reference.npz")
@@ -124,18 +124,6 @@ def _interleaved(calls: Sequence, runs: int, warmup: int = 3) -> tuple[list[list
     return times, cpu
 
 
-def _session_call(session, size: int):
-    """A zero-argument callable that runs the network once on a fixed random input of its contract."""
-    rng = np.random.default_rng(0)
-    feeds: dict[str, np.ndarray] = {}
-    for inp in session.get_inputs():
-        if inp.name == "orig_target_sizes":
-            feeds[inp.name] = np.array([[640, 480]], np.int64)
-        else:
-            feeds[inp.name] = rng.random((1, 3, size, size), dtype=np.float32)
-    return lambda: session.run(None, feeds)
-
-
 def _leyolo_agreement(session, info, reference: dict[str, np.ndarray]) -> dict[str, float]:
     """Max |difference| to the official raw outputs (320 only: the reference's size)."""
     if info.input_size != reference["inputs"].shape[-1] or list(info.class_names) != list(reference["names"]):
@@ -209,7 +197,7 @@ def run_real_benchmark(targets: Sequence[RealTarget], photos: Sequence[str | Pat
         loaded.append((t, path, session, info, detector))
         rows[t.name] = RealRow(t.name, str(t.path), info.family.value, info.contract.value, info.input_size)
 
-    net, net_cpu = _interleaved([_session_call(s, rows[t.name].input_size) for t, _, s, _, _ in loaded], runs)
+    net, net_cpu = _interleaved([session_call(s, rows[t.name].input_size) for t, _, s, _, _ in loaded], runs)
     with_detector = [(t, d) for t, _, _, _, d in loaded if d is not None]
     per_frame, _ = _interleaved([lambda d=d: [d(im) for im in images] for _, d in with_detector], max(3, runs // 3))
     call_ms = {t.name: float(np.median(ms)) / len(images) for (t, _), ms in zip(with_detector, per_frame)}

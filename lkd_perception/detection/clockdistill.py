@@ -43,7 +43,6 @@ from lkd_perception.common.errors import ConfigError
 from lkd_perception.detection.deimv2_decoder import DecoderOutput, DecoderQueries, inverse_sigmoid
 from lkd_perception.detection.deimv2_loss import deim_loss
 from lkd_perception.detection.deimv2_model import DEIMv2
-from lkd_perception.detection.distill import lcmd_masks
 from lkd_perception.detection.matcher import Targets, cxcywh_to_xyxy, paired_generalized_box_iou
 
 #: (dx, dy, scale) of each target-aware query relative to its box: the box itself, then four
@@ -65,13 +64,45 @@ class ClockWeights:
     tcld_giou: float = 2.0
 
 
+def lcmd_masks(targets: list[Targets], h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Location mask M (B,h,w) and scale mask S (B,h,w) on an h x w feature grid.
+
+    A cell belongs to a box when its centre lies inside it; a box too small to contain any cell
+    centre claims the cell holding its own centre. Inside: S = 1/(rows*cols covered by the box),
+    the largest such value (the smallest box) where boxes overlap. Outside: S = 1/N_bg.
+    """
+    b = len(targets)
+    m = torch.zeros(b, h, w)
+    s = torch.zeros(b, h, w)
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    for i, t in enumerate(targets):
+        for box in cxcywh_to_xyxy(t.boxes.detach().float().cpu()):  # masks are built on the CPU
+            x1, y1, x2, y2 = box.tolist()
+            rows = ((ys >= y1) & (ys <= y2)).nonzero().flatten()
+            cols = ((xs >= x1) & (xs <= x2)).nonzero().flatten()
+            if rows.numel() == 0 or cols.numel() == 0:
+                r = min(h - 1, max(0, int((y1 + y2) / 2 * h)))
+                c = min(w - 1, max(0, int((x1 + x2) / 2 * w)))
+                rows, cols = torch.tensor([r]), torch.tensor([c])
+            r0, r1 = int(rows.min()), int(rows.max()) + 1
+            c0, c1 = int(cols.min()), int(cols.max()) + 1
+            weight = 1.0 / ((r1 - r0) * (c1 - c0))
+            m[i, r0:r1, c0:c1] = 1.0
+            s[i, r0:r1, c0:c1] = torch.clamp(s[i, r0:r1, c0:c1], min=weight)
+        n_bg = int((m[i] == 0).sum())
+        if n_bg:
+            s[i][m[i] == 0] = 1.0 / n_bg
+    return m, s
+
+
 def lcmd_loss(teacher_maps: list[torch.Tensor], student_maps: list[torch.Tensor], targets: list[Targets],
               fg: float, bg: float) -> torch.Tensor:
     """Sum over levels of fg*sum(M*S*d) + bg*sum((1-M)*S*d), d = channel-mean squared difference,
     mean over the batch. Maps are (B,C,H,W), the student's already at the teacher's width."""
     total = student_maps[0].sum() * 0.0
     for t, s_ in zip(teacher_maps, student_maps):
-        m, sc = lcmd_masks(targets, t.shape[2], t.shape[3])  # the DETR student's LCMD masks
+        m, sc = lcmd_masks(targets, t.shape[2], t.shape[3])
         m, sc = m.to(t), sc.to(t)
         d = (t - s_).pow(2).mean(1)
         total = total + (fg * (m * sc * d).sum((1, 2)) + bg * ((1 - m) * sc * d).sum((1, 2))).mean()

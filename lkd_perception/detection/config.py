@@ -34,8 +34,9 @@ class DetectorConfig:
         read_only=True)
     detr_model_path: str = param(
         "models/deimv2_atto_coco.onnx",
-        "DETR-family ONNX file: a DEIMv2 export (COCO classes; models/deimv2_femto_coco.onnx is the larger one) or "
-        "our DETR student (models/detr_student.onnx, simulator classes); relative paths as for leyolo_model_path",
+        "DETR-family ONNX file, a DEIMv2 export: the published COCO models (models/deimv2_femto_coco.onnx is the "
+        "larger one) or ours (models/deimv2_atto_sim.onnx: Atto fine-tuned on simulator classes; lkd export deimv2); "
+        "relative paths as for leyolo_model_path",
         read_only=True)
     conf_threshold: float = param(0.25, "minimum class score of a reported detection", lo=0.0, hi=1.0)
     iou_threshold: float = param(0.45, "NMS IoU above which a lower-scored box of the same class is dropped (LeYOLO)",

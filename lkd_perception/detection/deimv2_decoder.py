@@ -11,13 +11,31 @@ layer's outputs for the auxiliary losses, and CLoCKDistill can hand in its own q
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lkd_perception.detection.detr import MLP
+
+class MLP(nn.Module):
+    """Linear layers with ``activation`` between them (none after the last): SiLU in DEIMv2 (its
+    published weights were trained with it)."""
+
+    def __init__(self, din: int, dhidden: int, dout: int, layers: int,
+                 activation: Callable[[torch.Tensor], torch.Tensor] = F.silu) -> None:
+        super().__init__()
+        dims = [din] + [dhidden] * (layers - 1) + [dout]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = self.activation(x)
+        return x
 
 
 class RMSNorm(nn.Module):

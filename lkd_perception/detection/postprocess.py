@@ -52,28 +52,6 @@ def decode_yolo(output: np.ndarray, geometry: Geometry, class_names: tuple[str, 
                       class_ids[keep].astype(np.int64), class_names)
 
 
-def decode_detr(boxes_cxcywh: np.ndarray, scores: np.ndarray, geometry: Geometry, class_names: tuple[str, ...],
-                conf_threshold: float, max_detections: int) -> Detections:
-    """DETR outputs: boxes [Q,4] normalised cxcywh, scores [Q,nc] sigmoid -> top-k (query, class) pairs.
-
-    No NMS: set prediction already makes one query per object; a query may still carry several
-    classes, so pairs are ranked over all queries x classes as DETR evaluation does.
-    """
-    q, nc = scores.shape
-    flat = scores.reshape(-1)
-    k = min(max_detections, flat.size)
-    top = np.argpartition(-flat, k - 1)[:k]
-    top = top[np.argsort(-flat[top], kind="stable")]
-    top = top[flat[top] > conf_threshold]
-    if top.size == 0:
-        return empty_detections(class_names)
-    qi, ci = top // nc, top % nc
-    size = np.array([geometry.width * geometry.scale_x, geometry.height * geometry.scale_y] * 2, np.float32)
-    cxcywh = boxes_cxcywh[qi].astype(np.float32)
-    xyxy = np.concatenate((cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2), 1) * size
-    return Detections(geometry.to_original(xyxy), flat[top].astype(np.float32), ci.astype(np.int64), class_names)
-
-
 def decode_deimv2(labels: np.ndarray, boxes_xyxy: np.ndarray, scores: np.ndarray, width: int, height: int,
                   class_names: tuple[str, ...], conf_threshold: float, max_detections: int) -> Detections:
     """DEIMv2 export outputs: labels [K], boxes [K,4] x1y1x2y2 already in original pixels, scores [K].

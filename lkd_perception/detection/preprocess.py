@@ -63,17 +63,6 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:
     return out, Geometry(nw / w, nh / h, float(px), float(py), w, h)
 
 
-def plain_resize(image: np.ndarray, size: int) -> tuple[np.ndarray, Geometry]:
-    """Stretch to a ``size`` square (DETR contract: no letterbox).
-
-    DETR training resizes with this function too (``train_data.load_detection_data``), so
-    deployment sees the same pixels as training did.
-    """
-    h, w = image.shape[:2]
-    out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return out, Geometry(size / w, size / h, 0.0, 0.0, w, h)
-
-
 def antialiased_bilinear_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize an (H, W, C) uint8 image with ``PIL.Image.resize(..., BILINEAR)``.
 

@@ -22,8 +22,8 @@ from lkd_perception.common.providers import Provider
 from lkd_perception.detection.coco import COCO_CLASSES
 from lkd_perception.detection.config import DetectorConfig, DetectorFamily
 from lkd_perception.detection.onnx_graph import labels_class_count
-from lkd_perception.detection.postprocess import Detections, decode_deimv2, decode_detr, decode_yolo
-from lkd_perception.detection.preprocess import check_rgb, deimv2_resize, letterbox, plain_resize, to_tensor
+from lkd_perception.detection.postprocess import Detections, decode_deimv2, decode_yolo
+from lkd_perception.detection.preprocess import check_rgb, deimv2_resize, letterbox, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ class ContractName(enum.Enum):
     """The ONNX interfaces the runtime drives (what ``lkd bench detect --photos`` reports)."""
 
     YOLO = "yolo"  # our LeYOLO export: YOLOv8 output0
-    DETR_STUDENT = "detr_student"  # our DETR export: boxes, scores
     DEIMV2 = "deimv2"  # a DEIMv2 export as published: labels, boxes, scores in original pixels
 
 
@@ -52,7 +51,6 @@ class Contract:
 #: Recognised by tensor names, not file names, so a renamed file still runs as what it is.
 CONTRACTS = (
     Contract(ContractName.YOLO, DetectorFamily.LEYOLO, ("images",), ("output0",), True),
-    Contract(ContractName.DETR_STUDENT, DetectorFamily.DETR, ("images",), ("boxes", "scores"), True),
     Contract(ContractName.DEIMV2, DetectorFamily.DETR, ("images", "orig_target_sizes"), ("labels", "boxes", "scores"),
              False),
 )
@@ -189,22 +187,19 @@ class Detector:
             (out,) = self.session.run(["output0"], {"images": to_tensor(square)})
             return decode_yolo(out[0], geom, info.class_names, cfg.conf_threshold, cfg.iou_threshold,
                                cfg.max_detections)
-        if info.contract is ContractName.DEIMV2:
-            square, geom = deimv2_resize(image, info.input_size)
-            sizes = np.array([[geom.width, geom.height]], np.int64)  # (width, height), as the contract says
-            labels, boxes, scores = self.session.run(
-                ["labels", "boxes", "scores"], {"images": to_tensor(square), "orig_target_sizes": sizes}
-            )
-            return decode_deimv2(
-                labels[0],
-                boxes[0],
-                scores[0],
-                geom.width,
-                geom.height,
-                info.class_names,
-                cfg.conf_threshold,
-                cfg.max_detections,
-            )
-        square, geom = plain_resize(image, info.input_size)
-        boxes, scores = self.session.run(["boxes", "scores"], {"images": to_tensor(square)})
-        return decode_detr(boxes[0], scores[0], geom, info.class_names, cfg.conf_threshold, cfg.max_detections)
+        # the DETR family's one contract: a DEIMv2 export as published
+        square, geom = deimv2_resize(image, info.input_size)
+        sizes = np.array([[geom.width, geom.height]], np.int64)  # (width, height), as the contract says
+        labels, boxes, scores = self.session.run(
+            ["labels", "boxes", "scores"], {"images": to_tensor(square), "orig_target_sizes": sizes}
+        )
+        return decode_deimv2(
+            labels[0],
+            boxes[0],
+            scores[0],
+            geom.width,
+            geom.height,
+            info.class_names,
+            cfg.conf_threshold,
+            cfg.max_detections,
+        )

@@ -1,9 +1,9 @@
-"""COCO training data held in memory for the set-prediction detectors (DETR and DEIMv2): images
-resized to the training square, targets as normalised cxcywh, and what evaluation needs to map
-predictions back to COCO ids and pixels.
+"""COCO training data held in memory for the set-prediction detector (DEIMv2): images resized to
+the training square, targets as normalised cxcywh, and what evaluation needs to map predictions
+back to COCO ids and pixels.
 
 The boxes are those :func:`lkd_perception.io.coco.load_coco` keeps (one rule for every family);
-only the resize differs: each family trains with the very function its runtime preprocesses with
+training resizes with the very function the runtime preprocesses with
 (:mod:`lkd_perception.detection.preprocess`), so deployment sees the pixels training saw.
 """
 
@@ -23,7 +23,7 @@ from lkd_perception.io.coco import load_coco
 from lkd_perception.io.formats import read_rgb
 
 #: (RGB image, square side) -> (the resized (side, side, 3) uint8 image, its geometry), e.g.
-#: ``preprocess.plain_resize`` (DETR) or ``preprocess.deimv2_resize``
+#: ``preprocess.deimv2_resize``
 Resize = Callable[[np.ndarray, int], tuple[np.ndarray, Geometry]]
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from lkd_perception.detection.clockdistill import (
     ClockDistiller,
     binary_kl,
     lcmd_loss,
+    lcmd_masks,
     target_queries,
 )
 from lkd_perception.detection.deimv2_train import (
@@ -28,7 +29,6 @@ from lkd_perception.detection.deimv2_train import (
     train_loop,
     with_input_size,
 )
-from lkd_perception.detection.distill import lcmd_masks
 from lkd_perception.detection.matcher import Targets
 from lkd_perception.detection.preprocess import deimv2_resize
 from lkd_perception.detection.train_data import batch, load_detection_data
