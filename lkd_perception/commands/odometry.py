@@ -1,7 +1,7 @@
 """``lkd odometry``, ``lkd evaluate odometry`` and ``lkd bench odometry``.
 
-``odometry`` runs :class:`LioPipeline` over a bag and writes the loop-corrected (map-frame)
-trajectory as TUM. ``evaluate odometry`` compares two TUM files (APE after SE(3) alignment,
+``odometry`` runs :func:`lkd_perception.odometry.on_bag.run_on_bag` and writes the
+loop-corrected (map-frame) trajectory as TUM. ``evaluate odometry`` compares two TUM files (APE after SE(3) alignment,
 RPE, KITTI-style drift) and can draw both. ``bench odometry`` runs
 :mod:`lkd_perception.odometry.bench` (ours and KISS-ICP on the same simulated scans).
 """
@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lkd_perception.commands import Command, emit_json, progress
+from lkd_perception.commands import Command, emit_json
 from lkd_perception.common.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -46,105 +46,35 @@ def _odometry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loops", help="JSON file listing the accepted loop closures (for evaluate --loops)")
 
 
-def _first_frame_id(bag: str, topic: str) -> str:
-    from lkd_perception.io.bag import read_messages
-
-    for _, _, msg in read_messages(bag, [topic]):
-        return str(msg.header.frame_id)
-    return ""
-
-
-def _bag_extrinsics(args: argparse.Namespace, cfg, topics: set[str], use_imu: bool):
-    """The config with the extrinsics this recording's ``/tf_static`` gives (through any chain
-    of frames); what the bag does not give stays from the config, with a warning."""
-    from dataclasses import replace
-
-    from lkd_perception.common.frames import TransformTree
-    from lkd_perception.io.bag import read_tf_static
-    from lkd_perception.odometry.config import extrinsic_list
-
-    tree = TransformTree()
-    if "/tf_static" in topics:
-        for tf in read_tf_static(args.bag):
-            tree.add(tf.parent, tf.child, tf.T)
-    else:
-        log.warning("%s has no /tf_static: extrinsics from the config (base_T_lidar %s, base_T_imu %s)",
-                    args.bag, cfg.base_T_lidar, cfg.base_T_imu)
-    wanted = [("base_T_lidar", args.lidar_frame or _first_frame_id(args.bag, args.lidar_topic))]
-    if use_imu:
-        wanted.append(("base_T_imu", args.imu_frame or _first_frame_id(args.bag, args.imu_topic)))
-    for key, frame in wanted:
-        T = tree.lookup(cfg.base_frame, frame) if frame else None
-        if T is not None:
-            cfg = replace(cfg, **{key: extrinsic_list(T)})
-            log.info("%s: %s <- %s from /tf_static", key, cfg.base_frame, frame)
-        elif len(tree):
-            log.warning("/tf_static does not connect %r and %r: %s from the config %s", cfg.base_frame, frame, key,
-                        getattr(cfg, key))
-    return cfg
-
-
 def _odometry_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    import numpy as np
-
-    from lkd_perception.io.bag import bag_info, read_clouds, read_imu
+    from lkd_perception.commands import counting_bar
     from lkd_perception.io.formats import write_tum
-    from lkd_perception.odometry.pipeline import LioPipeline, run_pipeline
+    from lkd_perception.odometry.on_bag import run_on_bag
 
     cfg = _load_config(args.config)
     if args.base_frame:
         cfg = replace(cfg, base_frame=args.base_frame)
-    info = bag_info(args.bag)
-    info.topic(args.lidar_topic)  # no LiDAR: a clear error listing the topics
-    topics = {t.name for t in info.topics}
-    use_imu = cfg.use_imu and not args.no_imu
-    if use_imu and args.imu_topic not in topics:
-        log.warning("%s has no IMU topic %s: LiDAR-only odometry (constant-velocity prediction)", args.bag,
-                    args.imu_topic)
-        use_imu = False
-    cfg = replace(_bag_extrinsics(args, cfg, topics, use_imu), use_imu=use_imu)
-    pipeline = LioPipeline(cfg)
-    if use_imu:
-        imu = read_imu(args.bag, args.imu_topic)
-        imu_arrays = (imu.stamps_ns, imu.gyro, imu.accel)
-    else:
-        imu_arrays = (np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)))
-    scans = progress(
-        read_clouds(args.bag, args.lidar_topic), "odometry", "scan", total=info.topic(args.lidar_topic).count
-    )
-    skipped = run_pipeline(pipeline, scans, *imu_arrays)
-    stamps, poses = pipeline.map_trajectory()
-    write_tum(args.out, stamps, poses)
+    with counting_bar("odometry", "scan") as bar:
+        run = run_on_bag(args.bag, cfg, args.lidar_topic, args.imu_topic, not args.no_imu, args.lidar_frame,
+                         args.imu_frame, on_progress=bar)
+    write_tum(args.out, run.stamps_ns, run.poses)
     if args.loops:
-        kf_stamp = pipeline.backend.keyframes.stamps
-        emit_json(
-            [
-                {
-                    "from_stamp_ns": int(kf_stamp[lc.from_id]),
-                    "to_stamp_ns": int(kf_stamp[lc.to_id]),
-                    "rmse_m": lc.rmse,
-                    "overlap": lc.overlap,
-                    "bev_inliers": lc.bev_inliers,
-                }
-                for lc in pipeline.loop_closures
-            ],
-            args.loops,
-        )
+        emit_json(run.loops, args.loops)
     emit_json(
         {
-            "poses": int(len(stamps)),
-            "skipped_scans": skipped,
-            "loop_closures": len(pipeline.loop_closures),
-            "imu": use_imu,
-            "base_T_lidar": cfg.base_T_lidar,
-            "base_T_imu": cfg.base_T_imu,
+            "poses": int(len(run.stamps_ns)),
+            "skipped_scans": run.skipped_scans,
+            "loop_closures": len(run.loops),
+            "imu": run.config.use_imu,
+            "base_T_lidar": run.config.base_T_lidar,
+            "base_T_imu": run.config.base_T_imu,
             "out": args.out,
         },
         None,
     )
-    return 0 if len(stamps) else 2
+    return 0 if len(run.stamps_ns) else 2
 
 
 # --- lkd evaluate odometry ---------------------------------------------------------------------
