@@ -165,6 +165,13 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
     else:
         metrics["odometry"] = {"skipped": f"no {topics.ODOMETRY.path} in the recording or no gt/trajectory.tum"}
 
+    metrics["nodes"] = node_metrics(run, input_counts)
+    return metrics
+
+
+def node_metrics(run: RecordedRun, input_counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """Per node that published: its results, their latency, the fraction of its inputs it
+    answered (given the bag's ``input_counts``) and its last health report. Needs no ground truth."""
     nodes: dict[str, Any] = {}
     for node, (out_topic, in_topic) in NODE_IO.items():
         n_out = run.counts.get(out_topic, 0)
@@ -181,8 +188,7 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
         if diag:
             entry["diagnostics"] = diag
         nodes[node] = entry
-    metrics["nodes"] = nodes
-    return metrics
+    return nodes
 
 
 # -- plots ------------------------------------------------------------------------------------

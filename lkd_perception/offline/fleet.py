@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from lkd_perception import __version__
 from lkd_perception.common.errors import InputError
 
@@ -158,7 +156,7 @@ def evaluate_bag(job: BagJob, capabilities: str, config: str) -> dict[str, Any]:
 def _evaluate(job: BagJob, capabilities: str, config: str, out: Path) -> dict[str, Any]:
     from lkd_perception.eval.fleet import bag_row
     from lkd_perception.eval.outputs import read_recorded_run
-    from lkd_perception.eval.report import NODE_IO, _latency_stats, evaluate_run, write_report
+    from lkd_perception.eval.report import evaluate_run, node_metrics, write_report
     from lkd_perception.io.bag import bag_info
     from lkd_perception.offline.runner import run_bag
 
@@ -169,11 +167,7 @@ def _evaluate(job: BagJob, capabilities: str, config: str, out: Path) -> dict[st
         metrics = evaluate_run(run, job.gt, input_counts)
         metrics["has_gt"] = True
     else:  # what needs no ground truth: the node entries of evaluate_run
-        metrics = {"has_gt": False, "nodes": {}}
-        for node, (topic, in_topic) in NODE_IO.items():
-            if run.counts.get(topic):
-                metrics["nodes"][node] = {"outputs": run.counts[topic], "inputs": input_counts.get(in_topic),
-                                          "latency": _latency_stats(run.latencies_ms.get(topic, np.zeros(0)))}
+        metrics = {"has_gt": False, "nodes": node_metrics(run, input_counts)}
     report = write_report(metrics, run, job.gt or out / "no_ground_truth", job.bag, out / "report")
     row = bag_row(job.name, result.to_dict(), run, metrics)
     row["report"] = str(report.relative_to(out.parent.parent))
