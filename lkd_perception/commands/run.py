@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lkd_perception.commands import Command, counting_bar, emit_json
+from lkd_perception.io.topics import IMAGE, IMU, LIDAR
 
 
 def _add(p: argparse.ArgumentParser) -> None:
@@ -18,9 +19,9 @@ def _add(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--capabilities", default="all", help="comma-separated: detection, lines, odometry (default all)")
     p.add_argument("--config", default=None, help="the nodes' parameter file (default config/vehicle.yaml)")
-    p.add_argument("--image-topic", default="/camera/image_raw", help="camera images in the bag")
-    p.add_argument("--lidar-topic", default="/lidar/points", help="LiDAR point clouds in the bag")
-    p.add_argument("--imu-topic", default="/imu/data", help="IMU samples in the bag")
+    p.add_argument("--image-topic", default=IMAGE.path, help="camera images in the bag")
+    p.add_argument("--lidar-topic", default=LIDAR.path, help="LiDAR point clouds in the bag")
+    p.add_argument("--imu-topic", default=IMU.path, help="IMU samples in the bag")
 
 
 def _run(args: argparse.Namespace) -> int:

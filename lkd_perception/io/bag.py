@@ -32,6 +32,7 @@ from lkd_perception.io.codecs import (
     image_to_rgb_array,
 )
 from lkd_perception.io.imu_series import ImuSeries
+from lkd_perception.io.topics import IMAGE, IMU, LIDAR, TF_STATIC
 from lkd_perception.io.typestore import build_message, typestore
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ class BagWriter:
             }, int(ns), SENSOR_QOS)
 
     def write_tf_static(self, stamp_ns: int, transforms: Sequence[tuple[str, str, np.ndarray]],
-                        topic: str = "/tf_static") -> None:
+                        topic: str = TF_STATIC.path) -> None:
         """``tf2_msgs/TFMessage`` of (parent, child, T_parent_child) on the latched static topic."""
         self.write(topic, "tf2_msgs/msg/TFMessage",
                    {"transforms": [transform_fields(stamp_ns, p, c, T) for p, c, T in transforms]},
@@ -321,14 +322,14 @@ def rgb_of(msg: Any) -> np.ndarray:
     return image_to_rgb_array(arr, msg.encoding)
 
 
-def read_images(path: str | Path, topic: str = "/camera/image_raw") -> Iterator[tuple[int, np.ndarray]]:
+def read_images(path: str | Path, topic: str = IMAGE.path) -> Iterator[tuple[int, np.ndarray]]:
     """(header stamp ns, (H, W, 3) uint8 RGB) for each image on ``topic`` (raw or compressed;
     ``<topic>/compressed`` is read when only that is recorded)."""
     for _, _, msg in read_messages(path, [image_topic_in(bag_info(path), topic)]):
         yield stamp_ns(msg), rgb_of(msg)
 
 
-def read_clouds(path: str | Path, topic: str = "/lidar/points") -> Iterator[tuple[int, Cloud]]:
+def read_clouds(path: str | Path, topic: str = LIDAR.path) -> Iterator[tuple[int, Cloud]]:
     """(header stamp ns, :class:`Cloud`) for each PointCloud2 on ``topic``."""
     for _, _, msg in read_messages(path, [topic]):
         ns = stamp_ns(msg)
@@ -336,7 +337,7 @@ def read_clouds(path: str | Path, topic: str = "/lidar/points") -> Iterator[tupl
                                      msg.height, msg.is_bigendian, stamp_s=ns * 1e-9)
 
 
-def read_imu(path: str | Path, topic: str = "/imu/data") -> ImuSeries:
+def read_imu(path: str | Path, topic: str = IMU.path) -> ImuSeries:
     """All IMU samples on ``topic`` as arrays (header stamps)."""
     stamps, gyro, accel = [], [], []
     frame = "imu"
@@ -359,7 +360,7 @@ class StaticTransform:
     T: np.ndarray
 
 
-def read_tf_static(path: str | Path, topic: str = "/tf_static") -> list[StaticTransform]:
+def read_tf_static(path: str | Path, topic: str = TF_STATIC.path) -> list[StaticTransform]:
     """All static transforms of a bag (later messages override earlier ones per child)."""
     out: dict[str, StaticTransform] = {}
     for _, _, msg in read_messages(path, [topic]):

@@ -33,6 +33,7 @@ class Topic:
 
 # -- inputs ------------------------------------------------------------------------------------
 IMAGE = Topic("camera/image_raw", "sensor_msgs/msg/Image")
+CAMERA_INFO = Topic("camera/camera_info", "sensor_msgs/msg/CameraInfo")  # recorded beside the images; no node reads it
 LIDAR = Topic("lidar/points", "sensor_msgs/msg/PointCloud2")
 IMU = Topic("imu/data", "sensor_msgs/msg/Imu")
 TF_STATIC = Topic("/tf_static", "tf2_msgs/msg/TFMessage")  # latched extrinsics, read by the odometry

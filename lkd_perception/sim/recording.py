@@ -18,6 +18,7 @@ import yaml
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.common.timing import Stopwatch, peak_rss_mb
+from lkd_perception.io import topics
 from lkd_perception.io.bag import BagWriter
 from lkd_perception.io.formats import coco_document, write_json, write_lines, write_tum
 from lkd_perception.io.imu_series import ImuSeries
@@ -25,11 +26,12 @@ from lkd_perception.sim.config import SimConfig
 from lkd_perception.sim.drive import START_NS, DriveSimulator, to_ns
 from lkd_perception.sim.world import CATEGORIES
 
-TOPIC_IMAGE = "/camera/image_raw"
-TOPIC_CAMERA_INFO = "/camera/camera_info"
-TOPIC_POINTS = "/lidar/points"
-TOPIC_IMU = "/imu/data"
-TOPIC_TF_STATIC = "/tf_static"
+# the bag's topics are the nodes' inputs (un-namespaced), so a replay feeds them without remapping
+TOPIC_IMAGE = topics.IMAGE.path
+TOPIC_CAMERA_INFO = topics.CAMERA_INFO.path
+TOPIC_POINTS = topics.LIDAR.path
+TOPIC_IMU = topics.IMU.path
+TOPIC_TF_STATIC = topics.TF_STATIC.path
 
 
 @dataclass(frozen=True)
