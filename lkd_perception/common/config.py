@@ -15,12 +15,13 @@ the field still share one name.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -234,6 +235,18 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def updated(cfg: T, changes: Mapping[str, Any]) -> T:
     """A copy of ``cfg`` with some settings changed, given by dotted name; checked like :func:`from_dict`."""
     return from_dict(type(cfg), {**flatten(to_dict(cfg)), **flatten(changes)})
+
+
+def unknown_settings(given: Iterable[str], known: Iterable[str]) -> dict[str, str | None]:
+    """Each given name that is not a known setting, with the closest known name (or None).
+
+    rcl drops a parameter no node declares without a word, so a typo or a name renamed since
+    (``loop_min_age_s`` is ``loop.min_age_s`` now) would leave a setting at its default unseen;
+    the nodes log these with the suggestion.
+    """
+    known = sorted(set(known))
+    return {name: next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)
+            for name in sorted(set(given) - set(known))}
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from lkd_perception.common.config import ParamSpec, coerce_value, describe, from_dict, param, updated
+from lkd_perception.common.config import ParamSpec, coerce_value, describe, from_dict, param, unknown_settings, updated
 from lkd_perception.common.errors import ConfigError, LkdError
 from lkd_perception.common.heap import can_release_free_heap, release_free_heap
 from lkd_perception.io.topics import IMAGE
@@ -242,10 +242,21 @@ class LkdNode(LifecycleNode, metaclass=_StartsAfterConstruction):
         self.release()
 
     def _autostart(self) -> None:
+        self._warn_unknown_parameters()
         if self.io_config.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     # -- parameters ---------------------------------------------------------------------------
+    def _warn_unknown_parameters(self) -> None:
+        """Say which parameters the file or command line set that this node does not have (rcl
+        drops them silently: a typo, or a name from before a rename, would leave its default)."""
+        given = [n for n in self._parameter_overrides if not n.startswith("qos_overrides.")]
+        self.unknown_parameters = unknown_settings(given, self._parameters)
+        for name, close in self.unknown_parameters.items():
+            hint = f"; did you mean {close!r}?" if close else ""
+            self.get_logger().warning(f"parameter {name!r} is not a parameter of this node and is ignored{hint} "
+                                      f"(`lkd config defaults` lists every parameter)")
+
     def declare_config(self, cls: type[C], on_change: Callable[[C], None] | None = None) -> C:
         """Declare one parameter per field of ``cls`` and return the validated config.
 

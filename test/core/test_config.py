@@ -15,6 +15,7 @@ from lkd_perception.common.config import (
     section,
     sections,
     to_dict,
+    unknown_settings,
     updated,
 )
 from lkd_perception.common.errors import ConfigError
@@ -116,3 +117,10 @@ def test_node_parameters_name_nested_settings_as_rcl_does(tmp_path):
     params = node_parameters(load_yaml(f), "node_a")
     assert params == {"loop.min_inliers": 7, "loop.kernel": "none"}  # per parameter, the later section wins
     assert from_dict(Outer, params).loop == Inner(7, "none")
+
+
+def test_unknown_settings_suggest_the_renamed_or_misspelt_name():
+    known = ["loop.min_age_s", "loop.search_radius", "voxel_size"]
+    assert unknown_settings(["loop_min_age_s", "voxel_size", "voxle_size", "colour"], known) == {
+        "colour": None, "loop_min_age_s": "loop.min_age_s", "voxle_size": "voxel_size"}
+    assert unknown_settings(known, known) == {}

@@ -122,3 +122,14 @@ def test_nodes_return_freed_heap_on_a_steady_timer(ros_ctx, monkeypatch):
     finally:
         node.destroy_node()
         off.destroy_node()
+
+
+def test_a_parameter_the_node_does_not_have_is_named_with_the_closest_one(ros_ctx):
+    """rcl drops an undeclared parameter silently; the node names it, with the likely intended one."""
+    node = EchoNode(context=ros_ctx, parameter_overrides=[Parameter("gian", value=2.0), Parameter("label", value="b"),
+                                                          Parameter("completely_unrelated", value=1)])
+    try:
+        assert node.unknown_parameters == {"gian": "gain", "completely_unrelated": None}
+        assert node.cfg.gain == 2.0  # the default: the misspelt value did not reach the setting
+    finally:
+        node.destroy_node()
