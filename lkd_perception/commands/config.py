@@ -48,7 +48,7 @@ PROFILES = {
 
 def render(profile: str = "vehicle") -> str:
     """The YAML text of a profile: ``/**`` with the common node settings, then one section per node."""
-    from lkd_perception.nodes.base import NodeIOConfig
+    from lkd_perception.common.node_io import NodeIOConfig
     from lkd_perception.nodes.graph import GRAPH, config_class
 
     _file, title, overrides = PROFILES[profile]

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _load_config(path: str | None):
-    from lkd_perception.common.config import from_dict, load_yaml, node_parameters
+    from lkd_perception.common.config import load_yaml, node_parameters
+    from lkd_perception.common.node_io import node_settings
     from lkd_perception.odometry.config import OdometryConfig
 
     if not path:
@@ -29,7 +30,7 @@ def _load_config(path: str | None):
     data = load_yaml(path)
     params_file = any(isinstance(v, dict) and "ros__parameters" in v for v in data.values())
     values = node_parameters(data, "lidar_odometry_node") if params_file else data
-    return from_dict(OdometryConfig, values, strict=False)
+    return node_settings(OdometryConfig, values, "lidar_odometry_node", path)
 
 
 # --- lkd odometry ------------------------------------------------------------------------------

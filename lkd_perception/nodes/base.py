@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 import rclpy
@@ -23,9 +22,10 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from lkd_perception.common.config import ParamSpec, coerce_value, describe, from_dict, param, unknown_settings, updated
+from lkd_perception.common.config import ParamSpec, coerce_value, describe, from_dict, unknown_settings, updated
 from lkd_perception.common.errors import ConfigError, LkdError
 from lkd_perception.common.heap import can_release_free_heap, release_free_heap
+from lkd_perception.common.node_io import NodeIOConfig
 from lkd_perception.io.topics import IMAGE
 from lkd_perception.nodes import qos as qos_profiles
 from lkd_perception.nodes.dds import explain_node_error, use_dds_profile
@@ -35,25 +35,6 @@ C = TypeVar("C")
 
 _INT_MAX = 2**62
 _FLOAT_MAX = sys.float_info.max
-
-
-@dataclass(frozen=True)
-class NodeIOConfig:
-    """Settings every node has: how it subscribes to sensors and how often it reports health."""
-
-    sensor_qos_reliability: str = param(
-        "best_effort", "Reliability of sensor subscriptions", choices=("best_effort", "reliable"), read_only=True
-    )
-    sensor_qos_depth: int = param(1, "Queue depth of sensor subscriptions", lo=1, hi=1000, read_only=True)
-    diagnostics_period_s: float = param(1.0, "Period of /diagnostics reports (s)", lo=0.05, hi=60.0, read_only=True)
-    heap_trim_period_s: float = param(
-        10.0, "Period of giving freed heap memory back to the OS (s, glibc only; 0 = never)",
-        lo=0.0, hi=3600.0, read_only=True,
-    )
-    autostart: bool = param(
-        True, "Configure and activate at start-up; false: wait for lifecycle transitions (ros2 lifecycle set, "
-        "a lifecycle manager)", read_only=True,
-    )
 
 
 def _ros_type(spec: ParamSpec) -> int:

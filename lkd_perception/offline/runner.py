@@ -29,9 +29,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lkd_perception import __version__
-from lkd_perception.common.config import from_dict, load_yaml, node_parameters
+from lkd_perception.common.config import load_yaml, node_parameters
 from lkd_perception.common.errors import InputError, LkdError
 from lkd_perception.common.frames import TransformTree
+from lkd_perception.common.node_io import node_settings
 from lkd_perception.common.se3 import make_pose, matrix_from_quat
 from lkd_perception.io import messages as M
 from lkd_perception.io.bag import RELIABLE_QOS, BagWriter, bag_info, image_topic_in, read_messages, rgb_of, stamp_ns
@@ -73,9 +74,8 @@ def node_configs(config_path: str | Path | None, capabilities: str | Sequence[st
     path = Path(config_path) if config_path else default_config_path()
     params_file = load_yaml(path)
     classes = config_classes()
-    # other keys in a node's sections (sensor QoS, diagnostics period, use_sim_time) belong to the
-    # node's I/O, which an offline run does not have
-    return {spec.name: from_dict(classes[spec.name], node_parameters(params_file, spec.name), strict=False)
+    # the node's I/O settings (sensor QoS, diagnostics period, use_sim_time) are not used offline
+    return {spec.name: node_settings(classes[spec.name], node_parameters(params_file, spec.name), spec.name, str(path))
             for spec in select(capabilities)}
 
 

@@ -72,3 +72,17 @@ def test_bag_of_compressed_frames_is_read_by_its_base_topic(tmp_path):
     for node in ("detector_node", "line_node"):
         t = r.tasks[node]
         assert t["inputs"] == t["outputs"] == 6 and t["warnings"] == 0, (node, t)  # 0.5 s at 10 Hz, from t=0
+
+
+def test_a_setting_no_node_has_is_named_with_the_closest_one(tmp_path, caplog):
+    """The offline run reads the parameter file as the nodes do, and says what they would ignore."""
+    from lkd_perception.offline.runner import node_configs
+
+    path = tmp_path / "params.yaml"
+    path.write_text("/**/lidar_odometry_node:\n  ros__parameters:\n    loop_min_age_s: 3.0\n    sensor_qos_depth: 5\n"
+                    "    use_sim_time: true\n")
+    with caplog.at_level("WARNING"):
+        cfg = node_configs(path, "odometry")["lidar_odometry_node"]
+    assert cfg.loop.min_age_s != 3.0  # the old flat name did not reach the setting
+    warned = [r.getMessage() for r in caplog.records if "is not a parameter" in r.getMessage()]
+    assert len(warned) == 1 and "loop_min_age_s" in warned[0] and "'loop.min_age_s'" in warned[0], warned

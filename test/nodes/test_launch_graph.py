@@ -14,8 +14,8 @@ import types
 from pathlib import Path
 
 from lkd_perception.common.config import describe, flatten, from_dict, load_yaml, node_parameters
+from lkd_perception.common.node_io import NodeIOConfig
 from lkd_perception.nodes import run_all
-from lkd_perception.nodes.base import NodeIOConfig
 from lkd_perception.nodes.dds import dds_environment
 from lkd_perception.nodes.graph import GRAPH, config_class, default_config_path, remappings
 
