@@ -16,6 +16,7 @@ from typing import Any
 
 from lkd_perception.commands import Command, emit_json
 from lkd_perception.common.errors import InputError
+from lkd_perception.io import topics
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ def _odometry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bag", help="ROS 2 bag (mcap or sqlite3 folder/file)")
     p.add_argument("--out", required=True, help="TUM trajectory to write (map frame, loop-corrected)")
     p.add_argument("--config", help="YAML with OdometryConfig keys (or a ROS 2 parameter file)")
-    p.add_argument("--lidar-topic", default="/lidar/points", help="PointCloud2 topic of the LiDAR")
-    p.add_argument("--imu-topic", default="/imu/data", help="absent from the bag: LiDAR-only, with a warning")
+    p.add_argument("--lidar-topic", default=topics.LIDAR.path, help="PointCloud2 topic of the LiDAR")
+    p.add_argument("--imu-topic", default=topics.IMU.path, help="absent from the bag: LiDAR-only, with a warning")
     p.add_argument("--no-imu", action="store_true", help="LiDAR-only even when the bag has the IMU topic")
     p.add_argument("--base-frame", help="vehicle body frame (default: the config's base_frame)")
     p.add_argument("--lidar-frame", help="LiDAR frame looked up in /tf_static (default: the clouds' frame_id)")

@@ -98,14 +98,14 @@ def evaluate_run(run: RecordedRun, gt_dir: str | Path, input_counts: dict[str, i
     """All metrics of one replay. Capabilities whose outputs are absent are reported as such."""
     from lkd_perception.eval.detection import evaluate_detections
     from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
-    from lkd_perception.io.formats import read_lines
+    from lkd_perception.io.formats import read_coco, read_lines
 
     gt = Path(gt_dir)
     if not gt.is_dir():
         raise InputError(f"ground-truth folder not found: {gt}")
     metrics: dict[str, Any] = {}
     coco_path = gt / "detections.json"
-    gt_coco = json.loads(coco_path.read_text()) if coco_path.is_file() else {"images": [], "categories": []}
+    gt_coco = read_coco(coco_path) if coco_path.is_file() else {"images": [], "categories": [], "annotations": []}
 
     if run.detections:
         preds = detection_results(run, gt_coco)

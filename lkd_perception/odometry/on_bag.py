@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lkd_perception.common.frames import TransformTree
+from lkd_perception.io import topics as topic_table
 from lkd_perception.io.bag import bag_info, read_clouds, read_imu, read_messages, read_tf_static
 from lkd_perception.odometry.config import OdometryConfig, extrinsic_list
 from lkd_perception.odometry.pipeline import LioPipeline, run_pipeline
@@ -37,8 +38,8 @@ class BagOdometry:
 def run_on_bag(
     bag: str,
     config: OdometryConfig,
-    lidar_topic: str = "/lidar/points",
-    imu_topic: str = "/imu/data",
+    lidar_topic: str = topic_table.LIDAR.path,
+    imu_topic: str = topic_table.IMU.path,
     use_imu: bool = True,
     lidar_frame: str | None = None,
     imu_frame: str | None = None,
@@ -101,7 +102,7 @@ def _extrinsics_from_bag(
     """The config with the extrinsics (``base_T_lidar``, ``base_T_imu``: the frame of each) this
     recording's ``/tf_static`` gives; what it does not give stays from the config, with a warning."""
     tree = TransformTree()
-    if "/tf_static" in topics:
+    if topic_table.TF_STATIC.path in topics:
         for tf in read_tf_static(bag):
             tree.add(tf.parent, tf.child, tf.T)
     else:

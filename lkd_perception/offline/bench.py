@@ -55,7 +55,7 @@ def bench_fleet(work: str | Path, bags: int = 4, seconds: float = 60.0, workers:
                 log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     import ray
 
-    from lkd_perception.eval.fleet import result_table
+    from lkd_perception.eval.fleet import is_ok, result_table
     from lkd_perception.nodes.graph import default_config_path
     from lkd_perception.offline.fleet import run_fleet
     from lkd_perception.offline.runner import run_bag
@@ -97,7 +97,7 @@ def bench_fleet(work: str | Path, bags: int = 4, seconds: float = 60.0, workers:
             wall = time.perf_counter() - t0
         finally:
             ray.shutdown()
-        failed = [r["bag"] for r in f.rows if r.get("status") != "ok"]
+        failed = [r["bag"] for r in f.rows if not is_ok(r)]
         tables[n] = result_table(f.rows)
         result["runs"][str(n)] = {
             "workers": n,

@@ -212,13 +212,15 @@ def run_fleet(
         gt = find_gt(bag, name, gt_root)
         jobs.append(BagJob(name, str(bag.resolve()), str(gt.resolve()) if gt else None, str(out / "bags" / name),
                            signature(software, config_text, capabilities, bag, gt)))
+    from lkd_perception.eval.fleet import is_ok
+
     rows: dict[str, dict[str, Any]] = {}
     skipped = []
     for j in jobs:
         done = Path(j.out) / "row.json"
         if not force and done.is_file():
             row = json.loads(done.read_text())
-            if row.get("signature") == j.signature and row.get("status") == "ok":
+            if row.get("signature") == j.signature and is_ok(row):
                 rows[j.name] = row
                 skipped.append(j.name)
     todo = [j for j in jobs if j.name not in rows]
