@@ -7,8 +7,8 @@ import pytest
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.detection.nms import batched_nms, box_iou_matrix, nms
-from lkd_perception.detection.postprocess import decode_detr, decode_yolo, detections_to_coco
-from lkd_perception.detection.preprocess import check_rgb, letterbox, plain_resize
+from lkd_perception.detection.postprocess import decode_yolo, detections_to_coco
+from lkd_perception.detection.preprocess import check_rgb, letterbox
 
 
 def test_iou_matrix():
@@ -47,8 +47,6 @@ def test_letterbox_geometry_round_trip():
     box = np.array([[20.0, 10.0, 120.0, 90.0]])
     in_tensor = box * 0.32 + np.array([0, 16, 0, 16])
     np.testing.assert_allclose(g.to_original(in_tensor), box, atol=1e-4)
-    _, g2 = plain_resize(img, 64)
-    np.testing.assert_allclose(g2.to_original(np.array([[0, 0, 64, 64.0]])), [[0, 0, 200, 100]])
 
 
 def test_check_rgb_rejects_bad_images():
@@ -75,12 +73,3 @@ def test_decode_yolo_thresholds_nms_and_maps_back():
     assert coco[0]["category_id"] == 9 and coco[0]["image_id"] == 7
     assert coco[0]["bbox"][2] == pytest.approx(16 / 0.32, rel=1e-5)
 
-
-def test_decode_detr_ranks_query_class_pairs():
-    _, g = plain_resize(np.zeros((100, 200, 3), np.uint8), 64)
-    boxes = np.array([[0.5, 0.5, 0.2, 0.4], [0.25, 0.25, 0.1, 0.1]], np.float32)
-    scores = np.array([[0.1, 0.8, 0.05], [0.7, 0.02, 0.3]], np.float32)
-    det = decode_detr(boxes, scores, g, ("a", "b", "c"), conf_threshold=0.25, max_detections=10)
-    assert det.labels == ["b", "a", "c"]
-    np.testing.assert_allclose(det.boxes_xyxy[0], [80, 30, 120, 70], atol=1e-4)
-    assert len(decode_detr(boxes, scores, g, ("a", "b", "c"), 0.25, max_detections=1)) == 1
