@@ -356,22 +356,10 @@ class LioPipeline:
         :data:`POOR_RESET` poor scans in a row the scene itself has changed (open ground after
         streets): the fit is accepted and becomes the new reference.
         """
-        c = self.config
         self._last_fit = None
 
         def run(initial: np.ndarray, widen: float = 1.0) -> RegistrationResult:
-            return register(
-                source,
-                self.map,
-                initial,
-                c.max_correspondence_distance * widen,
-                c.max_iterations,
-                c.convergence,
-                bev=bev_rows,
-                bev_weight=c.bev_weight,
-                prior_weight=c.prior_weight,
-                motion=motion,
-            )
+            return self._fit_to_map(source, initial, motion, bev_rows, widen)
 
         def better(a: RegistrationResult, b: RegistrationResult, overlap_gain: float, rmse_ratio: float) -> bool:
             return a.overlap > b.overlap + overlap_gain or (
@@ -427,6 +415,15 @@ class LioPipeline:
         detail = f"{best.iterations} it, overlap {best.overlap:.2f}, rmse {best.rmse:.3f} m{how}"
         return best.pose, best.overlap, OdometryHealth.OK, detail, True
 
+    def _fit_to_map(self, source: np.ndarray, initial: np.ndarray, motion: ScanMotion | None,
+                  bev_rows: BevRows | None, widen: float = 1.0) -> RegistrationResult:
+        """One registration of ``source`` against the local map from ``initial``, with the
+        configured solver settings (``widen`` scales the correspondence distance: coarse-to-fine)."""
+        c = self.config
+        return register(source, self.map, initial, c.max_correspondence_distance * widen, c.max_iterations,
+                        c.convergence, bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight,
+                        motion=motion)
+
     def _rebuild_first_map(self, twist: Twist) -> np.ndarray:
         """The map from the first scan deskewed with ``twist`` (its motion is known only from the second)."""
         c = self.config
@@ -442,21 +439,9 @@ class LioPipeline:
         """Register the second scan again against the first scan deskewed with the motion just
         estimated. The first registration ran against a first scan smeared by the whole sweep's
         motion (unknown then): on a real Ouster clip at 2.5 m/s it found 0.165 m for a 0.25 m step."""
-        c = self.config
         for _ in range(2):
             self._rebuild_first_map(motion.twist(pose))
-            fit = register(
-                source,
-                self.map,
-                pose,
-                c.max_correspondence_distance,
-                c.max_iterations,
-                c.convergence,
-                bev=bev_rows,
-                bev_weight=c.bev_weight,
-                prior_weight=c.prior_weight,
-                motion=motion,
-            )
+            fit = self._fit_to_map(source, pose, motion, bev_rows)
             pose, self._last_fit = fit.pose, fit
         return pose
 

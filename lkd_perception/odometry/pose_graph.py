@@ -201,16 +201,22 @@ class PoseGraph:
         if relinearize_all and not consistent and any(b.robust != "none" for b in self._betweens):
             self.global_solves += 1
             estimate = self._solve_gnc(estimate)
-            graph = gtsam.NonlinearFactorGraph()
-            for f in self._priors:
-                graph.add(f)
-            for i, b in enumerate(self._betweens):
-                if i not in self._rejected:
-                    graph.add(b.factor(with_kernel=True))
+            graph = self._active_graph()
             self._isam = gtsam.ISAM2(self._params)
             self._isam.update(graph, estimate)
             estimate = self._isam.calculateEstimate()
         self._estimate = estimate
+
+    def _active_graph(self) -> gtsam.NonlinearFactorGraph:
+        """Every prior and every between factor not rejected as an outlier, robust kernels on: the
+        graph a rebuilt iSAM2 starts from."""
+        graph = gtsam.NonlinearFactorGraph()
+        for f in self._priors:
+            graph.add(f)
+        for i, b in enumerate(self._betweens):
+            if i not in self._rejected:
+                graph.add(b.factor(with_kernel=True))
+        return graph
 
     def _restart(self, new_values: gtsam.Values, exc: RuntimeError) -> gtsam.Values:
         """Rebuild iSAM2 after an update that failed.
@@ -231,12 +237,7 @@ class PoseGraph:
             for key in self._estimate.keys():
                 if not values.exists(key):
                     values.insert(key, self._estimate.atPose3(key))
-        graph = gtsam.NonlinearFactorGraph()
-        for f in self._priors:
-            graph.add(f)
-        for i, b in enumerate(self._betweens):
-            if i not in self._rejected:
-                graph.add(b.factor(with_kernel=True))
+        graph = self._active_graph()
         try:
             self._isam = gtsam.ISAM2(self._params)
             self._isam.update(graph, values)
@@ -337,12 +338,7 @@ class PoseGraph:
         for k in self._keys:
             if k not in self._retired:
                 values.insert(gtsam.symbol_shorthand.X(k), self._estimate.atPose3(gtsam.symbol_shorthand.X(k)))
-        graph = gtsam.NonlinearFactorGraph()
-        for f in self._priors:
-            graph.add(f)
-        for i, b in enumerate(self._betweens):
-            if i not in self._rejected:
-                graph.add(b.factor(with_kernel=True))
+        graph = self._active_graph()
         self._isam = gtsam.ISAM2(self._params)
         self._isam.update(graph, values)
         self._estimate = self._isam.calculateEstimate()
