@@ -57,15 +57,10 @@ class CameraFrame:
 
 
 @dataclass(frozen=True)
-class Extrinsics:
-    """Sensor mounting (``T_base_<sensor>``), camera intrinsics and the IMU noise model."""
+class Extrinsics(Rig):
+    """The rig (sensor mounting ``T_base_<sensor>``, camera intrinsics) and the IMU noise model:
+    what a drive's ground truth records about its vehicle."""
 
-    T_base_lidar: np.ndarray
-    T_base_camera: np.ndarray
-    T_base_imu: np.ndarray
-    K: np.ndarray
-    width: int
-    height: int
     imu_noise: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
