@@ -3,7 +3,8 @@
 ``odometry`` runs :func:`lkd_perception.odometry.on_bag.run_on_bag` and writes the
 loop-corrected (map-frame) trajectory as TUM. ``evaluate odometry`` compares two TUM files (APE after SE(3) alignment,
 RPE, KITTI-style drift) and can draw both. ``bench odometry`` runs
-:mod:`lkd_perception.odometry.bench` (ours and KISS-ICP on the same simulated scans).
+:mod:`lkd_perception.odometry.bench` (ours and KISS-ICP on the same simulated scans);
+``bench odometry-memory`` runs :mod:`lkd_perception.odometry.long_drive`.
 """
 
 from __future__ import annotations
@@ -192,6 +193,45 @@ def _bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- lkd bench odometry-memory -----------------------------------------------------------------
+def _memory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--minutes", type=float, default=10.0, help="simulated minutes of driving")
+    p.add_argument("--scenario", default="loop", help="simulated drive (laps repeat)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--windows", default="0,100",
+                   help="keyframe.graph_window values compared side by side, comma-separated (0: unbounded graph)")
+    p.add_argument("--segment", type=float, default=60.0, help="simulated seconds between samples")
+    p.add_argument("--warmup", type=float, default=300.0, help="simulated seconds before memory growth is measured")
+    p.add_argument("--out", help="JSON file, rewritten after every segment (default stdout at the end)")
+
+
+def _memory_run(args: argparse.Namespace) -> int:
+    import sys
+
+    from lkd_perception.odometry.long_drive import LongDriveSettings, run_long_drive
+
+    try:
+        windows = tuple(int(w) for w in args.windows.split(",") if w.strip())
+    except ValueError as exc:
+        raise InputError(f"--windows: {exc}") from exc
+    settings = LongDriveSettings(args.scenario, args.minutes, args.seed, windows, args.segment, args.warmup)
+    partial: dict[int, list[dict[str, Any]]] = {w: [] for w in windows}
+
+    def on_segment(window: int, seg: dict[str, Any]) -> None:
+        partial[window].append(seg)
+        print(f"window {window:4d}  {seg['sim_s']:7.0f} s  RSS {seg['rss_mb']:7.1f} MB  {seg['keyframes']:5d} kf  "
+              f"{seg['graph_factors']:5d} factors  {seg['scans_per_cpu_s']:5.1f} scans/cpu-s", file=sys.stderr)
+        if args.out:
+            emit_json({"settings": asdict(settings), "partial": True,
+                       "runs": [{"graph_window": w, "segments": s} for w, s in partial.items()]}, args.out)
+
+    result = run_long_drive(settings, on_segment)
+    emit_json(result, args.out)
+    for run in result["runs"]:
+        print(f"window {run['graph_window']}: {run['summary']}", file=sys.stderr)
+    return 0 if all("error" not in run["summary"] for run in result["runs"]) else 1
+
+
 # --- lkd train bev-descriptor -------------------------------------------------------------------
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="models/bev_descriptor.onnx", help="ONNX file to write")
@@ -258,5 +298,12 @@ COMMANDS = [
         _bench_args,
         _bench_run,
         example="lkd bench odometry --out runs/bench/odometry.json",
+    ),
+    Command(
+        ("bench", "odometry-memory"),
+        "memory and scans per CPU-second of the odometry over a long simulated drive, graph windows side by side",
+        _memory_args,
+        _memory_run,
+        example="lkd bench odometry-memory --minutes 30 --out runs/bench/odometry_memory.json",
     ),
 ]

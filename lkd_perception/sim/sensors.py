@@ -83,17 +83,43 @@ def simulate_imu(traj: Trajectory, rig: Rig, cfg: SimConfig, rng: np.random.Gene
     Sample k is at simulation time ``t_start + k / rate``, stamped ``stamp0_ns`` + that time."""
     dt = 1.0 / cfg.imu_rate_hz
     n = int(np.floor((traj.t_end - traj.t_start) / dt + 1e-9)) + 1
-    t = traj.t_start + np.arange(n) * dt
-    stamps_ns = stamp0_ns + np.round(t * 1e9).astype(np.int64)
-    gyro, accel = imu_kinematics(traj, rig.T_base_imu, t)
-    bg = np.tile(rng.normal(0.0, cfg.gyro_bias_init, 3), (n, 1))
-    ba = np.tile(rng.normal(0.0, cfg.accel_bias_init, 3), (n, 1))
-    if cfg.imu_noise:
-        bg = bg + np.cumsum(rng.normal(0.0, cfg.gyro_bias_walk * np.sqrt(dt), (n, 3)), axis=0)
-        ba = ba + np.cumsum(rng.normal(0.0, cfg.accel_bias_walk * np.sqrt(dt), (n, 3)), axis=0)
-        gyro = gyro + rng.normal(0.0, cfg.gyro_noise_density / np.sqrt(dt), (n, 3))
-        accel = accel + rng.normal(0.0, cfg.accel_noise_density / np.sqrt(dt), (n, 3))
-    return ImuTruth(ImuSeries(stamps_ns, gyro + bg, accel + ba, "imu"), bg, ba)
+    return ImuStream(traj, rig, cfg, rng, stamp0_ns).next(n)
+
+
+class ImuStream:
+    """The IMU of :func:`simulate_imu` produced a chunk at a time, so an hours-long drive never
+    holds its whole IMU record (2 hours at 200 Hz: 1.4 M samples). The biases' random walk
+    continues across chunks; one chunk of all samples is exactly :func:`simulate_imu`'s output."""
+
+    def __init__(self, traj: Trajectory, rig: Rig, cfg: SimConfig, rng: np.random.Generator,
+                 stamp0_ns: int = 0) -> None:
+        self.traj, self.T_base_imu, self.cfg, self.rng, self.stamp0_ns = traj, rig.T_base_imu, cfg, rng, stamp0_ns
+        self.dt = 1.0 / cfg.imu_rate_hz
+        self.k = 0  # index of the next sample
+        self._bg = rng.normal(0.0, cfg.gyro_bias_init, 3)  # the bias before the next sample's walk step
+        self._ba = rng.normal(0.0, cfg.accel_bias_init, 3)
+
+    def until(self, t_s: float) -> ImuTruth:
+        """The samples from the next one up to simulation time ``t_s`` (inclusive)."""
+        last = int(np.floor((t_s - self.traj.t_start) / self.dt + 1e-9))
+        return self.next(max(0, last + 1 - self.k))
+
+    def next(self, n: int) -> ImuTruth:
+        """The next ``n`` samples."""
+        cfg, dt, rng = self.cfg, self.dt, self.rng
+        t = self.traj.t_start + (self.k + np.arange(n)) * dt
+        stamps_ns = self.stamp0_ns + np.round(t * 1e9).astype(np.int64)
+        gyro, accel = imu_kinematics(self.traj, self.T_base_imu, t)
+        bg, ba = np.tile(self._bg, (n, 1)), np.tile(self._ba, (n, 1))
+        if cfg.imu_noise:
+            bg = bg + np.cumsum(rng.normal(0.0, cfg.gyro_bias_walk * np.sqrt(dt), (n, 3)), axis=0)
+            ba = ba + np.cumsum(rng.normal(0.0, cfg.accel_bias_walk * np.sqrt(dt), (n, 3)), axis=0)
+            gyro = gyro + rng.normal(0.0, cfg.gyro_noise_density / np.sqrt(dt), (n, 3))
+            accel = accel + rng.normal(0.0, cfg.accel_noise_density / np.sqrt(dt), (n, 3))
+        if n:
+            self._bg, self._ba = bg[-1].copy(), ba[-1].copy()
+        self.k += n
+        return ImuTruth(ImuSeries(stamps_ns, gyro + bg, accel + ba, "imu"), bg, ba)
 
 
 # reflectivity of the ground by material code (road, sidewalk, verge)
