@@ -21,6 +21,8 @@ class SimConfig:
     seconds: float = param(60.0, "length of the drive, s", lo=0.1, hi=3600.0)
     seed: int = param(0, "seed of the world, the sensor noise and the moving objects", lo=0)
     density: float = param(1.0, "scale of street furniture and traffic counts", lo=0.0, hi=4.0)
+    moving_cars: int = param(0, "cars driving on the ego vehicle's own roads, half in its lane ahead/behind, "
+                             "half oncoming (the world's other traffic keeps off the tour)", lo=0, hi=64)
     camera: bool = param(True, "render the camera (off: LiDAR and IMU only, much faster)")
     camera_format: str = param("raw", "camera messages: raw rgb8 sensor_msgs/Image, or jpeg/png "
                                "sensor_msgs/CompressedImage on <topic>/compressed (image_transport's name)",
@@ -39,6 +41,8 @@ class SimConfig:
     lidar_fov_down_deg: float = param(-25.0, "elevation of the bottom beam, deg", lo=-90.0, hi=90.0)
     lidar_min_range: float = param(1.0, "returns nearer than this are dropped, m", lo=0.0, hi=10.0)
     lidar_max_range: float = param(100.0, "returns farther than this are dropped, m", lo=1.0, hi=500.0)
+    lidar_mover_slices: int = param(1, "moving objects are re-placed this many times per sweep, each slice of "
+                                    "columns at its middle time (1: once, at the sweep's middle)", lo=1, hi=256)
     lidar_range_noise: float = param(0.02, "std of range noise, m", lo=0.0, hi=1.0)
     lidar_dropout: float = param(0.02, "probability of a lost return", lo=0.0, hi=1.0)
     imu_rate_hz: float = param(200.0, "IMU sample rate, Hz", lo=10.0, hi=2000.0)

@@ -25,6 +25,7 @@ from lkd_perception.sim.config import SimConfig
 from lkd_perception.sim.layout import tour_polyline
 from lkd_perception.sim.raycast import WorldCaster
 from lkd_perception.sim.sensors import Lidar, Rig, make_rig, simulate_imu
+from lkd_perception.sim.traffic import add_tour_traffic
 from lkd_perception.sim.trajectory import Trajectory, make_trajectory
 from lkd_perception.sim.world import World, build_world
 
@@ -108,7 +109,8 @@ class DriveSimulator:
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
-        self.world: World = build_world(cfg.scenario, cfg.seed, cfg.density)
+        self.world: World = add_tour_traffic(build_world(cfg.scenario, cfg.seed, cfg.density), cfg.moving_cars,
+                                             cfg.seconds, cfg.seed)
         self.trajectory: Trajectory = make_trajectory(tour_polyline(self.world.layout), self.world.ground, cfg.seconds)
         self.rig: Rig = make_rig(cfg)
         self.caster = WorldCaster(self.world)

@@ -11,6 +11,7 @@ timestamp.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -63,6 +64,13 @@ class Motion:
         return make_pose(yaw_pitch_roll_matrix(yaw), self.start + s * self.direction)
 
 
+class ObjectMotion(Protocol):
+    """What a moving object needs: its 4x4 pose at any time (:class:`Motion`, or the tour
+    traffic's :class:`~lkd_perception.sim.traffic.TrackMotion`)."""
+
+    def pose(self, t: float) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class WorldObject:
     """One object: its mesh (world frame if static, object frame if moving), kind, colour and
@@ -73,7 +81,7 @@ class WorldObject:
     mesh: Mesh
     color: np.ndarray  # (3,) RGB 0..1
     edges: EdgeSet
-    motion: Motion | None = None
+    motion: ObjectMotion | None = None
 
     @property
     def category_id(self) -> int:
