@@ -147,6 +147,13 @@ class OdometryConfig:
         lo=0.0,
         hi=1e3,
     )
+    residual_trim: float = param(
+        0.0,
+        "Point-to-plane rows whose residual exceeds this many robust residual scales (1.4826 MAD, at least "
+        "0.2 m) get no weight, so points on moving cars do not pull the pose. 0 = off (Geman-McClure only).",
+        lo=0.0,
+        hi=100.0,
+    )
     degeneracy_min_points: int = param(
         10,
         "A scan is degenerate along its least constrained axis (corridor, tunnel, open field) when fewer "

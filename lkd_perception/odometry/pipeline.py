@@ -422,7 +422,7 @@ class LioPipeline:
         c = self.config
         return register(source, self.map, initial, c.max_correspondence_distance * widen, c.max_iterations,
                         c.convergence, bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight,
-                        motion=motion)
+                        motion=motion, trim_scales=c.residual_trim)
 
     def _rebuild_first_map(self, twist: Twist) -> np.ndarray:
         """The map from the first scan deskewed with ``twist`` (its motion is known only from the second)."""

@@ -2,7 +2,9 @@
 
 One Gauss-Newton step stacks three kinds of rows (REFERENCE 3.4):
 
-- point-to-plane rows ``n . (T p - q)`` against the local map, with a Geman-McClure weight;
+- point-to-plane rows ``n . (T p - q)`` against the local map, with a Geman-McClure weight,
+  optionally (``trim_scales``) trimmed to zero far beyond the scan's robust residual scale
+  (moving objects, see :func:`trim_threshold`);
 - BEV rows: for each RANSAC-verified BEV match, the pixel error between where the previous
   scan's keypoint lands in the current BEV image under ``T`` and where it was detected, scaled
   by ``lambda`` (``bev_weight``);
@@ -21,6 +23,8 @@ from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, so3_exp, so3_log
 from lkd_perception.odometry.motion import Twist, deskew
+
+TRIM_FLOOR_M = 0.2  # residual (m) below which a row is never trimmed: see trim_threshold
 
 
 def _voxel_hash(points: np.ndarray, voxel: float) -> np.ndarray:
@@ -163,12 +167,14 @@ def register(
     bev_weight: float = 0.0,
     prior_weight: float = 0.0,
     motion: ScanMotion | None = None,
+    trim_scales: float = 0.0,
 ) -> RegistrationResult:
     """Pose ``T_odom_body`` aligning body-frame ``source`` points to the map (see module doc).
 
     With ``motion`` the raw source points are re-deskewed before every iteration with the
     twist implied by the current estimate, so the scan's own motion is estimated together with
     its pose instead of being taken from the previous scan (which feeds errors back).
+    ``trim_scales`` > 0 drops rows beyond that many robust residual scales (:func:`trim_threshold`).
     """
     assert target.tree is not None, "register() needs a map with points"
     T = initial.copy()
@@ -186,6 +192,8 @@ def register(
         r = np.sum(n * (Xo - q), axis=1)
         J = np.concatenate([np.cross(Xo, n), n], axis=1)
         w = kernel**2 / (kernel + r**2) ** 2  # Geman-McClure
+        if trim_scales > 0:
+            w[np.abs(r) > trim_threshold(r, trim_scales)] = 0.0
         H = (J * w[:, None]).T @ J
         g = (J * w[:, None]).T @ r
         if bev is not None and bev_weight > 0:
@@ -221,6 +229,28 @@ def register(
     return RegistrationResult(
         T, float(ok.mean()) if n_src else 0.0, rmse, it, 0 if bev is None else len(bev.anchors), J.T @ J, n[planar]
     )
+
+
+def trim_threshold(r: np.ndarray, scales: float) -> float:
+    """Residual (m) beyond which a point-to-plane row gets no weight: ``scales`` robust standard
+    deviations (1.4826 MAD) of this iteration's residuals, at least :data:`TRIM_FLOOR_M`.
+
+    Why: points on moving objects (a car ahead at the ego's speed, an oncoming one) and on their
+    earlier positions left in the map disagree with the static scene by tens of centimetres to a
+    metre, often hundreds of them per scan. The Geman-McClure kernel (width ``max_distance / 3``,
+    0.5 m) still gives a 1 m residual a tenth of a full weight, so together they pull the pose
+    (measured: per-scan error +43 % on a simulated 8 s drive with 16 cars on the ego's roads). A
+    static scene's residuals, once aligned, are a few centimetres, so its rows stay below the
+    threshold; the floor keeps the first iterations, while the prediction is still off, from
+    trimming the static scene, and the scale follows a genuinely poor start upwards.
+
+    Off by default (``residual_trim`` 0): on, it also changes the figures of drives without
+    traffic on the ego's roads (the simulated loop's APE 0.043 -> 0.035 m) and which keyframe
+    pairs the real SENA loop closes first, so switching it on is a decision of its own.
+    """
+    if r.size == 0:
+        return float("inf")
+    return max(scales * 1.4826 * float(np.median(np.abs(r))), TRIM_FLOOR_M)
 
 
 def _bev_normal_equations(T: np.ndarray, bev: BevRows) -> tuple[np.ndarray, np.ndarray]:

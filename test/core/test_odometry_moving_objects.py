@@ -1,0 +1,41 @@
+"""Points on moving objects do not pull the registration (with ``residual_trim``).
+
+The same simulated drive twice, once with 16 cars on the ego vehicle's own roads (8 in its lane
+ahead and behind at a time gap, moving with it; 8 oncoming), placed per slice of each sweep.
+The per-scan error and the APE with traffic must stay close to those of the drive without: a
+registration that follows the cars shows it in the per-scan error first (measured without the
+trimming, ``residual_trim`` 0: +43 % per-scan error, +15 % APE on this drive; with 4: +8 %, +5 %).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lkd_perception.eval.trajectory import Trajectory, evaluate_trajectory
+from lkd_perception.odometry.config import OdometryConfig, extrinsic_list
+from lkd_perception.odometry.pipeline import LioPipeline, run_pipeline
+from lkd_perception.sim.drive import simulate_drive
+
+TRIM = 4.0  # residual_trim: robust residual scales
+
+
+def _errors(cars: int) -> tuple[float, float]:
+    """(APE RMSE, per-scan RPE RMSE) in metres of our odometry on an 8 s loop drive."""
+    drive = simulate_drive("loop", 8.0, 0, moving_cars=cars, lidar_mover_slices=16)
+    cfg = OdometryConfig(base_T_lidar=extrinsic_list(drive.extrinsics.T_base_lidar),
+                         base_T_imu=extrinsic_list(drive.extrinsics.T_base_imu), residual_trim=TRIM)
+    pipe = LioPipeline(cfg)
+    skipped = run_pipeline(pipe, [(s.stamp_ns, s.cloud) for s in drive.scans], drive.imu.stamps_ns,
+                           drive.imu.gyro, drive.imu.accel)
+    assert skipped == 0
+    m = evaluate_trajectory(Trajectory(*pipe.map_trajectory()), Trajectory(drive.gt_stamps_ns, drive.gt_poses))
+    return m.ape_translation_m.rmse, m.rpe_frame_translation_m.rmse
+
+
+@pytest.mark.slow
+def test_cars_on_the_road_do_not_pull_the_registration():
+    ape_static, rpe_static = _errors(0)
+    ape_busy, rpe_busy = _errors(16)
+    assert rpe_static < 0.02 and ape_static < 0.03  # the static drive itself is tracked
+    assert rpe_busy < 1.2 * rpe_static
+    assert ape_busy < 1.25 * ape_static
