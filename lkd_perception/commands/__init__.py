@@ -88,6 +88,17 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def comma_list(text: str, kind: Callable[[str], T], flag: str) -> tuple[T, ...]:
+    """A comma-separated option (``--rate 5,10``) as values of ``kind``; a bad item is an
+    :class:`InputError` naming the option, not a traceback."""
+    from lkd_perception.common.errors import InputError
+
+    try:
+        return tuple(kind(item.strip()) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise InputError(f"{flag}: {exc}") from exc
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """``--set NAME=VALUE`` items of any command, values read as YAML (``true``, ``2``, ``reliable``)."""
     import yaml

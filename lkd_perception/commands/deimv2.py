@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lkd_perception.commands import Command, emit_json, parse_sets
+from lkd_perception.commands import Command, comma_list, emit_json, parse_sets
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -169,7 +169,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
 
     _known(args, DEIMv2TrainConfig, ClockWeights)
     weights = from_dict(ClockWeights, _values(args, "clockdistill", {f.name for f in fields(ClockWeights)}))
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = list(comma_list(args.seeds, int, "--seeds"))
     summary = run_ablation(
         resolve_model_path(args.teacher_init),
         resolve_model_path(args.student_init),

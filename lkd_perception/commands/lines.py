@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from lkd_perception.commands import Command, emit_json, parse_sets, progress
+from lkd_perception.commands import Command, comma_list, emit_json, parse_sets, progress
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     log.info("%d held-out images (%s)", len(images), spec.source)
     if args.save_data:
         save_heldout(images, args.save_data)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = comma_list(args.methods, str, "--methods")
     results = run_benchmark(cfg, images, methods, args.repeats)
     sys.stderr.write(format_table(results) + "\n")
     emit_json(results_to_dict(results, cfg, spec, len(images)), args.out)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lkd_perception.commands import Command, emit_json
+from lkd_perception.commands import Command, comma_list, emit_json
 from lkd_perception.common.errors import InputError
 from lkd_perception.io import topics
 
@@ -105,7 +105,6 @@ def metrics_dict(m) -> dict[str, Any]:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from lkd_perception.common.errors import InputError
     from lkd_perception.eval.trajectory import evaluate_trajectory
     from lkd_perception.io.formats import read_json, read_tum
 
@@ -173,12 +172,9 @@ def _bench_run(args: argparse.Namespace) -> int:
 
     from lkd_perception.odometry.bench import BenchSettings, format_table, run_benchmark
 
-    try:
-        rates = tuple(float(r) for r in args.rate.split(",") if r.strip())
-    except ValueError as exc:
-        raise InputError(f"--rate: {exc}") from exc
+    rates = comma_list(args.rate, float, "--rate")
     settings = BenchSettings(
-        scenarios=tuple(s.strip() for s in args.scenarios.split(",") if s.strip()),
+        scenarios=comma_list(args.scenarios, str, "--scenarios"),
         seconds=args.seconds,
         seed=args.seed,
         drop_fraction=args.drop_fraction,
@@ -210,10 +206,7 @@ def _memory_run(args: argparse.Namespace) -> int:
 
     from lkd_perception.odometry.long_drive import LongDriveSettings, run_long_drive
 
-    try:
-        windows = tuple(int(w) for w in args.windows.split(",") if w.strip())
-    except ValueError as exc:
-        raise InputError(f"--windows: {exc}") from exc
+    windows = comma_list(args.windows, int, "--windows")
     settings = LongDriveSettings(args.scenario, args.minutes, args.seed, windows, args.segment, args.warmup)
     partial: dict[int, list[dict[str, Any]]] = {w: [] for w in windows}
 
