@@ -13,14 +13,11 @@ runs it on a 2-D laser log's wheel odometry.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from typing import BinaryIO
-
 import numpy as np
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import pose_inverse, rotation_angle
+from lkd_perception.common.spill_file import SpillFile
 from lkd_perception.odometry.config import OdometryConfig
 from lkd_perception.odometry.features import BevFeatures
 from lkd_perception.odometry.keyframes import Keyframe, KeyframeStore, pack_cloud
@@ -40,16 +37,14 @@ class _AnchorLog:
         self._rows = np.zeros(block, self._ROW)
         self._n = 0  # rows in memory
         self._spilled = 0  # rows in the file
-        self._file: BinaryIO | None = None
+        self._file = SpillFile("scan anchor file", "lkd_anchors_")
 
     def __len__(self) -> int:
         return self._spilled + self._n
 
     def append(self, stamp_ns: int, kid: int, T_kf_scan: np.ndarray) -> None:
         if self._n == len(self._rows):
-            if self._file is None:
-                self._file = tempfile.TemporaryFile(prefix="lkd_anchors_")
-            os.pwrite(self._file.fileno(), self._rows.tobytes(), self._spilled * self._ROW.itemsize)
+            self._file.append(self._rows.tobytes())
             self._spilled += self._n
             self._n = 0
         row = self._rows[self._n]
@@ -60,10 +55,7 @@ class _AnchorLog:
         """Stamps (N,), keyframe ids (N,) and T_kf_scan (N, 4, 4)."""
         rows = self._rows[: self._n]
         if self._spilled:
-            size = self._spilled * self._ROW.itemsize
-            data = os.pread(self._file.fileno(), size, 0)  # type: ignore[union-attr]
-            if len(data) != size:
-                raise OSError(f"scan anchor file truncated: read {len(data)} of {size} bytes")
+            data = self._file.read(0, self._spilled * self._ROW.itemsize)
             rows = np.concatenate([np.frombuffer(data, self._ROW), rows])
         rel = np.zeros((len(rows), 4, 4))
         rel[:, :3], rel[:, 3, 3] = rows["rel"], 1.0
@@ -133,7 +125,7 @@ class BackEnd:
         self.graph.optimize()
         if k.graph_window and self.graph.live_variables >= k.graph_window + max(k.graph_window // 2, 1):
             self.graph.retire(kid + 1 - k.graph_window)
-        self._map_T_odom = self.graph.estimate(kid) @ pose_inverse(pose)
+        self._follow_graph()
         return kf
 
     def close_loops(self, kf: Keyframe) -> tuple[LoopClosure, ...]:
@@ -152,8 +144,13 @@ class BackEnd:
         self.graph.add_factor(loop.from_id, loop.to_id, loop.T_from_to, c.sigma_rot, c.sigma_trans, c.robust_kernel)
         self.graph.optimize(relinearize_all=True)
         self.loop_closures.append(loop)
-        self._map_T_odom = self.graph.estimate(kf.id) @ pose_inverse(self._kf_pose)  # type: ignore[arg-type]
+        self._follow_graph()
         return (loop,)
+
+    def _follow_graph(self) -> None:
+        """map -> odom after a solve: the correction that puts the newest keyframe's odometry pose
+        where the graph now estimates it."""
+        self._map_T_odom = self.graph.estimate(len(self.keyframes) - 1) @ pose_inverse(self._kf_pose)  # type: ignore[arg-type]
 
     def set_cloud(self, kid: int, cloud: np.ndarray) -> None:
         """Replace keyframe ``kid``'s cloud (body frame, metres): the first scan, deskewed again

@@ -15,13 +15,11 @@ memory to spare. (Keeping the ring-sector images in RAM cost 6.8 MB over the 10-
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 
+from lkd_perception.common.spill_file import SpillFile
 from lkd_perception.odometry.features import BevFeatures
 
 
@@ -153,18 +151,20 @@ class KeyframeStore:
         if resident < 1:
             raise ValueError(f"resident must be at least 1, got {resident}")
         self.resident = resident
-        self._spill_dir = spill_dir
         self._whole: dict[int, Keyframe] = {}
         self._stamps = _Rows(np.int64)
         self._ring_keys = _Rows(np.float64)
         self._index = _Rows(_INDEX)
         self._layouts: list[_Layout] = []
-        self._file: BinaryIO | None = None
-        self._end = 0
-        self.spilled_bytes = 0
+        self._file = SpillFile("keyframe spill file", "lkd_keyframes_", spill_dir)
 
     def __len__(self) -> int:
         return self._stamps.n
+
+    @property
+    def spilled_bytes(self) -> int:
+        """Bytes written to the spill file (a replaced keyframe's old record still counts)."""
+        return self._file.size
 
     @property
     def stamps(self) -> np.ndarray:
@@ -213,9 +213,7 @@ class KeyframeStore:
             self._spill(kid)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._file.close()
 
     # -- the spill file ---------------------------------------------------------------------------
     def _spill(self, kid: int) -> None:
@@ -226,16 +224,11 @@ class KeyframeStore:
             self._layouts.append(layout)
         parts = [kf.cloud, f.uv, f.xy, f.descriptors, kf.polar]
         data = b"".join(np.ascontiguousarray(a).tobytes() for a in parts)
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="lkd_keyframes_", dir=self._spill_dir)
-        os.pwrite(self._file.fileno(), data, self._end)
-        self._index.rows[kid] = (self._end, len(kf.cloud), len(f.uv), len(kf.polar), self._layouts.index(layout))
-        self._end += len(data)
-        self.spilled_bytes += len(data)
+        offset = self._file.append(data)
+        self._index.rows[kid] = (offset, len(kf.cloud), len(f.uv), len(kf.polar), self._layouts.index(layout))
 
     def _read(self, kid: int, polar_only: bool = False) -> list[np.ndarray]:
         """The parts of a spilled keyframe (cloud, uv, xy, descriptors, polar), or its polar alone."""
-        assert self._file is not None
         entry = self._index.rows[kid]
         layout = self._layouts[int(entry["layout"])]
         shapes = layout.shapes(int(entry["points"]), int(entry["keypoints"]), int(entry["polar_rows"]))
@@ -243,9 +236,7 @@ class KeyframeStore:
         start = int(entry["offset"]) + (sum(sizes[:-1]) if polar_only else 0)
         if polar_only:
             shapes, sizes = shapes[-1:], sizes[-1:]
-        data = os.pread(self._file.fileno(), sum(sizes), start)
-        if len(data) != sum(sizes):
-            raise OSError(f"keyframe spill file truncated: read {len(data)} of {sum(sizes)} bytes")
+        data = self._file.read(start, sum(sizes))
         out, at = [], 0
         for (dtype, shape), size in zip(shapes, sizes):
             count = size // np.dtype(dtype).itemsize
