@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import site
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +82,39 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     fp32 = export_onnx(LSDNet((4, 8, 8, 16), stride=2, decoder="add"), tmp_path / "m.onnx", 64, 48)
     with pytest.raises(InputError):
         quantize_int8(fp32, tmp_path / "o.onnx", [])
+
+
+_AVX2_PROBE = """
+import sys
+import numpy as np
+import onnxruntime as ort
+from numpy._core._multiarray_umath import __cpu_features__ as cpu
+from lkd_perception.lines.runtime import network_input
+from lkd_perception.lines.synthetic import render_scene
+
+assert cpu["AVX2"] and not cpu["AVX512F"] and not cpu["AVX512VNNI"], "the emulated CPU is not AVX2-only"
+probe = render_scene(np.random.default_rng(5), 352, 480).rgb
+maps = []
+for path in sys.argv[1:]:
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    maps.append(sess.run(None, {"image": network_input(probe, 480, 352)})[0][0, 0])
+a, b = maps
+on = (a > 0.5) | (b > 0.5)
+print(int(on.sum()), float(np.abs(a - b)[on].mean()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (apt install qemu-user) to emulate "
+                    "an x86 CPU with AVX2 but neither AVX-512 nor VNNI")
+def test_shipped_int8_model_on_an_emulated_avx2_only_cpu():
+    # ONNX Runtime picks its u8s8 kernel by CPUID; a Haswell under qemu has AVX2 and no VNNI, the
+    # CPUs where 8-bit weights saturated (mean difference 0.56 where lines are, as reported)
+    python = os.path.realpath(sys.executable)  # qemu must run the interpreter itself, not a launcher
+    path = os.pathsep.join([str(Path(__file__).resolve().parents[2]), *site.getsitepackages()])
+    out = subprocess.run(["qemu-x86_64", "-cpu", "Haswell-v4", python, "-c", _AVX2_PROBE,
+                          str(MODELS / "lsdnet.onnx"), str(MODELS / "lsdnet_int8.onnx")],
+                         env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    on, diff = out.stdout.split()
+    assert int(on) > 100 and float(diff) < 0.1
