@@ -7,7 +7,9 @@ tells a user what a setting does and the middleware rejects out-of-range values.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable, Sequence, TypeVar
@@ -354,25 +356,57 @@ def spin_until_shutdown(executor: Executor) -> None:
             raise
 
 
+class SigintWhileSpinning:
+    """Ctrl-C ends a spinning process through rclpy alone, never as a KeyboardInterrupt.
+
+    ``rclpy.init`` installs a SIGINT handler that shuts the context down (so the spin ends) and
+    then calls the Python handler installed before it, by default the one that raises
+    KeyboardInterrupt. That exception lands at whatever bytecode runs, once in a while inside
+    rclpy's ``Task`` constructor, whose half-built object then prints a traceback from its
+    ``__del__`` at exit (seen in the Ctrl-C test). Entered before ``rclpy.init``, this installs a
+    handler that raises only until :attr:`spinning` is set, so a long start (a model load, a
+    TensorRT engine build) can still be interrupted; the previous handler is back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.spinning = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "SigintWhileSpinning":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        if not self.spinning:
+            raise KeyboardInterrupt
+
+
 def run_node(node_cls: Callable[..., Node], args: Sequence[str] | None = None) -> None:
     """Entry point body of a node executable: init, spin until shutdown, clean up."""
     use_dds_profile()
-    rclpy.init(args=args)
-    node = None
-    try:
+    with SigintWhileSpinning() as sigint:
+        rclpy.init(args=args)
+        node = None
         try:
-            node = node_cls()
-        except RCLError as exc:
-            if (reason := explain_node_error(exc)) is None:
-                raise
-            print(f"{node_cls.__name__}: error: {reason}", file=sys.stderr)
-            raise SystemExit(2) from None
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spin_until_shutdown(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+            try:
+                node = node_cls()
+            except RCLError as exc:
+                if (reason := explain_node_error(exc)) is None:
+                    raise
+                print(f"{node_cls.__name__}: error: {reason}", file=sys.stderr)
+                raise SystemExit(2) from None
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            sigint.spinning = True
+            spin_until_shutdown(executor)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()

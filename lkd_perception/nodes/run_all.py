@@ -28,7 +28,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from lkd_perception.common.errors import ConfigError
-from lkd_perception.nodes.base import spin_until_shutdown
+from lkd_perception.nodes.base import SigintWhileSpinning, spin_until_shutdown
 from lkd_perception.nodes.dds import explain_node_error, use_dds_profile
 from lkd_perception.nodes.graph import LOG_LEVELS, TOPIC_ARGUMENTS, NodeSpec, default_config_path, remappings, select
 
@@ -108,6 +108,11 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
     """Start every planned node and spin them until Ctrl-C or shutdown."""
     profile = use_dds_profile()
     log.info("Fast DDS profile: %s", profile or "middleware defaults")
+    with SigintWhileSpinning() as sigint:
+        _run(launch, args, sigint)
+
+
+def _run(launch: LaunchPlan, args: Sequence[str] | None, sigint: SigintWhileSpinning) -> None:
     # rcl configures logging once per process, from the global arguments
     rclpy.init(args=[*(args or ["lkd"]), "--ros-args", "--log-level", launch.log_level])
     nodes: list[Node] = []
@@ -131,6 +136,7 @@ def run(launch: LaunchPlan, args: Sequence[str] | None = None) -> None:
             t.start()
             threads.append(t)
         if executors:
+            sigint.spinning = True
             spin_until_shutdown(executors[-1])
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

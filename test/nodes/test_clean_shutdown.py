@@ -17,7 +17,7 @@ import time
 import pytest
 from rclpy.parameter import Parameter
 
-from lkd_perception.nodes.base import LkdNode
+from lkd_perception.nodes.base import LkdNode, SigintWhileSpinning
 
 # a node executable (run_node) whose diagnostics timer fires all the time, so that Ctrl-C lands
 # in or next to a publish: before the fix every run ended with a traceback
@@ -63,3 +63,15 @@ def test_diagnostics_publish_after_the_context_is_shut_down_is_quiet(ros_ctx):
     ros_ctx.handle.shutdown()  # what the SIGINT handler does: rcl_shutdown, nodes still there
     node.diagnostics.publish()  # the timer firing now: no exception
     node.destroy_node()
+
+
+def test_ctrl_c_raises_only_before_the_spin_starts():
+    # a start (model load, TensorRT build) can be interrupted; a spin is ended by rclpy's own
+    # handler (context shutdown), never by a KeyboardInterrupt landing inside rclpy
+    before = signal.getsignal(signal.SIGINT)
+    with SigintWhileSpinning() as sigint:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        sigint.spinning = True
+        signal.raise_signal(signal.SIGINT)  # quiet
+    assert signal.getsignal(signal.SIGINT) is before
