@@ -32,6 +32,7 @@ class TaskHealth:
     problem_message: str = ""
     problem_time: float = -1e18
     last_ok_time: float = -1e18
+    extra: dict[str, str] = field(default_factory=dict)  # the task's own figures (set_values)
 
 
 class DiagnosticsReporter:
@@ -53,6 +54,11 @@ class DiagnosticsReporter:
         h = self.task(task)
         h.window.record(latency_s)
         h.last_ok_time = time.monotonic()
+
+    def set_values(self, task: str, values: dict[str, object]) -> None:
+        """Figures of ``task``'s own state shown beside its health (e.g. the IMU biases the
+        odometry estimates), as the latest values."""
+        self.task(task).extra.update({k: str(v) for k, v in values.items()})
 
     def warn(self, task: str, message: str) -> None:
         h = self.task(task)
@@ -91,6 +97,7 @@ class DiagnosticsReporter:
             "warnings": h.warnings,
             "errors": h.errors,
             "last_problem": h.problem_message,
+            **h.extra,
         }
         return DiagnosticStatus(
             level=level,

@@ -121,6 +121,11 @@ class LidarOdometryNode(LkdNode):
             self._publish_map_pose()
         if result.warning:
             self.diagnostics.warn("scan", result.summary)
+        inertial = self.pipeline.inertial
+        self.diagnostics.set_values("scan", {
+            "imu_gyro_bias_rad_s": _vector(inertial.gyro_bias),
+            "imu_accel_bias_m_s2": _vector(inertial.accel_bias),
+        })
 
     def _take_extrinsic(self, lidar_frame: str) -> None:
         T = self._static.lookup(self.cfg.base_frame, lidar_frame)
@@ -165,6 +170,11 @@ class LidarOdometryNode(LkdNode):
             pubs[topic].publish(m)
         for lc in r.loop_closures:
             self.get_logger().info(f"loop closed: keyframe {lc.to_id} -> {lc.from_id}, rmse {lc.rmse:.3f} m")
+
+
+def _vector(v: np.ndarray) -> str:
+    """A 3-vector for a diagnostics value: ``[x, y, z]``, 5 decimals."""
+    return "[" + ", ".join(f"{float(x):.5f}" for x in v) + "]"
 
 
 def main(args=None) -> None:

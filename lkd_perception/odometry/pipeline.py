@@ -124,7 +124,8 @@ class LioPipeline:
     def __init__(self, config: OdometryConfig) -> None:
         self.config = c = config
         self.T_base_lidar = extrinsic_matrix(c.base_T_lidar)
-        self.imu = ImuBuffer(extrinsic_matrix(c.base_T_imu)[:3, :3])
+        T_base_imu = extrinsic_matrix(c.base_T_imu)
+        self.imu = ImuBuffer(T_base_imu[:3, :3], lever_arm=T_base_imu[:3, 3])
         self.grid = BevGrid.for_range(c.bev_resolution, c.bev_range)
         self.extractor = FeatureExtractor(c.descriptor, c.fast_threshold, c.max_keypoints, c.descriptor_model)
         self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
@@ -134,7 +135,7 @@ class LioPipeline:
         self._first_scan: tuple[np.ndarray, np.ndarray] | None = None  # points, times: re-deskewed at the second
         self._pose = np.eye(4)
         self._twist = Twist.zero()
-        self.inertial = InertialState()
+        self.inertial = InertialState(accel_bias=c.accel_bias, gravity_norm=c.gravity)
         self._prev_features: BevFeatures | None = None
         self._fit_history: deque[tuple[float, float]] = deque(maxlen=50)  # (overlap, rmse) of good fits
         self._poor_streak = 0
@@ -184,7 +185,7 @@ class LioPipeline:
         idx = self._sample(points)
         fit = _Fit.first_scan() if first else self._register(points, times, idx, predicted, features, pre, dt)
         # 5. update the motion, deskew with it and update the map
-        self._update_motion(fit.pose, dt, pre, first)
+        self._update_motion(fit, dt, pre, first)
         map_points = self._update_map(points if first else _deskew(points, times, self._twist), times, fit, first)
         self._pose, self._prev_features, self._last_stamp = fit.pose, features, stamp_ns
         # 6. keyframe and back end (loop closure, pose graph)
@@ -234,7 +235,7 @@ class LioPipeline:
         last = self._last_stamp
         if last is None or not c.use_imu or not self.imu.covers(last, stamp_ns, c.imu_max_gap_s):
             return self._twist, None
-        pre = self.imu.preintegrate(last, stamp_ns, self.inertial.gyro_bias)
+        pre = self.imu.preintegrate(last, stamp_ns, self.inertial.gyro_bias, self.inertial.accel_bias)
         return Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt), pre
 
     def _sample(self, points: np.ndarray) -> np.ndarray:
@@ -291,15 +292,18 @@ class LioPipeline:
         n_bev = 0 if bev_rows is None else len(bev_rows.anchors)
         return _Fit(pose, overlap, health, detail, trusted, n_bev, uncertainty)
 
-    def _update_motion(self, pose: np.ndarray, dt: float, pre: Preintegrated | None, first: bool) -> None:
+    def _update_motion(self, fit: _Fit, dt: float, pre: Preintegrated | None, first: bool) -> None:
         """The twist the scan's pose implies (the next constant-velocity prediction and the
-        deskew of this scan) and the inertial state (velocity, gyro bias) corrected by it."""
+        deskew of this scan) and the inertial state (velocity, gravity, biases) corrected by it;
+        along a degenerate axis the pose is the IMU's own prediction, which tells the inertial
+        state nothing there."""
         if first:
             self._twist = Twist.zero()
             return
-        delta = pose_inverse(self._pose) @ pose
+        delta = pose_inverse(self._pose) @ fit.pose
         self._twist = Twist.from_delta(delta, dt)
-        self.inertial.update(pre, self._pose[:3, :3], delta, dt)
+        free = fit.uncertainty.weakest_axis if fit.uncertainty.degenerate else None
+        self.inertial.update(pre, self._pose[:3, :3], delta, dt, free)
 
     def _update_map(self, points: np.ndarray, times: np.ndarray | None, fit: _Fit, first: bool) -> np.ndarray:
         """Add the deskewed scan to the map if trusted (a misregistered scan in the map would be

@@ -67,6 +67,14 @@ def test_node_publishes_consistent_odometry_path_and_tf(ros_ctx, spin_until):
         assert spin_until(
             ex, lambda: any(s.level == DiagnosticStatus.WARN for d in diags for s in d.status), 5.0
         ), "bad scans were not reported on /diagnostics"
+        # the scan task also shows the inertial state's bias estimates (no IMU here: still zero)
+        assert spin_until(ex, lambda: any("imu_accel_bias_m_s2" in {v.key for v in s.values}
+                                          for d in diags for s in d.status), 5.0)
+        scan_status = [s for d in diags for s in d.status if s.name.endswith(": scan")][-1]
+        values = {v.key: v.value for v in scan_status.values}
+        for key, estimate in [("imu_gyro_bias_rad_s", node.pipeline.inertial.gyro_bias),
+                              ("imu_accel_bias_m_s2", node.pipeline.inertial.accel_bias)]:
+            np.testing.assert_allclose(np.array(values[key].strip("[]").split(", "), float), estimate, atol=1e-5)
     finally:
         ex.shutdown()
         node.destroy_node()
