@@ -109,8 +109,8 @@ class OdometryConfig:
     )
     base_T_imu: list[float] = param(
         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-        "Extrinsic base_link<-imu as [x, y, z, roll, pitch, yaw] (m, rad); the translation is the accelerometer's "
-        "lever arm (its turn accelerations are removed).",
+        "Extrinsic base_link<-imu as [x, y, z, roll, pitch, yaw] (m, rad); the translation is used only with "
+        "accel_bias (the accelerometer's lever arm: its turn accelerations are removed).",
         read_only=True,
     )
     # --- preprocessing ------------------------------------------------------------------------
@@ -124,8 +124,8 @@ class OdometryConfig:
     accel_bias: bool = param(
         False,
         "Estimate the accelerometer bias (body frame) beside gravity (a Kalman filter; turns separate the two) and "
-        "subtract it; off, the gravity estimate absorbs it, exact while the heading holds. Off by default: it did "
-        "not lower drift on the simulated benchmark (README).",
+        "subtract it, with the lever arm of base_T_imu removed; off, the gravity estimate absorbs it, exact while "
+        "the heading holds. Off by default: it did not lower drift on the simulated benchmark (README).",
     )
     gravity: float = param(
         9.80665,

@@ -125,7 +125,7 @@ class LioPipeline:
         self.config = c = config
         self.T_base_lidar = extrinsic_matrix(c.base_T_lidar)
         T_base_imu = extrinsic_matrix(c.base_T_imu)
-        self.imu = ImuBuffer(T_base_imu[:3, :3], lever_arm=T_base_imu[:3, 3])
+        self.imu = ImuBuffer(T_base_imu[:3, :3], lever_arm=T_base_imu[:3, 3] if c.accel_bias else None)
         self.grid = BevGrid.for_range(c.bev_resolution, c.bev_range)
         self.extractor = FeatureExtractor(c.descriptor, c.fast_threshold, c.max_keypoints, c.descriptor_model)
         self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
