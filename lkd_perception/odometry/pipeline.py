@@ -109,6 +109,7 @@ class _Fit:
 POOR_OVERLAP_DROP = 0.25
 POOR_RMSE_RATIO = 3.0
 COARSE_WIDEN = 3.0  # correspondence distance factor of the coarse pass
+FIRST_INTERVAL_STARTS_M = (2.5, 5.0, 7.5, 10.0)  # extra starts of the second scan's registration
 POOR_RESET = 3  # this many poor fits in a row: the scene has changed, accept and re-baseline
 MIN_STRUCTURE_VOXELS = 100  # fewer registration voxels than this: keep the prediction
 
@@ -381,6 +382,11 @@ class LioPipeline:
                 False,
             )
         starts = [("", predicted)] + ([(", from the BEV guess", bev_guess)] if bev_guess is not None else [])
+        if self._first_scan is not None:
+            # the second scan: the start velocity was unknown (zero assumed), so at a low input rate
+            # the prediction can be metres short; also start from farther along the heading
+            starts += [(f", from {d:.0f} m ahead", predicted @ make_pose(np.eye(3), [d, 0.0, 0.0]))
+                       for d in FIRST_INTERVAL_STARTS_M]
         best, how = run(predicted), ""
         for label, initial in starts[1:]:
             # In a self-similar scene (a corridor) a fit from the BEV guess can be an aliased copy of
