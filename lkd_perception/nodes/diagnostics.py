@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy._rclpy_pybind11 import InvalidHandle, RCLError
@@ -32,7 +33,6 @@ class TaskHealth:
     problem_message: str = ""
     problem_time: float = -1e18
     last_ok_time: float = -1e18
-    extra: dict[str, str] = field(default_factory=dict)  # the task's own figures (set_values)
 
 
 class DiagnosticsReporter:
@@ -43,6 +43,7 @@ class DiagnosticsReporter:
         self._hold_s = hold_s
         self._stale_s = stale_s
         self._tasks: dict[str, TaskHealth] = {}
+        self._values: dict[str, Callable[[], dict[str, object]]] = {}  # task -> its own figures
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS.name, 10)
         self._timer = node.create_timer(period_s, self.publish)
 
@@ -55,10 +56,10 @@ class DiagnosticsReporter:
         h.window.record(latency_s)
         h.last_ok_time = time.monotonic()
 
-    def set_values(self, task: str, values: dict[str, object]) -> None:
+    def report_values(self, task: str, values: Callable[[], dict[str, object]]) -> None:
         """Figures of ``task``'s own state shown beside its health (e.g. the IMU biases the
-        odometry estimates), as the latest values."""
-        self.task(task).extra.update({k: str(v) for k, v in values.items()})
+        odometry estimates): ``values`` is read when a report is published, not per message."""
+        self._values[task] = values
 
     def warn(self, task: str, message: str) -> None:
         h = self.task(task)
@@ -97,7 +98,7 @@ class DiagnosticsReporter:
             "warnings": h.warnings,
             "errors": h.errors,
             "last_problem": h.problem_message,
-            **h.extra,
+            **{k: str(v) for k, v in (self._values[name]() if name in self._values else {}).items()},
         }
         return DiagnosticStatus(
             level=level,

@@ -67,6 +67,7 @@ class LidarOdometryNode(LkdNode):
     def configure(self) -> None:
         """Build the pipeline (loads the descriptor model) and the outputs; subscribed while active."""
         self.pipeline = LioPipeline(self.cfg)
+        self.diagnostics.report_values("scan", self._inertial_values)
         self.pub_odom = self.create_publisher(Odometry, topics.ODOMETRY.name, self.output_qos())
         self.pub_path = self.create_publisher(Path, topics.PATH.name, qos_profiles.latched_qos(1))
         self.pub_map_pose = self.create_publisher(
@@ -121,11 +122,11 @@ class LidarOdometryNode(LkdNode):
             self._publish_map_pose()
         if result.warning:
             self.diagnostics.warn("scan", result.summary)
+
+    def _inertial_values(self) -> dict[str, object]:
+        """The IMU bias estimates, for the scan task's diagnostics (read at 1 Hz, not per scan)."""
         inertial = self.pipeline.inertial
-        self.diagnostics.set_values("scan", {
-            "imu_gyro_bias_rad_s": _vector(inertial.gyro_bias),
-            "imu_accel_bias_m_s2": _vector(inertial.accel_bias),
-        })
+        return {"imu_gyro_bias_rad_s": _vector(inertial.gyro_bias), "imu_accel_bias_m_s2": _vector(inertial.accel_bias)}
 
     def _take_extrinsic(self, lidar_frame: str) -> None:
         T = self._static.lookup(self.cfg.base_frame, lidar_frame)
