@@ -46,6 +46,20 @@ def so3_exp(w: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(theta) / theta * K + (1 - np.cos(theta)) / theta**2 * K @ K
 
 
+def so3_exp_batch(w: np.ndarray) -> np.ndarray:
+    """Rotation matrices (N, 3, 3) of N rotation vectors (vectorised Rodrigues)."""
+    w = np.asarray(w, dtype=float).reshape(-1, 3)
+    theta = np.linalg.norm(w, axis=1)
+    K = np.zeros((len(w), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -w[:, 2], w[:, 1], -w[:, 0]
+    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = w[:, 2], -w[:, 1], w[:, 0]
+    small = theta < 1e-8
+    safe = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0, np.sin(theta) / safe)
+    b = np.where(small, 0.5, (1 - np.cos(theta)) / safe**2)
+    return np.eye(3)[None] + a[:, None, None] * K + b[:, None, None] * (K @ K)
+
+
 def so3_log(R: np.ndarray) -> np.ndarray:
     """Rotation vector of a rotation matrix (inverse of :func:`so3_exp`), stable near 0 and pi."""
     cos_t = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)

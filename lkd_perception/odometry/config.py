@@ -118,6 +118,11 @@ class OdometryConfig:
     max_range: float = param(80.0, "Points farther than this (m) are dropped.", lo=5.0, hi=300.0)
     min_points: int = param(100, "Scans with fewer valid points are rejected as bad input.", lo=3, hi=100000)
     deskew: bool = param(True, "Undo motion within a scan using the per-point time field.")
+    imu_deskew: bool = param(
+        True,
+        "Deskew with the IMU's rotation and acceleration inside the sweep (when samples cover it) instead of the "
+        "constant twist of the interval before the scan.",
+    )
     use_imu: bool = param(
         True, "Use IMU preintegration (gyro + accelerometer) as the motion prior when samples cover the interval."
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.common.se3 import make_pose, so3_exp, so3_log
+from lkd_perception.common.se3 import make_pose, so3_exp, so3_exp_batch, so3_log
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,29 @@ class ImuBuffer:
     ) -> Preintegrated:
         """Integrate gyro (less ``gyro_bias``, body frame) and specific force (less
         ``accel_bias``) from t0 to t1 (midpoint rule between samples)."""
+        k = self._integrate(t0_ns, t1_ns, gyro_bias, accel_bias)
+        return Preintegrated(k.R[-1], k.dv[-1], k.dp[-1], (t1_ns - t0_ns) * 1e-9)
+
+    def sweep(
+        self, t0_ns: int, times_s: np.ndarray, gyro_bias: np.ndarray | None = None,
+        accel_bias: np.ndarray | None = None,
+    ) -> "SweepMotion":
+        """The IMU's motion from ``t0_ns`` (a scan's stamp) to each of ``times_s`` (s after it):
+        the integrals of :meth:`preintegrate`, continued inside the last knot interval."""
+        times = np.asarray(times_s, dtype=float)
+        end = t0_ns + max(int(np.ceil(float(times.max(initial=0.0)) * 1e9)), 1)
+        k = self._integrate(t0_ns, end, gyro_bias, accel_bias)
+        rel = (k.knots - t0_ns) * 1e-9
+        j = np.clip(np.searchsorted(rel, times, side="right") - 1, 0, len(k.rate) - 1)
+        tau = (times - rel[j])[:, None]
+        force = np.einsum("kij,kj->ki", k.R[:-1], k.force)  # stamp body frame
+        return SweepMotion(times, k.R, j, k.rate[j] * tau, k.dp[j] + k.dv[j] * tau + 0.5 * force[j] * tau**2)
+
+    def _integrate(
+        self, t0_ns: int, t1_ns: int, gyro_bias: np.ndarray | None, accel_bias: np.ndarray | None
+    ) -> "_Knots":
+        """Knots t0, the samples strictly inside, t1; the rate and specific force held over each
+        knot interval (the mean of the samples around it) and the integrals at every knot."""
         with self._lock:
             st = np.asarray(self._stamps, dtype=np.int64)
             gy = np.asarray(self._gyro)
@@ -138,24 +161,92 @@ class ImuBuffer:
             gy = gy - gyro_bias
         if accel_bias is not None:
             ac = ac - accel_bias
-        # integration knots: t0, the samples strictly inside, t1
         inside = (st > t0_ns) & (st < t1_ns)
         knots = np.concatenate([[t0_ns], st[inside], [t1_ns]])
-        R, dv, dp = np.eye(3), np.zeros(3), np.zeros(3)
-        for a, b in zip(knots[:-1], knots[1:]):
+        n = len(knots) - 1
+        rate, force = np.zeros((n, 3)), np.zeros((n, 3))
+        for i, a in enumerate(knots[:-1]):
             k = max(int(np.searchsorted(st, a, side="right")) - 1, 0)
             k2 = min(k + 1, len(st) - 1)
-            h = (b - a) * 1e-9
-            f_imu = 0.5 * (ac[k] + ac[k2])
+            rate[i], force[i] = 0.5 * (gy[k] + gy[k2]), 0.5 * (ac[k] + ac[k2])
             if self._lever is not None:
-                w = 0.5 * (gy[k] + gy[k2])
                 alpha = (gy[k2] - gy[k]) / ((st[k2] - st[k]) * 1e-9) if k2 > k else np.zeros(3)
-                f_imu = f_imu - np.cross(alpha, self._lever) - np.cross(w, np.cross(w, self._lever))
-            f = R @ f_imu
-            dp += dv * h + 0.5 * f * h * h
-            dv += f * h
-            R = R @ so3_exp(0.5 * (gy[k] + gy[k2]) * h)
-        return Preintegrated(R, dv, dp, (t1_ns - t0_ns) * 1e-9)
+                force[i] -= np.cross(alpha, self._lever) + np.cross(rate[i], np.cross(rate[i], self._lever))
+        h = np.diff(knots) * 1e-9
+        steps = so3_exp_batch(rate * h[:, None])
+        R, dv, dp = np.zeros((n + 1, 3, 3)), np.zeros((n + 1, 3)), np.zeros((n + 1, 3))
+        R[0] = np.eye(3)
+        for i in range(n):
+            f = R[i] @ force[i]
+            dp[i + 1] = dp[i] + dv[i] * h[i] + 0.5 * f * h[i] ** 2
+            dv[i + 1] = dv[i] + f * h[i]
+            R[i + 1] = R[i] @ steps[i]
+        return _Knots(knots, rate, force, R, dv, dp)
+
+
+@dataclass(frozen=True)
+class _Knots:
+    """Integration knots (ns), the body rate and specific force over each knot interval, and
+    rotation, velocity change and position change (start body frame) at each knot."""
+
+    knots: np.ndarray
+    rate: np.ndarray
+    force: np.ndarray
+    R: np.ndarray
+    dv: np.ndarray
+    dp: np.ndarray
+
+
+@dataclass(frozen=True)
+class SweepMotion:
+    """Where the body is at each point's time within one sweep, from the IMU: rotation and
+    specific-force position change relative to the scan's stamp (stamp body frame).
+
+    Why: a spinning LiDAR's points span the whole interval to the next scan, while a constant
+    twist fitted between the previous scan and this one describes the interval before it. When
+    the vehicle turns or accelerates, that twist deskews the sweep with the previous interval's
+    motion; at 5 Hz (0.2 s sweeps) the resulting shear showed as yaw errors that followed the
+    turn rate. The gyro measures the rotation inside the sweep itself, and the accelerometer the
+    change of velocity; only the velocity at the stamp comes from the registration.
+
+    Rotations are held per IMU knot; inside a knot interval (5 ms at 200 Hz) each point adds
+    its small turn ``rate * tau`` to second order (error ~ |turn|^3: micrometres).
+    """
+
+    times: np.ndarray  # (N,) s after the stamp
+    knot_rotations: np.ndarray  # (K, 3, 3) body at the stamp <- body at each knot
+    knot: np.ndarray  # (N,) the knot interval of each point
+    turn: np.ndarray  # (N, 3) rotation vector from the knot to the point's time
+    dp: np.ndarray  # (N, 3) specific-force position change from the stamp (stamp body frame)
+
+    def select(self, idx: np.ndarray) -> "SweepMotion":
+        return SweepMotion(self.times[idx], self.knot_rotations, self.knot[idx], self.turn[idx], self.dp[idx])
+
+    def rotate(self, points: np.ndarray) -> np.ndarray:
+        """The points turned into the stamp's orientation (the part that needs no velocity)."""
+        c = self.turn
+        cp = np.cross(c, points)
+        q = points + cp + 0.5 * np.cross(c, cp)
+        return np.einsum("nij,nj->ni", self.knot_rotations[self.knot], q)
+
+    def translation(self, velocity: np.ndarray, gravity: np.ndarray) -> np.ndarray:
+        """Each point's body position relative to the stamp, for the body ``velocity`` and
+        ``gravity`` there (stamp body frame): p(t) = v t + dp(t) + g t^2 / 2, as
+        :meth:`Preintegrated.delta`."""
+        t = self.times[:, None]
+        return velocity * t + self.dp + 0.5 * gravity * t * t
+
+
+def end_state(pre: Preintegrated, gravity_b0: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity and gravity in the body frame at the end of the interval ``pre``, when the
+    relative pose over it is ``delta`` and gravity in the start body frame is ``gravity_b0``:
+    the start velocity follows from the position (``p = v0 dt + dp + g dt^2 / 2``), the end
+    velocity is ``v0 + dv + g dt``."""
+    dt = pre.dt_s
+    v_start = delta[:3, 3] / dt - pre.dp / dt - 0.5 * gravity_b0 * dt
+    v_end = v_start + pre.dv + gravity_b0 * dt
+    R = delta[:3, :3]
+    return R.T @ v_end, R.T @ gravity_b0
 
 
 class InertialState:
@@ -219,11 +310,14 @@ class InertialState:
         self._P = np.diag([self.GRAVITY_PRIOR_SIGMA**2] * 3 + [self.BIAS_PRIOR_SIGMA**2] * 3)
         self._Q = (self.OBSERVATION_SIGMA / gravity_window) ** 2 * np.eye(6)
 
+    def gravity_for(self, pre: Preintegrated, R_odom_b0: np.ndarray) -> np.ndarray:
+        """Gravity in the odom frame; before any estimate, the guess of constant velocity (the
+        specific force over ``pre`` is then -g)."""
+        return -R_odom_b0 @ pre.dv / pre.dt_s if self.gravity is None else self.gravity
+
     def predict(self, pre: Preintegrated, R_odom_b0: np.ndarray) -> np.ndarray:
         """Predicted relative pose over the interval (``pre`` corrected with both bias estimates)."""
-        # before any estimate, assume constant velocity: the specific force is then -g
-        g = -R_odom_b0 @ pre.dv / pre.dt_s if self.gravity is None else self.gravity
-        return pre.delta(self.velocity, R_odom_b0.T @ g)
+        return pre.delta(self.velocity, R_odom_b0.T @ self.gravity_for(pre, R_odom_b0))
 
     def update(
         self,

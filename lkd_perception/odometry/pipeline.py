@@ -179,15 +179,21 @@ class LioPipeline:
         # 2. predict the motion since the last scan
         twist, pre = self._predict(stamp_ns, dt)
         predicted = self._pose @ twist.delta(dt)
+        motion = self._scan_motion(stamp_ns, times, pre, dt)
+        deskewed_at = None if motion is None else motion.deskewer(points)
         # 3. deskew with the predicted motion: the BEV image and its features
-        bev = bev_image(_deskew(points, times, twist), self.grid, self.config.bev_count_cap)
+        bev_points = _deskew(points, times, twist) if deskewed_at is None else deskewed_at(predicted)
+        bev = bev_image(bev_points, self.grid, self.config.bev_count_cap)
         features = self.extractor.extract(bev)
         # 4. register a voxel sample of the scan (the first scan defines the odom frame)
         idx = self._sample(points)
-        fit = _Fit.first_scan() if first else self._register(points, times, idx, predicted, features, pre, dt)
+        fit = _Fit.first_scan() if first else self._register(points, times, idx, predicted, features, pre, dt, motion)
         # 5. update the motion, deskew with it and update the map
+        deskewed = points if first or deskewed_at is None else deskewed_at(fit.pose)
         self._update_motion(fit, dt, pre, first)
-        map_points = self._update_map(points if first else _deskew(points, times, self._twist), times, fit, first)
+        if not first and deskewed_at is None:
+            deskewed = _deskew(points, times, self._twist)
+        map_points = self._update_map(deskewed, times, fit, first)
         self._pose, self._prev_features, self._last_stamp = fit.pose, features, stamp_ns
         # 6. keyframe and back end (loop closure, pose graph)
         is_keyframe, loops = self._update_back_end(stamp_ns, fit, map_points, features, bev)
@@ -239,6 +245,22 @@ class LioPipeline:
         pre = self.imu.preintegrate(last, stamp_ns, self.inertial.gyro_bias, self.inertial.accel_bias)
         return Twist.from_delta(self.inertial.predict(pre, self._pose[:3, :3]), dt), pre
 
+    def _scan_motion(
+        self, stamp_ns: int, times: np.ndarray | None, pre: Preintegrated | None, dt: float
+    ) -> ScanMotion | None:
+        """The IMU's motion inside this sweep (see :class:`SweepMotion`), when ``imu_deskew`` is on,
+        the interval before the scan was integrated and samples cover the sweep; else None (the
+        constant twist deskews)."""
+        c = self.config
+        if times is None or pre is None or not c.imu_deskew or not len(times):
+            return None
+        end = stamp_ns + int(np.ceil(float(times.max()) * 1e9))
+        if not self.imu.covers(stamp_ns, end, c.imu_max_gap_s):
+            return None
+        s = self.inertial
+        sweep = self.imu.sweep(stamp_ns, times, s.gyro_bias, s.accel_bias)
+        return ScanMotion(times, self._pose, dt, sweep, pre, s.gravity_for(pre, self._pose[:3, :3]))
+
     def _sample(self, points: np.ndarray) -> np.ndarray:
         """Indices of the registration points: one per voxel, at most ``max_source_points``
         (drawn on every scan, the first included, so the random stream a scan sees depends only
@@ -258,12 +280,16 @@ class LioPipeline:
         features: BevFeatures,
         pre: Preintegrated | None,
         dt: float,
+        scan_motion: ScanMotion | None,
     ) -> _Fit:
         """The scan's pose: its sample ``points[idx]`` registered to the map with the BEV matches
         to the previous scan and the in-scan motion, checked; the second scan refined against a
         re-deskewed first; a degenerate axis kept at the prediction."""
         source = points[idx]
-        motion = None if times is None else ScanMotion(times[idx], self._pose, dt)
+        if scan_motion is not None:
+            motion: ScanMotion | None = scan_motion.select(idx)
+        else:
+            motion = None if times is None else ScanMotion(times[idx], self._pose, dt)
         bev_rows, bev_guess = self._bev_rows(features, predicted)
         pose, overlap, health, detail, trusted = self._register_scan(
             source, predicted, bev_rows, bev_guess, motion, pre is not None

@@ -16,13 +16,14 @@ Poses are updated on the left: ``T <- exp(delta) T`` with ``delta = (omega, v)``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, so3_exp, so3_log
-from lkd_perception.odometry.motion import Twist, deskew
+from lkd_perception.odometry.motion import Preintegrated, SweepMotion, Twist, deskew, end_state
 
 TRIM_FLOOR_M = 0.2  # residual (m) below which a row is never trimmed: see trim_threshold
 
@@ -46,18 +47,21 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
     return points[voxel_indices(points, voxel)]
 
 
-def estimate_normals(query: np.ndarray, tree: cKDTree, cloud: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def estimate_normals(
+    query: np.ndarray, tree: cKDTree, cloud: np.ndarray, k: int, neighbours: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals at ``query`` from the ``k`` nearest points of ``cloud`` and a planarity score.
 
     Planarity = (lambda_mid - lambda_min) / lambda_max of the neighbourhood covariance: near 1 on
     surfaces, near 0 on scattered points and on lines (one LiDAR ring on the ground), whose
-    normals must not be trusted.
+    normals must not be trusted. ``neighbours`` (len(query), k): their indices when already known.
     """
     k = min(k, len(cloud))
-    _, idx = tree.query(query, k=k, workers=1)
-    nb = cloud[idx.reshape(len(query), k)]
+    if neighbours is None:
+        _, neighbours = tree.query(query, k=k, workers=1)
+    nb = cloud[neighbours.reshape(len(query), k)]
     centred = nb - nb.mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", centred, centred) / k
+    cov = np.matmul(centred.transpose(0, 2, 1), centred) / k
     evals, evecs = np.linalg.eigh(cov)
     normals = evecs[:, :, 0]
     planarity = (evals[:, 1] - evals[:, 0]) / np.maximum(evals[:, 2], 1e-12)
@@ -80,29 +84,43 @@ class LocalMap:
         return int(self.points.shape[0])
 
     def update(self, points_odom: np.ndarray, position: np.ndarray) -> None:
-        """Add points to empty voxels, drop far ones, rebuild the search tree, fit new normals."""
+        """Add points to empty voxels, drop far ones, rebuild the search tree, fit new normals.
+
+        The voxel keys stay sorted, so membership is a binary search and the merge a stable sort
+        of two sorted runs; the tree is built unbalanced (sliding midpoint), about half the build
+        time of a balanced one for the same queries: the rebuild runs on every scan.
+        """
         keys = _voxel_hash(points_odom, self.voxel)
         keys, first = np.unique(keys, return_index=True)
-        fresh = ~np.isin(keys, self._keys, assume_unique=True)
+        pos = np.searchsorted(self._keys, keys)
+        fresh = np.ones(len(keys), dtype=bool)
+        if len(self._keys):
+            fresh = self._keys[np.minimum(pos, len(self._keys) - 1)] != keys
         new_pts = points_odom[first[fresh]]
         keep = np.sum((self.points - position) ** 2, axis=1) < self.radius**2
         self.points = np.concatenate([self.points[keep], new_pts])
         self._keys = np.concatenate([self._keys[keep], keys[fresh]])
-        order = np.argsort(self._keys)
+        order = np.argsort(self._keys, kind="stable")
         self.points, self._keys = self.points[order], self._keys[order]
         old_normals = np.concatenate([self.normals[keep], np.full((len(new_pts), 3), np.nan)])[order]
-        self.tree = cKDTree(self.points)
+        self.tree = cKDTree(self.points, balanced_tree=False)
         normals = np.nan_to_num(old_normals)
         # refit where the neighbourhood changed and the old fit was rejected or missing: a new
         # point, or a rejected point next to one (a ground ring becomes a plane once the next
         # scans add rings beside it)
-        todo = np.isnan(old_normals[:, 0])
-        if np.any(todo) and len(self.points) >= 3:
-            _, nb = self.tree.query(self.points[todo], k=min(self.k, len(self.points)), workers=1)
+        new = np.isnan(old_normals[:, 0])
+        if np.any(new) and len(self.points) >= 3:
+            k = min(self.k, len(self.points))
+            _, nb_new = self.tree.query(self.points[new], k=k, workers=1)
             touched = np.zeros(len(self.points), dtype=bool)
-            touched[nb.reshape(-1)] = True
-            todo |= touched & ~np.any(normals, axis=1)
-            fit, planarity = estimate_normals(self.points[todo], self.tree, self.points, self.k)
+            touched[nb_new.reshape(-1)] = True
+            extra = touched & ~np.any(normals, axis=1) & ~new
+            todo = new | extra
+            nb = np.zeros((len(self.points), k), dtype=np.int64)
+            nb[new] = nb_new.reshape(-1, k)
+            if np.any(extra):
+                nb[extra] = self.tree.query(self.points[extra], k=k, workers=1)[1].reshape(-1, k)
+            fit, planarity = estimate_normals(self.points[todo], self.tree, self.points, k, nb[todo])
             fit[planarity < 0.3] = 0.0
             normals[todo] = fit
         self.normals = normals
@@ -121,17 +139,43 @@ class BevRows:
 @dataclass(frozen=True)
 class ScanMotion:
     """Per-point times (s after the stamp) of the source and the previous scan's pose, so the
-    twist over ``dt_s`` follows from the pose being estimated."""
+    motion within the sweep follows from the pose being estimated: a constant twist over
+    ``dt_s``, or, with ``sweep`` (the IMU's rotation and specific force inside the sweep), the
+    IMU's motion from the velocity at the stamp that the pose implies over the interval
+    ``interval`` (its preintegration, with ``gravity`` in the odom frame)."""
 
     times: np.ndarray
     previous_pose: np.ndarray
     dt_s: float
+    sweep: SweepMotion | None = None
+    interval: Preintegrated | None = None
+    gravity: np.ndarray | None = None
+
+    def select(self, idx: np.ndarray) -> "ScanMotion":
+        """The motion of the points ``idx`` (a registration sample)."""
+        sweep = None if self.sweep is None else self.sweep.select(idx)
+        return ScanMotion(self.times[idx], self.previous_pose, self.dt_s, sweep, self.interval, self.gravity)
 
     def twist(self, pose: np.ndarray) -> Twist:
         return Twist.from_delta(pose_inverse(self.previous_pose) @ pose, self.dt_s)
 
+    def deskewer(self, points: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """``points`` (these times) deskewed for a pose: a function of the pose, with what does not
+        depend on it (the IMU's rotation inside the sweep) done once."""
+        if self.sweep is None or self.interval is None or self.gravity is None:
+            return lambda pose: deskew(points, self.times, self.twist(pose))
+        rotated = self.sweep.rotate(points)
+        interval, sweep = self.interval, self.sweep
+        g_b0 = self.previous_pose[:3, :3].T @ self.gravity
+
+        def at(pose: np.ndarray) -> np.ndarray:
+            velocity, gravity = end_state(interval, g_b0, pose_inverse(self.previous_pose) @ pose)
+            return rotated + sweep.translation(velocity, gravity)
+
+        return at
+
     def deskewed(self, points: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        return deskew(points, self.times, self.twist(pose))
+        return self.deskewer(points)(pose)
 
 
 @dataclass(frozen=True)
@@ -178,13 +222,13 @@ def register(
     """
     assert target.tree is not None, "register() needs a map with points"
     T = initial.copy()
-    raw = source
+    deskewed = None if motion is None else motion.deskewer(source)
     kernel = max_distance / 3.0
     n_src = len(source)
     it = 0
     for it in range(1, max_iterations + 1):
-        if motion is not None:
-            source = motion.deskewed(raw, T)
+        if deskewed is not None:
+            source = deskewed(T)
         X = source @ T[:3, :3].T + T[:3, 3]
         dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
         ok = np.isfinite(dist)
@@ -213,8 +257,8 @@ def register(
         T = make_pose(so3_exp(delta[:3]), delta[3:]) @ T
         if np.linalg.norm(delta) < convergence:
             break
-    if motion is not None:
-        source = motion.deskewed(raw, T)
+    if deskewed is not None:
+        source = deskewed(T)
     X = source @ T[:3, :3].T + T[:3, 3]
     dist, idx = target.tree.query(X, distance_upper_bound=max_distance, workers=1)
     ok = np.isfinite(dist)

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_gyro_bias_converges_to_the_simulators():
-    d = simulate_drive("loop", 5.0, 3)
+    # 10 s: with the IMU deskewing the sweeps the yaw bias converges more slowly than with the
+    # constant-twist deskew (measured on this drive: 17 % of the bias left after 5 s against 5 %,
+    # 9 % after 10 s against 4 %; both within 0.1 mrad/s after 30 s)
+    d = simulate_drive("loop", 10.0, 3)
     R_base_imu = d.extrinsics.T_base_imu[:3, :3]
     pipe = LioPipeline(
         OdometryConfig(

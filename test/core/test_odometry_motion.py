@@ -126,3 +126,51 @@ def test_a_degenerate_axis_tells_the_bias_filter_nothing():
     np.testing.assert_allclose(after[0][:2], [0.0, 0.0], atol=1e-6)  # free along x: x untouched
     np.testing.assert_allclose(after[0][3:5], [0.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(after[1], after[None], atol=1e-9)  # free along y changes nothing here
+
+
+def _ramp_pose(t: float, w0: float, beta: float, v0: float, a: float) -> np.ndarray:
+    """Planar motion whose yaw rate ramps (w0 + beta t) while the speed ramps (v0 + a t)."""
+    ts = np.linspace(0, t, 4001)
+    yaw = w0 * ts + 0.5 * beta * ts**2
+    speed = v0 + a * ts
+    x = np.trapezoid(speed * np.cos(yaw), ts)
+    y = np.trapezoid(speed * np.sin(yaw), ts)
+    return make_pose(yaw_pitch_roll_matrix(w0 * t + 0.5 * beta * t**2), [x, y, 0.0])
+
+
+def test_imu_deskews_a_sweep_whose_turn_rate_changes():
+    # A 5 Hz sweep (points over the 0.2 s after the stamp) while the yaw rate and the speed ramp:
+    # the constant twist of the interval before the scan deskews it with last interval's turn
+    # rate, the IMU with the sweep's own.
+    from lkd_perception.odometry.registration import ScanMotion
+
+    w0, beta, v0, a = 0.1, 0.5, 8.0, 2.0
+    buf = ImuBuffer(np.eye(3))
+    for t in np.arange(0.0, 1.5, 1.0 / 200.0):
+        w = w0 + beta * t
+        buf.add(int(round(t * 1e9)), np.array([0.0, 0.0, w]), np.array([a, (v0 + a * t) * w, 9.81]))
+    t_prev, t_scan, sweep_s = 0.8, 1.0, 0.2
+    rng = np.random.default_rng(0)
+    world = rng.uniform([-30, -30, -2], [30, 30, 5], size=(400, 3))
+    times = np.sort(rng.uniform(0.0, sweep_s, size=len(world)))
+    measured = np.array([
+        (pose_inverse(_ramp_pose(t_scan + tau, w0, beta, v0, a)) @ np.append(X, 1.0))[:3]
+        for X, tau in zip(world, times)
+    ])
+    T_prev, T_scan = _ramp_pose(t_prev, w0, beta, v0, a), _ramp_pose(t_scan, w0, beta, v0, a)
+    truth = (world - T_scan[:3, 3]) @ T_scan[:3, :3]
+    ns = lambda t: int(round(t * 1e9))  # noqa: E731
+    pre = buf.preintegrate(ns(t_prev), ns(t_scan))
+    sweep = buf.sweep(ns(t_scan), times)
+    with_imu = ScanMotion(times, T_prev, t_scan - t_prev, sweep, pre, G).deskewed(measured, T_scan)
+    with_twist = ScanMotion(times, T_prev, t_scan - t_prev).deskewed(measured, T_scan)
+    err_imu = np.linalg.norm(with_imu - truth, axis=1)
+    err_twist = np.linalg.norm(with_twist - truth, axis=1)
+    assert err_imu.max() < 0.005, err_imu.max()
+    assert err_twist.max() > 10 * err_imu.max(), (err_twist.max(), err_imu.max())
+    # a selection keeps each point's own motion
+    idx = np.arange(0, len(world), 7)
+    np.testing.assert_allclose(
+        ScanMotion(times, T_prev, t_scan - t_prev, sweep, pre, G).select(idx).deskewed(measured[idx], T_scan),
+        with_imu[idx],
+    )
