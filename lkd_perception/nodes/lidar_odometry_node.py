@@ -152,7 +152,8 @@ class LidarOdometryNode(LkdNode):
         c = self.cfg
         for topic, pub, period, frame, points in (
             (topics.SCAN, self.pub_scan, c.scan_cloud_period_s, c.base_frame, lambda: self.pipeline.last_scan_points),
-            (topics.LOCAL_MAP, self.pub_map, c.map_cloud_period_s, c.odom_frame, lambda: self.pipeline.map.points),
+            (topics.LOCAL_MAP, self.pub_map, c.map_cloud_period_s, c.odom_frame,
+             lambda: self.pipeline.local_map().points),
         ):
             last = self._cloud_sent_ns.get(topic)
             if pub.get_subscription_count() == 0 or (last is not None and r.stamp_ns - last < period * 1e9):

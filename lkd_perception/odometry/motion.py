@@ -10,6 +10,7 @@ an unaided double integration never runs away.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass
 
@@ -115,15 +116,24 @@ class ImuBuffer:
         together) must not lose the IMU prediction for the whole interval.
         """
         max_gap_ns = max_gap_s * 1e9
-        with self._lock:
-            if not self._stamps or self._stamps[0] > t0_ns or t1_ns - self._stamps[-1] > max_gap_ns:
-                return False
-            st = np.asarray(self._stamps, dtype=np.int64)
+        st, _, _ = self._window(t0_ns, t1_ns)
+        if not len(st) or st[0] > t0_ns or t1_ns - st[-1] > max_gap_ns:
+            return False
         lo = max(int(np.searchsorted(st, t0_ns, side="right")) - 1, 0)
         hi = int(np.searchsorted(st, t1_ns, side="left"))
         # the holes between the samples from t0 on, and from the last of them before t1 to t1
         knots = np.append(st[lo:hi], t1_ns)
         return bool(np.all(np.diff(knots) <= max_gap_ns))
+
+    def _window(self, t0_ns: int, t1_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stamps, gyro and accel from the last sample at or before t0 (else the oldest) to the
+        first at or after t1 (else the newest): what integrating [t0, t1] reads, copied under the
+        lock (the buffer holds seconds of samples; a scan needs a few dozen)."""
+        with self._lock:
+            lo = max(bisect.bisect_right(self._stamps, t0_ns) - 1, 0)
+            hi = min(bisect.bisect_left(self._stamps, t1_ns) + 1, len(self._stamps))
+            return (np.array(self._stamps[lo:hi], dtype=np.int64), np.array(self._gyro[lo:hi]).reshape(-1, 3),
+                    np.array(self._accel[lo:hi]).reshape(-1, 3))
 
     def preintegrate(
         self, t0_ns: int, t1_ns: int, gyro_bias: np.ndarray | None = None, accel_bias: np.ndarray | None = None
@@ -145,18 +155,14 @@ class ImuBuffer:
         rel = (k.knots - t0_ns) * 1e-9
         j = np.clip(np.searchsorted(rel, times, side="right") - 1, 0, len(k.rate) - 1)
         tau = (times - rel[j])[:, None]
-        force = np.einsum("kij,kj->ki", k.R[:-1], k.force)  # stamp body frame
-        return SweepMotion(times, k.R, j, k.rate[j] * tau, k.dp[j] + k.dv[j] * tau + 0.5 * force[j] * tau**2)
+        return SweepMotion(times, k.R, j, k.rate[j] * tau, k.dp[j] + k.dv[j] * tau + 0.5 * k.force[j] * tau**2)
 
     def _integrate(
         self, t0_ns: int, t1_ns: int, gyro_bias: np.ndarray | None, accel_bias: np.ndarray | None
     ) -> "_Knots":
         """Knots t0, the samples strictly inside, t1; the rate and specific force held over each
         knot interval (the mean of the samples around it) and the integrals at every knot."""
-        with self._lock:
-            st = np.asarray(self._stamps, dtype=np.int64)
-            gy = np.asarray(self._gyro)
-            ac = np.asarray(self._accel)
+        st, gy, ac = self._window(t0_ns, t1_ns)
         if gyro_bias is not None:
             gy = gy - gyro_bias
         if accel_bias is not None:
@@ -164,24 +170,24 @@ class ImuBuffer:
         inside = (st > t0_ns) & (st < t1_ns)
         knots = np.concatenate([[t0_ns], st[inside], [t1_ns]])
         n = len(knots) - 1
-        rate, force = np.zeros((n, 3)), np.zeros((n, 3))
-        for i, a in enumerate(knots[:-1]):
-            k = max(int(np.searchsorted(st, a, side="right")) - 1, 0)
-            k2 = min(k + 1, len(st) - 1)
-            rate[i], force[i] = 0.5 * (gy[k] + gy[k2]), 0.5 * (ac[k] + ac[k2])
-            if self._lever is not None:
-                alpha = (gy[k2] - gy[k]) / ((st[k2] - st[k]) * 1e-9) if k2 > k else np.zeros(3)
-                force[i] -= np.cross(alpha, self._lever) + np.cross(rate[i], np.cross(rate[i], self._lever))
+        # each knot interval holds the mean of the samples around its start
+        k = np.maximum(np.searchsorted(st, knots[:-1], side="right") - 1, 0)
+        k2 = np.minimum(k + 1, len(st) - 1)
+        rate, force = 0.5 * (gy[k] + gy[k2]), 0.5 * (ac[k] + ac[k2])
+        if self._lever is not None:
+            span = np.where(k2 > k, (st[k2] - st[k]) * 1e-9, 1.0)[:, None]
+            alpha = np.where((k2 > k)[:, None], (gy[k2] - gy[k]) / span, 0.0)
+            force = force - np.cross(alpha, self._lever) - np.cross(rate, np.cross(rate, self._lever))
         h = np.diff(knots) * 1e-9
         steps = so3_exp_batch(rate * h[:, None])
-        R, dv, dp = np.zeros((n + 1, 3, 3)), np.zeros((n + 1, 3)), np.zeros((n + 1, 3))
+        R = np.empty((n + 1, 3, 3))
         R[0] = np.eye(3)
         for i in range(n):
-            f = R[i] @ force[i]
-            dp[i + 1] = dp[i] + dv[i] * h[i] + 0.5 * f * h[i] ** 2
-            dv[i + 1] = dv[i] + f * h[i]
             R[i + 1] = R[i] @ steps[i]
-        return _Knots(knots, rate, force, R, dv, dp)
+        f = np.einsum("kij,kj->ki", R[:-1], force)  # start body frame
+        dv = np.concatenate([np.zeros((1, 3)), np.cumsum(f * h[:, None], axis=0)])
+        dp = np.concatenate([np.zeros((1, 3)), np.cumsum(dv[:-1] * h[:, None] + 0.5 * f * (h**2)[:, None], axis=0)])
+        return _Knots(knots, rate, f, R, dv, dp)
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ class _Knots:
 
     knots: np.ndarray
     rate: np.ndarray
-    force: np.ndarray
+    force: np.ndarray  # the specific force of each interval, in the start body frame
     R: np.ndarray
     dv: np.ndarray
     dp: np.ndarray

@@ -15,6 +15,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +131,10 @@ class LioPipeline:
         self.grid = BevGrid.for_range(c.bev_resolution, c.bev_range)
         self.extractor = FeatureExtractor(c.descriptor, c.fast_threshold, c.max_keypoints, c.descriptor_model)
         self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
+        # the map update (k-d tree rebuild, normals: a third of a scan's time) runs on a worker
+        # thread while the next scan is preprocessed; anything that reads the map waits for it
+        self._map_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lkd-map")
+        self._map_job: Future | None = None
         self.backend = BackEnd(c)
         self._rng = np.random.default_rng(0)
         self._last_stamp: int | None = None
@@ -343,8 +348,19 @@ class LioPipeline:
         map_points = voxel_downsample(points, c.map_voxel_size)
         self.last_scan_points = map_points  # deskewed, base frame at the stamp (for display)
         if fit.trusted:
-            self.map.update(transform_points(fit.pose, map_points), fit.pose[:3, 3])
+            self.local_map()  # one update at a time, in scan order
+            self._map_job = self._map_worker.submit(
+                self.map.update, transform_points(fit.pose, map_points), fit.pose[:3, 3].copy()
+            )
         return map_points
+
+    def local_map(self) -> LocalMap:
+        """The registration map with every accepted scan in it (waits for a pending update;
+        re-raises its error)."""
+        job, self._map_job = self._map_job, None
+        if job is not None:
+            job.result()
+        return self.map
 
     def _update_back_end(
         self, stamp_ns: int, fit: _Fit, map_points: np.ndarray, features: BevFeatures, bev: BevImage
@@ -456,7 +472,7 @@ class LioPipeline:
         """One registration of ``source`` against the local map from ``initial``, with the
         configured solver settings (``widen`` scales the correspondence distance: coarse-to-fine)."""
         c = self.config
-        return register(source, self.map, initial, c.max_correspondence_distance * widen, c.max_iterations,
+        return register(source, self.local_map(), initial, c.max_correspondence_distance * widen, c.max_iterations,
                         c.convergence, bev=bev_rows, bev_weight=c.bev_weight, prior_weight=c.prior_weight,
                         motion=motion, trim_scales=c.residual_trim)
 
@@ -465,6 +481,7 @@ class LioPipeline:
         c = self.config
         first_pts, first_times = self._first_scan  # type: ignore[misc]
         first_map = voxel_downsample(deskew(first_pts, first_times, twist), c.map_voxel_size)
+        self.local_map()
         self.map = LocalMap(c.map_voxel_size, c.map_radius, c.normal_neighbors)
         self.map.update(first_map, np.zeros(3))
         return first_map
