@@ -174,3 +174,15 @@ def test_imu_deskews_a_sweep_whose_turn_rate_changes():
         ScanMotion(times, T_prev, t_scan - t_prev, sweep, pre, G).select(idx).deskewed(measured[idx], T_scan),
         with_imu[idx],
     )
+
+
+def test_batched_rotation_vectors_match_the_single_ones():
+    # the IMU sweep turns every point with so3_exp_batch: it must agree with so3_exp, also for
+    # the tiny angles of one IMU sample interval and for zero
+    from lkd_perception.common.se3 import so3_exp, so3_exp_batch
+
+    rng = np.random.default_rng(1)
+    w = np.concatenate([rng.normal(size=(20, 3)), 1e-6 * rng.normal(size=(5, 3)), np.zeros((1, 3))])
+    batch = so3_exp_batch(w)
+    for wi, Ri in zip(w, batch):
+        np.testing.assert_allclose(Ri, so3_exp(wi), atol=1e-12)
