@@ -148,7 +148,11 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per scenario")
     p.add_argument("--scenarios", default="loop,urban,corridor", help="simulated drives, comma-separated")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", default="0",
+        help="drive seeds, comma-separated: each scenario is driven once per seed, and with several the mean and "
+        "worst over them are printed too",
+    )
     p.add_argument(
         "--drop-fraction",
         type=float,
@@ -170,13 +174,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 def _bench_run(args: argparse.Namespace) -> int:
     import sys
 
-    from lkd_perception.odometry.bench import BenchSettings, format_table, run_benchmark
+    from lkd_perception.odometry.bench import BenchSettings, format_summary, format_table, run_benchmark
 
     rates = comma_list(args.rate, float, "--rate")
     settings = BenchSettings(
         scenarios=comma_list(args.scenarios, str, "--scenarios"),
         seconds=args.seconds,
-        seed=args.seed,
+        seeds=comma_list(args.seed, int, "--seed"),
         drop_fraction=args.drop_fraction,
         drop_seed=args.drop_seed,
         drop_burst=args.drop_burst,
@@ -186,6 +190,8 @@ def _bench_run(args: argparse.Namespace) -> int:
     result = run_benchmark(settings)
     emit_json(result, args.out)
     print(format_table(result["results"]), file=sys.stderr)
+    if len(settings.seeds) > 1:
+        print(format_summary(result["summary"]), file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lkd_perception.common.errors import InputError
-from lkd_perception.odometry.bench import BenchSettings, format_table, rate_plan, run_benchmark
+from lkd_perception.odometry.bench import BenchSettings, format_table, rate_plan, run_benchmark, seed_summary
 from lkd_perception.odometry.dropout import scan_drop_mask
 
 
@@ -33,4 +33,17 @@ def test_both_methods_see_the_same_kept_scans():
     assert lkd["ape_rmse_m"] < 0.1  # measured 0.016 m over this 3 s drive with 30 % of the scans dropped
     assert np.isfinite(rows[1]["ape_rmse_m"])
     table = format_table(rows).splitlines()
-    assert len(table) == 3 and table[1].split()[:3] == ["urban", "10", "lkd"]
+    assert len(table) == 3 and table[1].split()[:4] == ["urban", "0", "10", "lkd"]
+
+
+def test_seed_summary_takes_mean_and_worst_per_drive_type():
+    def row(seed: int, method: str, ape: float, drift: float | None) -> dict:
+        return {"scenario": "corridor", "rate_hz": 10.0, "method": method, "seed": seed, "ape_rmse_m": ape,
+                "drift_pct": drift}
+
+    rows = [row(0, "lkd", 0.8, 0.7), row(1, "lkd", 0.1, 0.1), row(0, "kiss_icp", 11.0, 9.0),
+            row(1, "kiss_icp", 20.0, None)]
+    lkd, kiss = seed_summary(rows)
+    assert lkd["seeds"] == [0, 1] and lkd["ape_mean_m"] == pytest.approx(0.45) and lkd["ape_max_m"] == 0.8
+    assert lkd["drift_mean_pct"] == pytest.approx(0.4) and lkd["drift_max_pct"] == 0.7
+    assert kiss["drift_mean_pct"] == 9.0  # a drive too short for drift is left out, not counted as zero
