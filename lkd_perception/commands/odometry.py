@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lkd_perception.commands import Command, comma_list, emit_json
+from lkd_perception.commands import Command, comma_list, emit_json, parse_sets
 from lkd_perception.common.errors import InputError
 from lkd_perception.io import topics
 
@@ -168,15 +168,22 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         help="comma-separated LiDAR rates (Hz): >= %g simulates a sensor spinning at that rate; below, keyframe-only "
         "input: every k-th scan of a 10 Hz sensor (large motion between scans)" % MIN_SPIN_HZ,
     )
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one of our odometry's settings for this run (e.g. imu_deskew=false, "
+                   "keyframe.graph_window=100); repeatable")
     p.add_argument("--out", help="JSON file (default stdout)")
 
 
 def _bench_run(args: argparse.Namespace) -> int:
     import sys
 
+    from lkd_perception.common.config import updated
     from lkd_perception.odometry.bench import BenchSettings, format_summary, format_table, run_benchmark
+    from lkd_perception.odometry.config import OdometryConfig
 
     rates = comma_list(args.rate, float, "--rate")
+    overrides = parse_sets(args.set)
+    updated(OdometryConfig(), overrides)  # a bad name or value fails here, before any drive is simulated
     settings = BenchSettings(
         scenarios=comma_list(args.scenarios, str, "--scenarios"),
         seconds=args.seconds,
@@ -186,6 +193,7 @@ def _bench_run(args: argparse.Namespace) -> int:
         drop_burst=args.drop_burst,
         use_imu=not args.no_imu,
         rates_hz=rates,
+        overrides=tuple(overrides.items()),
     )
     result = run_benchmark(settings)
     emit_json(result, args.out)

@@ -34,6 +34,7 @@ class BenchSettings:
     drop_burst: int = 5
     use_imu: bool = True
     rates_hz: tuple[float, ...] = (10.0,)
+    overrides: tuple[tuple[str, Any], ...] = ()  # our odometry's settings changed (dotted name, value)
 
 
 def rate_plan(rate_hz: float) -> tuple[float, int]:
@@ -65,7 +66,9 @@ def run_benchmark(settings: BenchSettings) -> dict[str, Any]:
             keep &= np.arange(len(drive.scans)) % every == 0
             for method in METHODS:
                 parent, child = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_run_method, args=(method, drive, keep, child, settings.use_imu))
+                proc = ctx.Process(
+                    target=_run_method, args=(method, drive, keep, child, settings.use_imu, dict(settings.overrides))
+                )
                 proc.start()
                 stamps, poses, info = parent.recv()
                 proc.join()
@@ -97,6 +100,7 @@ def run_benchmark(settings: BenchSettings) -> dict[str, Any]:
         "drop_seed": settings.drop_seed,
         "drop_burst": settings.drop_burst,
         "no_imu": not settings.use_imu,
+        "overrides": dict(settings.overrides),
         "results": rows,
         "summary": seed_summary(rows),
     }
@@ -152,12 +156,13 @@ def _or_nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def _run_method(method: str, drive, keep, conn, use_imu: bool) -> None:
+def _run_method(method: str, drive, keep, conn, use_imu: bool, overrides: dict[str, Any]) -> None:
     """Child process body: run one method on the drive, send back poses, timings and peak RSS.
 
     Each method runs in its own forked process so that its peak memory and timing are its own
     (the drive itself, inherited from the parent, is included in both methods' RSS alike).
     """
+    from lkd_perception.common.config import updated
     from lkd_perception.common.timing import current_rss_mb, peak_rss_mb
     from lkd_perception.odometry.config import OdometryConfig, extrinsic_list
     from lkd_perception.odometry.pipeline import LioPipeline, run_pipeline
@@ -172,7 +177,7 @@ def _run_method(method: str, drive, keep, conn, use_imu: bool) -> None:
             base_T_imu=extrinsic_list(drive.extrinsics.T_base_imu),
             use_imu=use_imu,
         )
-        pipe = LioPipeline(cfg)
+        pipe = LioPipeline(updated(cfg, overrides))
         extra["skipped_scans"] = run_pipeline(pipe, scans, drive.imu.stamps_ns, drive.imu.gyro, drive.imu.accel)
         stamps, poses = pipe.map_trajectory()
         extra["loop_closures"] = len(pipe.loop_closures)

@@ -47,3 +47,17 @@ def test_seed_summary_takes_mean_and_worst_per_drive_type():
     assert lkd["seeds"] == [0, 1] and lkd["ape_mean_m"] == pytest.approx(0.45) and lkd["ape_max_m"] == 0.8
     assert lkd["drift_mean_pct"] == pytest.approx(0.4) and lkd["drift_max_pct"] == 0.7
     assert kiss["drift_mean_pct"] == 9.0  # a drive too short for drift is left out, not counted as zero
+
+
+@pytest.mark.slow
+def test_settings_changed_for_a_run_reach_our_odometry():
+    base = BenchSettings(scenarios=("loop",), seconds=3.0, rates_hz=(5.0,))
+    default = run_benchmark(base)
+    twist = run_benchmark(BenchSettings(scenarios=("loop",), seconds=3.0, rates_hz=(5.0,),
+                                        overrides=(("imu_deskew", False),)))
+    assert twist["overrides"] == {"imu_deskew": False} and default["overrides"] == {}
+    ours = [r for r in (default["results"][0], twist["results"][0])]
+    assert all(r["method"] == "lkd" for r in ours)
+    # the deskew changed ours, not KISS-ICP (whose last digits vary from run to run)
+    assert abs(ours[0]["ape_rmse_m"] - ours[1]["ape_rmse_m"]) > 1e-4
+    assert default["results"][1]["ape_rmse_m"] == pytest.approx(twist["results"][1]["ape_rmse_m"], rel=1e-9)
