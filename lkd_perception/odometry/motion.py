@@ -59,6 +59,15 @@ class Preintegrated:
         start body frame): p = v dt + dp + g dt^2 / 2."""
         return make_pose(self.R, velocity * self.dt_s + self.dp + 0.5 * gravity * self.dt_s**2)
 
+    def start_velocity(self, displacement: np.ndarray, gravity: np.ndarray) -> np.ndarray:
+        """The start velocity that moves the body by ``displacement`` over the interval (the
+        position of :meth:`delta` solved for v; all in the start body frame)."""
+        return displacement / self.dt_s - self.dp / self.dt_s - 0.5 * gravity * self.dt_s
+
+    def end_velocity(self, velocity: np.ndarray, gravity: np.ndarray) -> np.ndarray:
+        """The velocity at the end for a start ``velocity`` (start body frame): v + dv + g dt."""
+        return velocity + self.dv + gravity * self.dt_s
+
 
 class ImuBuffer:
     """Recent IMU samples rotated into the body frame, for preintegration between two times.
@@ -243,14 +252,27 @@ class SweepMotion:
         return velocity * t + self.dp + 0.5 * gravity * t * t
 
 
+@dataclass(frozen=True)
+class ImuDeskew:
+    """What deskewing a scan with the IMU takes: the sweep's own motion and, for the velocity at
+    the stamp that a pose implies (:func:`end_state`), the preintegrated interval before the scan
+    with gravity in that interval's start body frame."""
+
+    sweep: SweepMotion
+    interval: Preintegrated
+    gravity_b0: np.ndarray
+
+    def select(self, idx: np.ndarray) -> "ImuDeskew":
+        """The same for the points ``idx`` (a registration sample)."""
+        return ImuDeskew(self.sweep.select(idx), self.interval, self.gravity_b0)
+
+
 def end_state(pre: Preintegrated, gravity_b0: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Velocity and gravity in the body frame at the end of the interval ``pre``, when the
     relative pose over it is ``delta`` and gravity in the start body frame is ``gravity_b0``:
     the start velocity follows from the position (``p = v0 dt + dp + g dt^2 / 2``), the end
     velocity is ``v0 + dv + g dt``."""
-    dt = pre.dt_s
-    v_start = delta[:3, 3] / dt - pre.dp / dt - 0.5 * gravity_b0 * dt
-    v_end = v_start + pre.dv + gravity_b0 * dt
+    v_end = pre.end_velocity(pre.start_velocity(delta[:3, 3], gravity_b0), gravity_b0)
     R = delta[:3, :3]
     return R.T @ v_end, R.T @ gravity_b0
 
@@ -336,9 +358,8 @@ class InertialState:
         """Take the registered relative pose ``delta`` of the interval (``pre`` None: no IMU).
         ``free_axis`` (odom, unit): registration could not see motion along it (a degenerate
         scan, its position there is the IMU's prediction), so the bias filter ignores ``e`` there."""
-        avg = delta[:3, 3] / dt_s
         if pre is None:
-            self.velocity = delta[:3, :3].T @ avg
+            self.velocity = delta[:3, :3].T @ (delta[:3, 3] / dt_s)
             self._v_end_odom = None
             return
         self._bias_observations += 1
@@ -347,7 +368,7 @@ class InertialState:
         if self.gravity is None:
             self.gravity = -R_odom_b0 @ pre.dv / pre.dt_s
         g_b0 = R_odom_b0.T @ self.gravity
-        v_start = avg - pre.dp / pre.dt_s - 0.5 * g_b0 * pre.dt_s
+        v_start = pre.start_velocity(delta[:3, 3], g_b0)
         if self._v_end_odom is not None:
             disagreement = R_odom_b0 @ v_start - self._v_end_odom
             if self.estimate_accel_bias:
@@ -359,8 +380,8 @@ class InertialState:
                 alpha = 1.0 / min(self._observations, self._window)
                 self.gravity = self.gravity + alpha * disagreement / pre.dt_s
             g_b0 = R_odom_b0.T @ self.gravity
-            v_start = avg - pre.dp / pre.dt_s - 0.5 * g_b0 * pre.dt_s
-        v_end = v_start + pre.dv + g_b0 * pre.dt_s
+            v_start = pre.start_velocity(delta[:3, 3], g_b0)
+        v_end = pre.end_velocity(v_start, g_b0)
         self._v_end_odom = R_odom_b0 @ v_end
         self._R_prev = R_odom_b0
         self.velocity = delta[:3, :3].T @ v_end

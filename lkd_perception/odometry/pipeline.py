@@ -28,7 +28,7 @@ from lkd_perception.odometry.bev import BevGrid, BevImage, bev_image
 from lkd_perception.odometry.config import OdometryConfig, extrinsic_matrix
 from lkd_perception.odometry.features import BevFeatures, FeatureExtractor, match_mutual, ransac_rigid_2d
 from lkd_perception.odometry.loop_closure import LoopClosure, polar_descriptor
-from lkd_perception.odometry.motion import ImuBuffer, InertialState, Preintegrated, Twist, deskew
+from lkd_perception.odometry.motion import ImuBuffer, ImuDeskew, InertialState, Preintegrated, Twist, deskew
 from lkd_perception.odometry.registration import (
     BevRows,
     LocalMap,
@@ -185,19 +185,18 @@ class LioPipeline:
         twist, pre = self._predict(stamp_ns, dt)
         predicted = self._pose @ twist.delta(dt)
         motion = self._scan_motion(stamp_ns, times, pre, dt)
-        deskewed_at = None if motion is None else motion.deskewer(points)
+        deskewed_at = (lambda pose: points) if motion is None else motion.deskewer(points)
         # 3. deskew with the predicted motion: the BEV image and its features
-        bev_points = _deskew(points, times, twist) if deskewed_at is None else deskewed_at(predicted)
+        bev_points = deskewed_at(predicted) if motion is not None and motion.imu is not None else _deskew(
+            points, times, twist)
         bev = bev_image(bev_points, self.grid, self.config.bev_count_cap)
         features = self.extractor.extract(bev)
         # 4. register a voxel sample of the scan (the first scan defines the odom frame)
         idx = self._sample(points)
         fit = _Fit.first_scan() if first else self._register(points, times, idx, predicted, features, pre, dt, motion)
         # 5. update the motion, deskew with it and update the map
-        deskewed = points if first or deskewed_at is None else deskewed_at(fit.pose)
+        deskewed = points if first else deskewed_at(fit.pose)
         self._update_motion(fit, dt, pre, first)
-        if not first and deskewed_at is None:
-            deskewed = _deskew(points, times, self._twist)
         map_points = self._update_map(deskewed, times, fit, first)
         self._pose, self._prev_features, self._last_stamp = fit.pose, features, stamp_ns
         # 6. keyframe and back end (loop closure, pose graph)
@@ -253,18 +252,21 @@ class LioPipeline:
     def _scan_motion(
         self, stamp_ns: int, times: np.ndarray | None, pre: Preintegrated | None, dt: float
     ) -> ScanMotion | None:
-        """The IMU's motion inside this sweep (see :class:`SweepMotion`), when ``imu_deskew`` is on,
-        the interval before the scan was integrated and samples cover the sweep; else None (the
-        constant twist deskews)."""
+        """The motion inside this sweep (None without per-point times): the IMU's (see
+        :class:`SweepMotion`) when ``imu_deskew`` is on, the interval before the scan was
+        integrated and samples cover the sweep; else the constant twist's."""
         c = self.config
-        if times is None or pre is None or not c.imu_deskew or not len(times):
+        if times is None:
             return None
+        if pre is None or not c.imu_deskew or not len(times):
+            return ScanMotion(times, self._pose, dt)
         end = stamp_ns + int(np.ceil(float(times.max()) * 1e9))
         if not self.imu.covers(stamp_ns, end, c.imu_max_gap_s):
-            return None
+            return ScanMotion(times, self._pose, dt)
         s = self.inertial
         sweep = self.imu.sweep(stamp_ns, times, s.gyro_bias, s.accel_bias)
-        return ScanMotion(times, self._pose, dt, sweep, pre, s.gravity_for(pre, self._pose[:3, :3]))
+        g_b0 = self._pose[:3, :3].T @ s.gravity_for(pre, self._pose[:3, :3])
+        return ScanMotion(times, self._pose, dt, ImuDeskew(sweep, pre, g_b0))
 
     def _sample(self, points: np.ndarray) -> np.ndarray:
         """Indices of the registration points: one per voxel, at most ``max_source_points``
@@ -291,10 +293,7 @@ class LioPipeline:
         to the previous scan and the in-scan motion, checked; the second scan refined against a
         re-deskewed first; a degenerate axis kept at the prediction."""
         source = points[idx]
-        if scan_motion is not None:
-            motion: ScanMotion | None = scan_motion.select(idx)
-        else:
-            motion = None if times is None else ScanMotion(times[idx], self._pose, dt)
+        motion = None if scan_motion is None else scan_motion.select(idx)
         bev_rows, bev_guess = self._bev_rows(features, predicted)
         pose, overlap, health, detail, trusted = self._register_scan(
             source, predicted, bev_rows, bev_guess, motion, pre is not None
@@ -348,7 +347,7 @@ class LioPipeline:
         map_points = voxel_downsample(points, c.map_voxel_size)
         self.last_scan_points = map_points  # deskewed, base frame at the stamp (for display)
         if fit.trusted:
-            self.local_map()  # one update at a time, in scan order
+            self.local_map()  # a failed update surfaces here, before the next one is queued
             self._map_job = self._map_worker.submit(
                 self.map.update, transform_points(fit.pose, map_points), fit.pose[:3, 3].copy()
             )

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, so3_exp, so3_log
-from lkd_perception.odometry.motion import Preintegrated, SweepMotion, Twist, deskew, end_state
+from lkd_perception.odometry.motion import ImuDeskew, Twist, deskew, end_state
 
 TRIM_FLOOR_M = 0.2  # residual (m) below which a row is never trimmed: see trim_threshold
 
@@ -116,11 +116,12 @@ class LocalMap:
             touched[nb_new.reshape(-1)] = True
             extra = touched & ~np.any(normals, axis=1) & ~new
             todo = new | extra
-            nb = np.zeros((len(self.points), k), dtype=np.int64)
-            nb[new] = nb_new.reshape(-1, k)
+            row = np.cumsum(todo) - 1  # a refitted point's row among the refitted ones
+            nb = np.empty((int(todo.sum()), k), dtype=np.int64)
+            nb[row[new]] = nb_new.reshape(-1, k)
             if np.any(extra):
-                nb[extra] = self.tree.query(self.points[extra], k=k, workers=1)[1].reshape(-1, k)
-            fit, planarity = estimate_normals(self.points[todo], self.tree, self.points, k, nb[todo])
+                nb[row[extra]] = self.tree.query(self.points[extra], k=k, workers=1)[1].reshape(-1, k)
+            fit, planarity = estimate_normals(self.points[todo], self.tree, self.points, k, nb)
             fit[planarity < 0.3] = 0.0
             normals[todo] = fit
         self.normals = normals
@@ -140,21 +141,18 @@ class BevRows:
 class ScanMotion:
     """Per-point times (s after the stamp) of the source and the previous scan's pose, so the
     motion within the sweep follows from the pose being estimated: a constant twist over
-    ``dt_s``, or, with ``sweep`` (the IMU's rotation and specific force inside the sweep), the
-    IMU's motion from the velocity at the stamp that the pose implies over the interval
-    ``interval`` (its preintegration, with ``gravity`` in the odom frame)."""
+    ``dt_s``, or, with ``imu``, the IMU's motion inside the sweep from the velocity at the stamp
+    that the pose implies over the interval before."""
 
     times: np.ndarray
     previous_pose: np.ndarray
     dt_s: float
-    sweep: SweepMotion | None = None
-    interval: Preintegrated | None = None
-    gravity: np.ndarray | None = None
+    imu: ImuDeskew | None = None
 
     def select(self, idx: np.ndarray) -> "ScanMotion":
         """The motion of the points ``idx`` (a registration sample)."""
-        sweep = None if self.sweep is None else self.sweep.select(idx)
-        return ScanMotion(self.times[idx], self.previous_pose, self.dt_s, sweep, self.interval, self.gravity)
+        imu = None if self.imu is None else self.imu.select(idx)
+        return ScanMotion(self.times[idx], self.previous_pose, self.dt_s, imu)
 
     def twist(self, pose: np.ndarray) -> Twist:
         return Twist.from_delta(pose_inverse(self.previous_pose) @ pose, self.dt_s)
@@ -162,15 +160,14 @@ class ScanMotion:
     def deskewer(self, points: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """``points`` (these times) deskewed for a pose: a function of the pose, with what does not
         depend on it (the IMU's rotation inside the sweep) done once."""
-        if self.sweep is None or self.interval is None or self.gravity is None:
+        imu = self.imu
+        if imu is None:
             return lambda pose: deskew(points, self.times, self.twist(pose))
-        rotated = self.sweep.rotate(points)
-        interval, sweep = self.interval, self.sweep
-        g_b0 = self.previous_pose[:3, :3].T @ self.gravity
+        rotated = imu.sweep.rotate(points)
 
         def at(pose: np.ndarray) -> np.ndarray:
-            velocity, gravity = end_state(interval, g_b0, pose_inverse(self.previous_pose) @ pose)
-            return rotated + sweep.translation(velocity, gravity)
+            velocity, gravity = end_state(imu.interval, imu.gravity_b0, pose_inverse(self.previous_pose) @ pose)
+            return rotated + imu.sweep.translation(velocity, gravity)
 
         return at
 

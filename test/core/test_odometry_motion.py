@@ -7,7 +7,7 @@ import pytest
 
 from lkd_perception.common.errors import InputError
 from lkd_perception.common.se3 import make_pose, pose_inverse, rotation_angle, yaw_pitch_roll_matrix
-from lkd_perception.odometry.motion import ImuBuffer, InertialState
+from lkd_perception.odometry.motion import ImuBuffer, ImuDeskew, InertialState
 
 G = np.array([0.0, 0.0, -9.81])
 
@@ -162,7 +162,8 @@ def test_imu_deskews_a_sweep_whose_turn_rate_changes():
     ns = lambda t: int(round(t * 1e9))  # noqa: E731
     pre = buf.preintegrate(ns(t_prev), ns(t_scan))
     sweep = buf.sweep(ns(t_scan), times)
-    with_imu = ScanMotion(times, T_prev, t_scan - t_prev, sweep, pre, G).deskewed(measured, T_scan)
+    imu = ImuDeskew(sweep, pre, T_prev[:3, :3].T @ G)
+    with_imu = ScanMotion(times, T_prev, t_scan - t_prev, imu).deskewed(measured, T_scan)
     with_twist = ScanMotion(times, T_prev, t_scan - t_prev).deskewed(measured, T_scan)
     err_imu = np.linalg.norm(with_imu - truth, axis=1)
     err_twist = np.linalg.norm(with_twist - truth, axis=1)
@@ -171,7 +172,7 @@ def test_imu_deskews_a_sweep_whose_turn_rate_changes():
     # a selection keeps each point's own motion
     idx = np.arange(0, len(world), 7)
     np.testing.assert_allclose(
-        ScanMotion(times, T_prev, t_scan - t_prev, sweep, pre, G).select(idx).deskewed(measured[idx], T_scan),
+        ScanMotion(times, T_prev, t_scan - t_prev, imu).select(idx).deskewed(measured[idx], T_scan),
         with_imu[idx],
     )
 
