@@ -21,10 +21,11 @@ slow scan does not drop gyro samples) and publishes
   of every accepted loop, in the map frame.
 
 The algorithm is :class:`lkd_perception.odometry.pipeline.LioPipeline`; this node converts
-messages and reports. The LiDAR mounting comes from ``/tf_static`` (base_frame -> the cloud's
-frame through any chain of frames) when that arrives before the first scan, else from the
-``base_T_lidar`` parameter, with a warning. Bad scans (empty, all-NaN, out of order) are
-warnings on /diagnostics and the node keeps going; so are degenerate scans.
+messages and reports. The LiDAR and IMU mountings come from ``/tf_static`` (base_frame -> the
+cloud's / the IMU messages' frame through any chain of frames) when that arrives before the first
+scan, else from the ``base_T_lidar`` / ``base_T_imu`` parameters, with a warning. Bad scans
+(empty, all-NaN, out of order) are warnings on /diagnostics and the node keeps going; so are
+degenerate scans.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class LidarOdometryNode(LkdNode):
         )
         self.create_subscription(PointCloud2, topics.LIDAR.name, self.guarded("scan", self._on_scan), self.sensor_qos())
         self._static = TransformTree()  # every /tf_static edge, for chains base -> ... -> lidar
+        self._imu_frame: str | None = None  # the first IMU message's frame_id
         self.outputs = OdometryOutputs(self.cfg)
         self.create_subscription(
             TFMessage, topics.TF_STATIC.name, self.guarded("tf_static", self._on_tf_static),
@@ -102,6 +104,8 @@ class LidarOdometryNode(LkdNode):
         )
 
     def _on_imu(self, msg: Imu) -> None:
+        if self._imu_frame is None:
+            self._imu_frame = msg.header.frame_id
         w, a = msg.angular_velocity, msg.linear_acceleration
         self.pipeline.add_imu(stamp_to_ns(msg.header.stamp), np.array([w.x, w.y, w.z]), np.array([a.x, a.y, a.z]))
 
@@ -129,16 +133,23 @@ class LidarOdometryNode(LkdNode):
         return {"imu_gyro_bias_rad_s": _vector(inertial.gyro_bias), "imu_accel_bias_m_s2": _vector(inertial.accel_bias)}
 
     def _take_extrinsic(self, lidar_frame: str) -> None:
-        T = self._static.lookup(self.cfg.base_frame, lidar_frame)
-        if T is not None:
-            self.pipeline.set_lidar_extrinsic(T)
-            self.get_logger().info(f"LiDAR extrinsic {self.cfg.base_frame} <- {lidar_frame} from /tf_static")
-        else:
-            self.get_logger().warning(
-                f"/tf_static does not connect {self.cfg.base_frame!r} and the clouds' frame {lidar_frame!r} "
-                f"({len(self._static)} static transforms so far): LiDAR extrinsic from base_T_lidar "
-                f"{self.cfg.base_T_lidar}"
-            )
+        """The mountings, at the first scan: from /tf_static where it connects base_frame to the
+        sensors' frames, else the parameters (warned: a wrong mounting is a silent error)."""
+        sensors = [("LiDAR", "the clouds'", lidar_frame, "base_T_lidar", self.pipeline.set_lidar_extrinsic)]
+        if self._imu_frame is not None:  # no IMU yet: nothing to mount (LiDAR-only, or it comes later)
+            sensors.append(("IMU", "the IMU messages'", self._imu_frame, "base_T_imu",
+                            self.pipeline.set_imu_extrinsic))
+        for sensor, whose, frame, param, set_extrinsic in sensors:
+            T = self._static.lookup(self.cfg.base_frame, frame)
+            if T is not None:
+                set_extrinsic(T)
+                self.get_logger().info(f"{sensor} extrinsic {self.cfg.base_frame} <- {frame} from /tf_static")
+            else:
+                self.get_logger().warning(
+                    f"/tf_static does not connect {self.cfg.base_frame!r} and {whose} frame {frame!r} "
+                    f"({len(self._static)} static transforms so far): {sensor} extrinsic from {param} "
+                    f"{getattr(self.cfg, param)}"
+                )
 
     def _publish_map_pose(self) -> None:
         stamp_ns, T, cov = self.pipeline.keyframe_map_pose()

@@ -69,6 +69,11 @@ class Preintegrated:
         return velocity + self.dv + gravity * self.dt_s
 
 
+def _lever_arm(lever_arm: np.ndarray | None) -> np.ndarray | None:
+    """The accelerometer's offset from base_link (m), None when there is none to compensate."""
+    return None if lever_arm is None or not np.any(lever_arm) else np.asarray(lever_arm, float).reshape(3)
+
+
 class ImuBuffer:
     """Recent IMU samples rotated into the body frame, for preintegration between two times.
 
@@ -89,7 +94,7 @@ class ImuBuffer:
         # method holds the lock, so a reader never sees stamps and samples of different lengths
         self._lock = threading.Lock()
         self._R = R_base_imu
-        self._lever = None if lever_arm is None or not np.any(lever_arm) else np.asarray(lever_arm, float).reshape(3)
+        self._lever = _lever_arm(lever_arm)
         self._horizon_ns = int(horizon_s * 1e9)
         self._stamps: list[int] = []
         self._gyro: list[np.ndarray] = []
@@ -97,6 +102,22 @@ class ImuBuffer:
 
     def __len__(self) -> int:
         return len(self._stamps)
+
+    @property
+    def R_base_imu(self) -> np.ndarray:
+        """The rotation samples are taken into the body frame with (a copy)."""
+        return self._R.copy()
+
+    def set_extrinsic(self, R_base_imu: np.ndarray, lever_arm: np.ndarray | None = None) -> None:
+        """Replace the mounting; the samples held so far are turned into the new body frame, so
+        samples that arrived before the mounting was known (a late ``/tf_static``) are not lost."""
+        R = np.asarray(R_base_imu, dtype=float)
+        with self._lock:
+            turn = R @ self._R.T
+            self._gyro = [turn @ g for g in self._gyro]
+            self._accel = [turn @ a for a in self._accel]
+            self._R = R.copy()
+            self._lever = _lever_arm(lever_arm)
 
     def add(self, stamp_ns: int, gyro: np.ndarray, accel: np.ndarray) -> None:
         """Store one sample; out-of-order or non-finite samples are an :class:`InputError`."""

@@ -162,12 +162,24 @@ class LioPipeline:
     def set_lidar_extrinsic(self, T_base_lidar: np.ndarray) -> None:
         """Replace base_link<-lidar (e.g. from /tf_static); only before the first scan, because
         the map and poses already built would silently disagree with a new mounting."""
+        self.T_base_lidar = self._new_extrinsic("LiDAR", T_base_lidar)
+
+    def set_imu_extrinsic(self, T_base_imu: np.ndarray) -> None:
+        """Replace base_link<-imu (e.g. from /tf_static); only before the first scan. Samples
+        already buffered are turned into the new body frame."""
+        T = self._new_extrinsic("IMU", T_base_imu)
+        self.imu.set_extrinsic(T[:3, :3], T[:3, 3] if self.config.accel_bias else None)
+
+    def _new_extrinsic(self, sensor: str, T_base_sensor: np.ndarray) -> np.ndarray:
+        """A validated copy of a mounting that may still change (no scan accepted yet)."""
         if self._last_stamp is not None:
-            raise InputError("the LiDAR extrinsic can only change before the first scan")
-        T = np.asarray(T_base_lidar, dtype=float)
+            raise InputError(f"the {sensor} extrinsic can only change before the first scan")
+        T = np.asarray(T_base_sensor, dtype=float)
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise InputError(f"extrinsic must be a finite 4x4 matrix, got shape {T.shape}")
-        self.T_base_lidar = T.copy()
+        if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6):
+            raise InputError(f"the {sensor} extrinsic's rotation is not orthonormal")
+        return T.copy()
 
     def add_imu(self, stamp_ns: int, gyro: np.ndarray, accel: np.ndarray) -> None:
         """One IMU sample in the IMU frame (rad/s, m/s^2); bad samples raise :class:`InputError`."""

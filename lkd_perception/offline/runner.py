@@ -244,6 +244,7 @@ def run_bag(
         if t and t in have
     ]
     static = TransformTree()  # every /tf_static edge
+    imu_frame: str | None = None  # the IMU messages' frame_id, for its mounting from /tf_static
     degraded: list[tuple[float, str]] = []
     make = M.bag_message
     out.mkdir(parents=True, exist_ok=True)
@@ -286,6 +287,7 @@ def run_bag(
                         stats["line_node"].outputs += 1
             elif topic == imu_topic:
                 w, a = msg.angular_velocity, msg.linear_acceleration
+                imu_frame = imu_frame or msg.header.frame_id
                 try:
                     pipeline.add_imu(stamp_ns(msg), np.array([w.x, w.y, w.z]), np.array([a.x, a.y, a.z]))
                 except LkdError as exc:
@@ -305,8 +307,11 @@ def run_bag(
                 hdr_ns, st, fid = stamp_ns(msg), msg.header.stamp, msg.header.frame_id
 
                 def scan() -> tuple[Any, list[tuple[str, Any]]]:
-                    if not pipeline.started and (T := static.lookup(odo_cfg.base_frame, fid)) is not None:
-                        pipeline.set_lidar_extrinsic(T)  # as the node: /tf_static, through any chain of frames
+                    if not pipeline.started:  # as the node: the mountings from /tf_static, through any chain
+                        if (T := static.lookup(odo_cfg.base_frame, fid)) is not None:
+                            pipeline.set_lidar_extrinsic(T)
+                        if imu_frame and (T := static.lookup(odo_cfg.base_frame, imu_frame)) is not None:
+                            pipeline.set_imu_extrinsic(T)
                     result = pipeline.add_scan(hdr_ns, _cloud(msg))
                     return result, odo_out.messages(make, pipeline, result, st)
 

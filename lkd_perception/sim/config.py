@@ -18,7 +18,8 @@ class SimConfig:
     """Everything that shapes a simulated drive (the world itself comes from scenario + seed)."""
 
     scenario: str = param("loop", "street layout and tour", choices=SCENARIOS)
-    seconds: float = param(60.0, "length of the drive, s", lo=0.1, hi=3600.0)
+    seconds: float = param(60.0, "length of the drive, s (up to a day, for long LiDAR-only benchmark drives)",
+                           lo=0.1, hi=86400.0)
     seed: int = param(0, "seed of the world, the sensor noise and the moving objects", lo=0)
     density: float = param(1.0, "scale of street furniture and traffic counts", lo=0.0, hi=4.0)
     moving_cars: int = param(0, "cars driving on the ego vehicle's own roads, half in its lane ahead/behind, "

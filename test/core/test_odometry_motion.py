@@ -187,3 +187,21 @@ def test_batched_rotation_vectors_match_the_single_ones():
     batch = so3_exp_batch(w)
     for wi, Ri in zip(w, batch):
         np.testing.assert_allclose(Ri, so3_exp(wi), atol=1e-12)
+
+
+def test_a_late_mounting_turns_the_samples_already_buffered():
+    """/tf_static may arrive after the first IMU messages: those samples are turned into the
+    body frame of the new mounting, so the interval they cover integrates as if it had been known."""
+    R = yaw_pitch_roll_matrix(np.pi / 2, 0.0, np.pi)  # upside down, turned 90 deg
+    gyro_b, accel_b = np.array([0.0, 0.0, 0.3]), np.array([0.5, 0.0, 9.81])
+    late, known = ImuBuffer(np.eye(3)), ImuBuffer(R)
+    for i in range(21):
+        for buf in (late, known):
+            buf.add(i * 5_000_000, R.T @ gyro_b, R.T @ accel_b)
+        if i == 10:
+            late.set_extrinsic(R)
+    a, b = late.preintegrate(0, 100_000_000), known.preintegrate(0, 100_000_000)
+    np.testing.assert_allclose(late.R_base_imu, R)
+    np.testing.assert_allclose(a.R, b.R, atol=1e-12)
+    np.testing.assert_allclose(a.dv, b.dv, atol=1e-12)
+    np.testing.assert_allclose(b.dv, accel_b * 0.1, atol=0.01)  # the upward force, not a downward one

@@ -62,6 +62,8 @@ def test_bad_scans_are_reported_and_skipped(short_seq):
         p.add_imu(0, np.array([np.nan, 0, 0]), np.zeros(3))
     with pytest.raises(InputError, match="before the first scan"):
         p.set_lidar_extrinsic(np.eye(4))
+    with pytest.raises(InputError, match="before the first scan"):
+        p.set_imu_extrinsic(np.eye(4))
     # the state is untouched: the next good scans give exactly what a clean run gives
     r1 = p.add_scan(*scans[1])
     r2 = p.add_scan(*scans[2])
@@ -101,3 +103,15 @@ def test_loop_is_closed_on_a_revisit(in_memory, graph_window):
         err = pose_inverse(pose_inverse(T_from) @ T_to) @ lc.T_from_to
         assert np.linalg.norm(err[:3, 3]) < 0.15
         assert np.degrees(rotation_angle(err[:3, :3])) < 1.0
+
+
+def test_a_malformed_mounting_is_refused_and_the_old_one_kept():
+    p = LioPipeline(OdometryConfig())
+    with pytest.raises(InputError, match="4x4"):
+        p.set_lidar_extrinsic(np.eye(3))
+    with pytest.raises(InputError, match="orthonormal"):
+        p.set_imu_extrinsic(np.diag([2.0, 1.0, 1.0, 1.0]))
+    with pytest.raises(InputError, match="finite"):
+        p.set_imu_extrinsic(np.full((4, 4), np.nan))
+    np.testing.assert_allclose(p.imu.R_base_imu, np.eye(3))
+    np.testing.assert_allclose(p.T_base_lidar, np.eye(4))

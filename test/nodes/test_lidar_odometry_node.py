@@ -1,5 +1,5 @@
 """lidar_odometry_node over real DDS: frames and stamps of Odometry, Path and TF; bad scans survive;
-the LiDAR mounting from /tf_static."""
+the LiDAR and IMU mountings from /tf_static."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from nav_msgs.msg import Path as PathMsg
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import PointCloud2
+from sensor_msgs.msg import Imu, PointCloud2
+from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from lkd_perception.common.se3 import make_pose, pose_inverse, transform_points, yaw_pitch_roll_matrix
@@ -139,3 +140,57 @@ def test_lidar_mounting_is_taken_from_tf_static(ros_ctx, spin_until):
         probe.destroy_node()
     p = odoms[-1].pose.pose.position
     assert abs(p.x - seq.gt_poses[len(seq.scans) - 1][0, 3]) < 0.2 and abs(p.y) < 0.2
+
+
+def test_imu_mounting_is_taken_from_tf_static(ros_ctx, spin_until):
+    """An IMU mounted upside down and turned by 90 deg, its messages in its own frame: the mounting
+    comes from /tf_static (the parameter says identity), so gravity is estimated pointing down
+    and the gyro's yaw rate is read as yaw (no bias taken up), and the vehicle follows its circle."""
+    seq = scene.make_sequence(seconds=0.8, seed=0)
+    R_base_imu = yaw_pitch_roll_matrix(np.pi / 2, 0.0, np.pi)
+    T_base_imu = make_pose(R_base_imu, [0.3, -0.1, 0.4])
+    node = LidarOdometryNode(context=ros_ctx)
+    probe = Node("probe_imu_tf", context=ros_ctx)
+    odoms = []
+    probe.create_subscription(Odometry, "lkd/odometry", odoms.append, qos.output_qos(10))
+    pub = probe.create_publisher(PointCloud2, "lidar/points", qos.output_qos(10))
+    pub_imu = probe.create_publisher(Imu, "imu/data", qos.output_qos(100))
+    pub_static = probe.create_publisher(TFMessage, "/tf_static", qos.latched_qos(10))
+    ex = SingleThreadedExecutor(context=ros_ctx)
+    ex.add_node(node)
+    ex.add_node(probe)
+    k = 0
+    try:
+        pub_static.publish(messages.tf_message(ros_message, [
+            messages.transform_stamped(ros_message, ns_to_stamp(0), "base_link", "imu_flipped", T_base_imu)
+        ]))
+        assert spin_until(ex, lambda: "imu_flipped" in node._static, 10.0)
+        assert spin_until(ex, lambda: pub.get_subscription_count() > 0 and pub_imu.get_subscription_count() > 0, 10.0)
+        for stamp, cloud in seq.scans:
+            sent = 0
+            while k < len(seq.imu) and seq.imu[k][0] <= stamp + 110_000_000:
+                t, gyro, accel = seq.imu[k]
+                m = Imu(header=Header(stamp=ns_to_stamp(t), frame_id="imu_flipped"))
+                w = R_base_imu.T @ gyro
+                m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z = (float(v) for v in w)
+                m.linear_acceleration.x, m.linear_acceleration.y, m.linear_acceleration.z = (
+                    float(v) for v in R_base_imu.T @ accel
+                )
+                pub_imu.publish(m)
+                k, sent = k + 1, sent + 1
+            held = len(node.pipeline.imu)
+            assert spin_until(ex, lambda: len(node.pipeline.imu) >= min(held + sent, 1000), 10.0)
+            n = len(odoms)
+            pub.publish(cloud_to_pointcloud2(cloud, ns_to_stamp(stamp), "lidar"))
+            assert spin_until(ex, lambda: len(odoms) > n, 10.0)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+    np.testing.assert_allclose(node.pipeline.imu.R_base_imu, R_base_imu, atol=1e-9)
+    inertial = node.pipeline.inertial
+    assert inertial.gravity is not None and inertial.gravity[2] < -9.5, inertial.gravity
+    assert np.linalg.norm(inertial.gyro_bias) < 0.01, inertial.gyro_bias
+    p = odoms[-1].pose.pose.position
+    gt = seq.gt_poses[len(seq.scans) - 1][:3, 3]
+    assert abs(p.x - gt[0]) < 0.2 and abs(p.y - gt[1]) < 0.2, (p.x, p.y, gt)
