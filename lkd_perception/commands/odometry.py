@@ -226,7 +226,8 @@ def _memory_run(args: argparse.Namespace) -> int:
 
     def on_segment(window: int, seg: dict[str, Any]) -> None:
         partial[window].append(seg)
-        print(f"window {window:4d}  {seg['sim_s']:7.0f} s  RSS {seg['rss_mb']:7.1f} MB  {seg['keyframes']:5d} kf  "
+        print(f"window {window:4d}  {seg['sim_s']:7.0f} s  RSS {seg['rss_mb']:7.1f} MB "
+              f"(trimmed {seg['rss_trimmed_mb']:7.1f})  {seg['keyframes']:5d} kf  "
               f"{seg['graph_factors']:5d} factors  {seg['scans_per_cpu_s']:5.1f} scans/cpu-s", file=sys.stderr)
         if args.out:
             emit_json({"settings": asdict(settings), "partial": True,

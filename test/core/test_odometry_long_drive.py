@@ -71,10 +71,13 @@ def test_bench_odometry_memory_samples_every_segment_of_each_window(tmp_path, ca
         assert [s["sim_s"] for s in segs] == [3.0, 6.0]
         assert sum(s["scans"] for s in segs) == run["summary"]["scans"] == 60
         assert all(s["rss_mb"] > 0 and s["scans_per_cpu_s"] > 0 and math.isfinite(s["scans_per_cpu_s"]) for s in segs)
+        # trimming gives back free heap only: never more than the process held, never nothing
+        assert all(0 < s["rss_trimmed_mb"] <= s["rss_mb"] + 1.0 for s in segs)
         assert 0 < segs[0]["keyframes"] < segs[1]["keyframes"]
         summary = run["summary"]
         assert "error" not in summary and summary["skipped_scans"] == 0
         assert math.isfinite(summary["rss_growth_after_warmup_pct"])
+        assert math.isfinite(summary["rss_trimmed_growth_after_warmup_pct"])
         assert summary["ape_rmse_m"] < 0.2  # measured 0.013 m on this 6 s drive
     unbounded, bounded = (r["segments"][-1] for r in result["runs"])
     assert unbounded["keyframes"] == bounded["keyframes"]  # the same drive
