@@ -123,6 +123,14 @@ class OdometryConfig:
         "Deskew with the IMU's rotation and acceleration inside the sweep (when samples cover it) instead of the "
         "constant twist of the interval before the scan.",
     )
+    velocity_fusion_sigma: float = param(
+        0.01,
+        "Position noise (m) of a registered scan, for weighing the velocity the registration implies against the "
+        "IMU-propagated one (a Kalman filter; keeps registration noise out of the velocity the IMU carries through "
+        "weakly constrained stretches). 0: the registered velocity alone.",
+        lo=0.0,
+        hi=1.0,
+    )
     use_imu: bool = param(
         True, "Use IMU preintegration (gyro + accelerometer) as the motion prior when samples cover the interval."
     )

@@ -343,8 +343,17 @@ class InertialState:
     #: how well |g| is known (m/s^2): local gravity 9.78..9.83 and the accelerometer's scale error
     NORM_SIGMA = 0.02
 
-    def __init__(self, gravity_window: int = 200, accel_bias: bool = False, gravity_norm: float = 9.80665) -> None:
+    #: white acceleration error of the IMU propagation (m/s^2): accelerometer noise, the bias the
+    #: estimate has not caught, the lever arm; how fast the fused velocity forgets (at 10 Hz it
+    #: weighs the registered velocity by about 0.15). Chosen on four simulated corridors: 0.05
+    #: forgot too slowly (one drive 1.1 % drift), 0.5 kept more noise at 20 Hz
+    PROPAGATION_SIGMA = 0.2
+
+    def __init__(self, gravity_window: int = 200, accel_bias: bool = False, gravity_norm: float = 9.80665,
+                 registration_sigma: float = 0.0) -> None:
         self.velocity = np.zeros(3)
+        self.registration_sigma = registration_sigma
+        self._Pv: np.ndarray | None = None  # covariance of the fused velocity (odom), None: not fused yet
         self.gravity: np.ndarray | None = None
         self.gyro_bias = np.zeros(3)  # body frame, rad/s
         self.accel_bias = np.zeros(3)  # body frame, m/s^2 (stays 0 when not estimated)
@@ -375,13 +384,17 @@ class InertialState:
         delta: np.ndarray,
         dt_s: float,
         free_axis: np.ndarray | None = None,
+        position_cov: np.ndarray | None = None,
     ) -> None:
         """Take the registered relative pose ``delta`` of the interval (``pre`` None: no IMU).
         ``free_axis`` (odom, unit): registration could not see motion along it (a degenerate
-        scan, its position there is the IMU's prediction), so the bias filter ignores ``e`` there."""
+        scan, its position there is the IMU's prediction), so the bias filter ignores ``e`` there.
+        ``position_cov`` (3x3, odom): the registration's own covariance of the scan's position,
+        which weighs the registered velocity against the IMU-propagated one (see :meth:`_fuse`)."""
         if pre is None:
             self.velocity = delta[:3, :3].T @ (delta[:3, 3] / dt_s)
             self._v_end_odom = None
+            self._Pv = None
             return
         self._bias_observations += 1
         beta = 1.0 / min(self._bias_observations, self._window)
@@ -402,10 +415,38 @@ class InertialState:
                 self.gravity = self.gravity + alpha * disagreement / pre.dt_s
             g_b0 = R_odom_b0.T @ self.gravity
             v_start = pre.start_velocity(delta[:3, 3], g_b0)
-        v_end = pre.end_velocity(v_start, g_b0)
-        self._v_end_odom = R_odom_b0 @ v_end
+        v_end_odom = R_odom_b0 @ pre.end_velocity(v_start, g_b0)
+        if self.registration_sigma > 0 and self._v_end_odom is not None:
+            propagated = R_odom_b0 @ pre.end_velocity(R_odom_b0.T @ self._v_end_odom, g_b0)
+            v_end_odom = self._fuse(propagated, v_end_odom, position_cov, pre.dt_s)
+        else:
+            self._Pv = None
+        self._v_end_odom = v_end_odom
         self._R_prev = R_odom_b0
-        self.velocity = delta[:3, :3].T @ v_end
+        self.velocity = delta[:3, :3].T @ (R_odom_b0.T @ v_end_odom)
+
+    def _fuse(self, propagated: np.ndarray, registered: np.ndarray, position_cov: np.ndarray | None,
+              dt_s: float) -> np.ndarray:
+        """The end velocity (odom) from the last one carried over the interval by the IMU and the
+        one the registered poses imply, weighed by a Kalman filter.
+
+        Why: the registered velocity is a difference of two positions over one interval, so a
+        centimetre of registration noise is 0.14 m/s at 10 Hz and 0.28 m/s at 20 Hz. Along an axis
+        the scene barely constrains (a corridor), that noise taken as the velocity is carried by
+        the IMU through the stretch and creeps the position; the IMU measures velocity *changes*
+        to millimetres per second over an interval. The registered velocity's covariance is twice
+        the position's (``registration_sigma`` squared added per axis, the registration's own being
+        optimistic) over dt^2; large along a weak axis, where the IMU's velocity is kept.
+        """
+        if self._Pv is None:
+            self._Pv = np.eye(3) * (2.0 * self.registration_sigma**2 / dt_s**2)
+        P = self._Pv + np.eye(3) * (self.PROPAGATION_SIGMA * dt_s) ** 2
+        cov = np.zeros((3, 3)) if position_cov is None else np.asarray(position_cov, dtype=float)
+        R = 2.0 * (cov + np.eye(3) * self.registration_sigma**2) / dt_s**2
+        K = np.linalg.solve((P + R).T, P.T).T  # P (P + R)^-1
+        self._Pv = (np.eye(3) - K) @ P
+        self._Pv = 0.5 * (self._Pv + self._Pv.T)
+        return propagated + K @ (registered - propagated)
 
     def _observe(self, e: np.ndarray, R_mid: np.ndarray, free_axis: np.ndarray | None) -> np.ndarray:
         """Kalman update of (gravity, accel bias) with e = dg - R_mid db (no information along

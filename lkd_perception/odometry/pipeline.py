@@ -141,7 +141,8 @@ class LioPipeline:
         self._first_scan: tuple[np.ndarray, np.ndarray] | None = None  # points, times: re-deskewed at the second
         self._pose = np.eye(4)
         self._twist = Twist.zero()
-        self.inertial = InertialState(accel_bias=c.accel_bias, gravity_norm=c.gravity)
+        self.inertial = InertialState(accel_bias=c.accel_bias, gravity_norm=c.gravity,
+                                      registration_sigma=c.velocity_fusion_sigma)
         self._prev_features: BevFeatures | None = None
         self._fit_history: deque[tuple[float, float]] = deque(maxlen=50)  # (overlap, rmse) of good fits
         self._poor_streak = 0
@@ -346,7 +347,7 @@ class LioPipeline:
         delta = pose_inverse(self._pose) @ fit.pose
         self._twist = Twist.from_delta(delta, dt)
         free = fit.uncertainty.weakest_axis if fit.uncertainty.degenerate else None
-        self.inertial.update(pre, self._pose[:3, :3], delta, dt, free)
+        self.inertial.update(pre, self._pose[:3, :3], delta, dt, free, fit.uncertainty.pose_covariance[:3, :3])
 
     def _update_map(self, points: np.ndarray, times: np.ndarray | None, fit: _Fit, first: bool) -> np.ndarray:
         """Add the deskewed scan to the map if trusted (a misregistered scan in the map would be
